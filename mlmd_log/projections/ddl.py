@@ -1,0 +1,155 @@
+"""The MLMD schema (version 10) per SQL dialect, plus mlmd-log's own bookkeeping tables.
+
+MLMD's tables keep exactly the names, columns and types of the official schema so the
+official library can open a projection. Our tables carry the ``mlmdlog_`` prefix and
+never alter MLMD's.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = 10
+
+# Type ids 1..9 are the simple (system) types every MLMD store creates on init.
+SIMPLE_TYPES: tuple[tuple[str, int], ...] = (
+    ("mlmd.Dataset", 1), ("mlmd.Model", 1), ("mlmd.Metrics", 1), ("mlmd.Statistics", 1),
+    ("mlmd.Train", 0), ("mlmd.Transform", 0), ("mlmd.Process", 0), ("mlmd.Evaluate", 0),
+    ("mlmd.Deploy", 0),
+)
+
+_PROPERTY_COLUMNS = """
+    `name` VARCHAR(255) NOT NULL,
+    `is_custom_property` TINYINT(1) NOT NULL,
+    `int_value` INT,
+    `double_value` DOUBLE,
+    `string_value` {text},
+    `byte_value` {blob},
+    `proto_value` {blob},
+    `bool_value` BOOLEAN"""
+
+
+def _property_table(table: str, owner: str, text: str, blob: str) -> str:
+    cols = _PROPERTY_COLUMNS.format(text=text, blob=blob)
+    return (f"CREATE TABLE IF NOT EXISTS `{table}` (\n    `{owner}` INT NOT NULL,{cols},\n"
+            f"    PRIMARY KEY (`{owner}`, `name`, `is_custom_property`))")
+
+
+def _property_indexes(table: str, prefix: str) -> list[str]:
+    return [
+        f"CREATE INDEX IF NOT EXISTS `idx_{prefix}_property_{kind}` ON `{table}`"
+        f"(`name`, `is_custom_property`, `{kind}_value`) WHERE `{kind}_value` IS NOT NULL"
+        for kind in ("int", "double", "string")
+    ]
+
+
+SQLITE_MLMD: list[str] = [
+    """CREATE TABLE IF NOT EXISTS `Type` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `name` VARCHAR(255) NOT NULL,
+    `version` VARCHAR(255),
+    `type_kind` TINYINT(1) NOT NULL,
+    `description` TEXT,
+    `input_type` TEXT,
+    `output_type` TEXT,
+    `external_id` VARCHAR(255) UNIQUE)""",
+    """CREATE TABLE IF NOT EXISTS `TypeProperty` (
+    `type_id` INT NOT NULL,
+    `name` VARCHAR(255) NOT NULL,
+    `data_type` INT NULL,
+    PRIMARY KEY (`type_id`, `name`))""",
+    """CREATE TABLE IF NOT EXISTS `ParentType` (
+    `type_id` INT NOT NULL,
+    `parent_type_id` INT NOT NULL,
+    PRIMARY KEY (`type_id`, `parent_type_id`))""",
+    """CREATE TABLE IF NOT EXISTS `Artifact` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `type_id` INT NOT NULL,
+    `uri` TEXT,
+    `state` INT,
+    `name` VARCHAR(255),
+    `external_id` VARCHAR(255) UNIQUE,
+    `create_time_since_epoch` INT NOT NULL DEFAULT 0,
+    `last_update_time_since_epoch` INT NOT NULL DEFAULT 0,
+    UNIQUE(`type_id`, `name`))""",
+    _property_table("ArtifactProperty", "artifact_id", "TEXT", "BLOB"),
+    """CREATE TABLE IF NOT EXISTS `Execution` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `type_id` INT NOT NULL,
+    `last_known_state` INT,
+    `name` VARCHAR(255),
+    `external_id` VARCHAR(255) UNIQUE,
+    `create_time_since_epoch` INT NOT NULL DEFAULT 0,
+    `last_update_time_since_epoch` INT NOT NULL DEFAULT 0,
+    UNIQUE(`type_id`, `name`))""",
+    _property_table("ExecutionProperty", "execution_id", "TEXT", "BLOB"),
+    """CREATE TABLE IF NOT EXISTS `Event` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `artifact_id` INT NOT NULL,
+    `execution_id` INT NOT NULL,
+    `type` INT NOT NULL,
+    `milliseconds_since_epoch` INT,
+    UNIQUE(`artifact_id`, `execution_id`, `type`))""",
+    """CREATE TABLE IF NOT EXISTS `EventPath` (
+    `event_id` INT NOT NULL,
+    `is_index_step` TINYINT(1) NOT NULL,
+    `step_index` INT,
+    `step_key` TEXT)""",
+    """CREATE TABLE IF NOT EXISTS `MLMDEnv` (
+    `schema_version` INTEGER PRIMARY KEY)""",
+    """CREATE TABLE IF NOT EXISTS `Context` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `type_id` INT NOT NULL,
+    `name` VARCHAR(255) NOT NULL,
+    `external_id` VARCHAR(255) UNIQUE,
+    `create_time_since_epoch` INT NOT NULL DEFAULT 0,
+    `last_update_time_since_epoch` INT NOT NULL DEFAULT 0,
+    UNIQUE(`type_id`, `name`))""",
+    _property_table("ContextProperty", "context_id", "TEXT", "BLOB"),
+    """CREATE TABLE IF NOT EXISTS `ParentContext` (
+    `context_id` INT NOT NULL,
+    `parent_context_id` INT NOT NULL,
+    PRIMARY KEY (`context_id`, `parent_context_id`))""",
+    """CREATE TABLE IF NOT EXISTS `Association` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `context_id` INT NOT NULL,
+    `execution_id` INT NOT NULL,
+    UNIQUE(`context_id`, `execution_id`))""",
+    """CREATE TABLE IF NOT EXISTS `Attribution` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `context_id` INT NOT NULL,
+    `artifact_id` INT NOT NULL,
+    UNIQUE(`context_id`, `artifact_id`))""",
+    "CREATE INDEX IF NOT EXISTS `idx_artifact_uri` ON `Artifact`(`uri`)",
+    "CREATE INDEX IF NOT EXISTS `idx_artifact_create_time_since_epoch` ON `Artifact`(`create_time_since_epoch`)",
+    "CREATE INDEX IF NOT EXISTS `idx_artifact_last_update_time_since_epoch` ON `Artifact`(`last_update_time_since_epoch`)",
+    "CREATE INDEX IF NOT EXISTS `idx_event_execution_id` ON `Event`(`execution_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_parentcontext_parent_context_id` ON `ParentContext`(`parent_context_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_type_name` ON `Type`(`name`)",
+    "CREATE INDEX IF NOT EXISTS `idx_execution_create_time_since_epoch` ON `Execution`(`create_time_since_epoch`)",
+    "CREATE INDEX IF NOT EXISTS `idx_execution_last_update_time_since_epoch` ON `Execution`(`last_update_time_since_epoch`)",
+    "CREATE INDEX IF NOT EXISTS `idx_context_create_time_since_epoch` ON `Context`(`create_time_since_epoch`)",
+    "CREATE INDEX IF NOT EXISTS `idx_context_last_update_time_since_epoch` ON `Context`(`last_update_time_since_epoch`)",
+    "CREATE INDEX IF NOT EXISTS `idx_eventpath_event_id` ON `EventPath`(`event_id`)",
+    *_property_indexes("ArtifactProperty", "artifact"),
+    *_property_indexes("ExecutionProperty", "execution"),
+    *_property_indexes("ContextProperty", "context"),
+    "CREATE INDEX IF NOT EXISTS `idx_type_external_id` ON `Type`(`external_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_artifact_external_id` ON `Artifact`(`external_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_execution_external_id` ON `Execution`(`external_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_context_external_id` ON `Context`(`external_id`)",
+]
+
+# mlmd-log bookkeeping: the applied log position (same transaction as the rows it
+# covers) and the outcome of every applied record, so a caller or a replay can
+# read back what its put returned.
+SQLITE_LOG: list[str] = [
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_checkpoint` (
+    `id` INTEGER PRIMARY KEY CHECK (`id` = 0),
+    `applied_offset` INTEGER NOT NULL,
+    `last_time_ms` INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_outcome` (
+    `log_offset` INTEGER PRIMARY KEY,
+    `record_id` VARCHAR(64) NOT NULL,
+    `error_code` INTEGER NOT NULL,
+    `error_message` TEXT,
+    `response` BLOB)""",
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
+]
