@@ -1,0 +1,62 @@
+"""Building log records: the envelope around one MLMD put request."""
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import uuid
+from typing import Optional
+
+from google.protobuf.message import Message
+
+from mlmd_log.schemas import log_record_pb2
+
+RECORD_SCHEMA_VERSION = 1
+
+# RPC name -> LogRecord oneof field. These are the writes; everything else is a read.
+PUT_RPCS: dict[str, str] = {
+    "PutArtifactType": "put_artifact_type",
+    "PutExecutionType": "put_execution_type",
+    "PutContextType": "put_context_type",
+    "PutTypes": "put_types",
+    "PutArtifacts": "put_artifacts",
+    "PutExecutions": "put_executions",
+    "PutContexts": "put_contexts",
+    "PutEvents": "put_events",
+    "PutExecution": "put_execution",
+    "PutLineageSubgraph": "put_lineage_subgraph",
+    "PutAttributionsAndAssociations": "put_attributions_and_associations",
+    "PutParentContexts": "put_parent_contexts",
+}
+
+
+def _producer_info(client_name: str) -> log_record_pb2.ProducerInfo:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid()) if hasattr(os, "getuid") else ""
+    return log_record_pb2.ProducerInfo(host=socket.gethostname(), pid=os.getpid(), user=user,
+                                       client_name=client_name)
+
+
+class RecordFactory:
+    """Wraps requests in envelopes; one per producer (caches the producer identity)."""
+
+    def __init__(self, client_name: str = "mlmd-log"):
+        self.client_name = client_name
+        self._info: Optional[log_record_pb2.ProducerInfo] = None
+        self._pid = -1
+
+    def make(self, rpc: str, request: Message, record_id: Optional[str] = None,
+             timestamp_ms: Optional[int] = None) -> log_record_pb2.LogRecord:
+        if self._pid != os.getpid():  # re-read identity after fork
+            self._info, self._pid = _producer_info(self.client_name), os.getpid()
+        record = log_record_pb2.LogRecord(
+            record_id=record_id or uuid.uuid4().hex,
+            timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            schema_version=RECORD_SCHEMA_VERSION,
+        )
+        record.producer.CopyFrom(self._info)
+        getattr(record, PUT_RPCS[rpc]).CopyFrom(request)
+        return record
