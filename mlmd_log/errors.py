@@ -90,3 +90,18 @@ def make_exception(message: str, error_code: int) -> StatusError:
     if cls is UnknownError:
         return UnknownError(message, error_code)
     return cls(message)
+
+
+def as_construction_error(exc: StatusError) -> StatusError:
+    """The same MLMD error, also a RuntimeError: what ml-metadata raises when a store cannot be
+    created, so ``except RuntimeError`` written for ml-metadata keeps working."""
+    cls = type(exc).__name__
+    combined = _CONSTRUCTION_CLASSES.get(cls)
+    if combined is None:
+        combined = _CONSTRUCTION_CLASSES[cls] = type(cls, (type(exc), RuntimeError), {})
+    out = combined.__new__(combined)
+    StatusError.__init__(out, exc.message, exc.error_code)
+    return out
+
+
+_CONSTRUCTION_CLASSES: dict[str, type] = {}

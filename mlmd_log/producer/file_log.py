@@ -74,7 +74,7 @@ SEGMENT_SUFFIX = ".log"
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
 DURABILITY_POLICIES = ("fsync", "group", "none")
 #: Distance in bytes between sparse index entries (offset -> file position).
-INDEX_INTERVAL_BYTES = 256 * 1024
+INDEX_INTERVAL_BYTES = 16 * 1024
 
 
 # --------------------------------------------------------------------------- framing

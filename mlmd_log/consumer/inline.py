@@ -1,0 +1,88 @@
+"""The embedded write path: append to the log, then apply inline and return the outcome.
+
+Many threads may write at once. Each appends its record (the log groups their
+fsyncs), then takes the apply lock; whoever holds it applies every record
+appended so far in one projection transaction, so a burst of writers costs one
+fsync and one commit instead of one each.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from mlmd_log import errors
+from mlmd_log.producer.base import Log
+from mlmd_log.projections.projector import Outcome, Projector
+
+APPLY_BATCH = 512
+
+
+class InlineApplier:
+    """Owns a log and the projector that follows it, in one process."""
+
+    def __init__(self, log: Log, projector: Projector):
+        self.log = log
+        self.projector = projector
+        self.lock = threading.Lock()
+        self._fresh: dict[int, Outcome] = {}
+        # Payloads appended by submitters in this process but not applied yet: applying
+        # them from memory saves reading back what was just written.
+        self._unapplied: dict[int, bytes] = {}
+        self.catch_up()
+
+    def catch_up(self) -> int:
+        """Applies whatever the log holds past the projection's checkpoint; returns how many."""
+        with self.lock:
+            return self._apply_pending(keep=False)
+
+    def _apply_pending(self, keep: bool, wanted: Optional[int] = None) -> int:
+        applied = 0
+        end = self.log.end_offset()
+        if self.projector.next_offset > end:
+            raise errors.DataLossError(
+                f"The projection has applied up to offset {self.projector.next_offset} but the log ends at {end}: "
+                "the log lost records it had acknowledged. Rebuild the projection with `mlmd-log replay`.")
+        while self.projector.next_offset < end:
+            batch = self._next_batch(end)
+            if not batch:
+                break
+            for outcome in self.projector.apply_batch(batch):
+                if keep:
+                    self._fresh[outcome.offset] = outcome
+            applied += len(batch)
+        return applied
+
+    def _next_batch(self, end: int) -> list[tuple[int, bytes]]:
+        """The next records to apply: from memory when this process wrote them, else from the log."""
+        start = self.projector.next_offset
+        count = min(APPLY_BATCH, end - start)
+        batch = []
+        for offset in range(start, start + count):
+            payload = self._unapplied.pop(offset, None)
+            if payload is None:
+                break
+            batch.append((offset, payload))
+        if len(batch) < count:
+            for offset, payload in self.log.read(start + len(batch), count - len(batch)):
+                self._unapplied.pop(offset, None)
+                batch.append((offset, payload))
+        return batch
+
+    def submit(self, payload: bytes) -> Outcome:
+        """Appends one record, makes sure it is applied, and returns its outcome."""
+        [offset] = self.log.append([payload])
+        self._unapplied[offset] = payload
+        with self.lock:
+            outcome = self._fresh.pop(offset, None)
+            if outcome is None and self.projector.next_offset <= offset:
+                self._apply_pending(keep=True)
+                outcome = self._fresh.pop(offset, None)
+            if outcome is None:
+                outcome = self.projector.outcome_at(offset)
+            self._unapplied.pop(offset, None)  # in case the applier read it from the log first
+        if outcome is None:
+            raise errors.InternalError(f"Record at offset {offset} was appended but has no outcome")
+        return outcome
+
+    def close(self) -> None:
+        self.log.close()

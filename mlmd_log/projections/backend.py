@@ -1,0 +1,142 @@
+"""What the projector needs from a SQL database, and the SQLite implementation.
+
+The state machine (``engine.py``) speaks one SQL text with ``?`` parameters and
+back-quoted names; a dialect rewrites it for its driver. A backend adds the
+transaction primitives the projector relies on: one transaction per batch, a
+savepoint per record, and the checkpoint row written in the same transaction.
+"""
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from mlmd_log.projections import ddl
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Small table of per-dialect SQL differences."""
+
+    name: str
+    param: str  # placeholder that replaces "?"
+    quote: str  # identifier quote that replaces "`"
+
+    def render(self, sql: str) -> str:
+        if self.param != "?":
+            sql = sql.replace("?", self.param)
+        if self.quote != "`":
+            sql = sql.replace("`", self.quote)
+        return sql
+
+
+SQLITE = Dialect("sqlite", "?", "`")
+MYSQL = Dialect("mysql", "%s", "`")
+DUCKDB = Dialect("duckdb", "?", '"')
+
+
+class SqlBackend:
+    """A DB-API connection plus the dialect and transaction primitives."""
+
+    dialect: Dialect = SQLITE
+    integrity_errors: tuple[type, ...] = ()
+    # Errors of the database itself (I/O, locks, lost connection): never a record's outcome.
+    infrastructure_errors: tuple[type, ...] = ()
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+        self._sql_cache: dict[str, str] = {}
+
+    def sql(self, text: str) -> str:
+        out = self._sql_cache.get(text)
+        if out is None:
+            out = self._sql_cache[text] = self.dialect.render(text)
+        return out
+
+    def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
+        cur = self.conn.cursor()
+        cur.execute(self.sql(text), tuple(params))
+        return cur
+
+    def executemany(self, text: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.cursor().executemany(self.sql(text), list(rows))
+
+    def rows(self, text: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return list(self.execute(text, params).fetchall())
+
+    def one(self, text: str, params: Sequence[Any] = ()) -> tuple | None:
+        return self.execute(text, params).fetchone()
+
+    # -- transactions -------------------------------------------------------
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    def savepoint(self, name: str) -> None:
+        self.execute(f"SAVEPOINT {name}")
+
+    def rollback_to(self, name: str) -> None:
+        self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+
+    def release(self, name: str) -> None:
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    return value is not None and re.search(pattern, str(value)) is not None
+
+
+class SqliteBackend(SqlBackend):
+    """SQLite projection. Needs no fsync of its own: the log is the source of truth."""
+
+    dialect = SQLITE
+    integrity_errors = (sqlite3.IntegrityError,)
+    infrastructure_errors = (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+    def __init__(self, path: str, readonly: bool = False, durable: bool = False):
+        uri = path.startswith("file:")
+        if readonly and not uri and path != ":memory:":
+            path, uri = f"file:{path}?mode=ro", True
+        conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
+        super().__init__(conn)
+        if not readonly and path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index inserts stay in memory
+            conn.execute("PRAGMA temp_store=MEMORY")
+        conn.create_function("REGEXP", 2, _regexp, deterministic=True)
+
+    def create_schema(self) -> None:
+        """Creates MLMD's v10 tables, the simple types and our bookkeeping, once."""
+        self.begin()
+        try:
+            for stmt in ddl.SQLITE_MLMD + ddl.SQLITE_LOG:
+                self.execute(stmt)
+            if self.one("SELECT COUNT(*) FROM `MLMDEnv`")[0] == 0:
+                self.execute("INSERT INTO `MLMDEnv` (`schema_version`) VALUES (?)", (ddl.SCHEMA_VERSION,))
+            if self.one("SELECT COUNT(*) FROM `Type`")[0] == 0:
+                for name, kind in ddl.SIMPLE_TYPES:
+                    self.execute("INSERT INTO `Type` (`name`, `type_kind`) VALUES (?, ?)", (name, kind))
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")

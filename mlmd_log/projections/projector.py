@@ -1,0 +1,134 @@
+"""Folds log records into a projection: one transaction per batch, a savepoint per record.
+
+The applied offset and every record's outcome are written in the same transaction
+as the rows, so a crash at any instant leaves the projection at a record boundary
+and replay resumes exactly after it (exactly-once effect). A record whose id was
+already applied is a producer retry: it gets the first outcome and changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from google.protobuf.message import DecodeError
+
+from mlmd_log import errors
+from mlmd_log.projections.backend import SqlBackend
+from mlmd_log.projections.engine import Engine
+from mlmd_log.schemas import log_record_pb2
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one record produced: a serialized response or an MLMD error."""
+
+    offset: int
+    record_id: str
+    error_code: int = 0
+    error_message: str = ""
+    response: bytes = b""
+
+    def raise_if_error(self) -> None:
+        if self.error_code:
+            raise errors.make_exception(self.error_message, self.error_code)
+
+
+def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
+    """Parses a log payload, refusing ones this version cannot interpret."""
+    record = log_record_pb2.LogRecord()
+    try:
+        record.ParseFromString(payload)
+    except DecodeError as exc:
+        raise errors.DataLossError(f"Log record at offset {offset} is not a valid LogRecord: {exc}") from exc
+    if record.schema_version > SCHEMA_VERSION:
+        raise errors.FailedPreconditionError(
+            f"Log record at offset {offset} has schema version {record.schema_version}; this mlmd-log "
+            f"understands up to {SCHEMA_VERSION}. Upgrade mlmd-log to apply it.")
+    return record
+
+
+class Projector:
+    """Applies records in log order to one SQL projection."""
+
+    def __init__(self, db: SqlBackend):
+        self.db = db
+        self.engine = Engine(db)
+        row = db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        self.next_offset, self.last_time_ms = (row[0], row[1]) if row else (0, 0)
+
+    def apply_batch(self, records: Iterable[tuple[int, bytes]]) -> list[Outcome]:
+        """Applies consecutive records starting at ``next_offset`` in one transaction."""
+        outcomes: list[Outcome] = []
+        snapshot = self.engine.snapshot()
+        start_offset, start_time = self.next_offset, self.last_time_ms
+        self.db.begin()
+        try:
+            for offset, payload in records:
+                if offset < self.next_offset:
+                    continue  # already applied (a resumed reader may re-deliver)
+                if offset != self.next_offset:
+                    raise errors.DataLossError(f"Log gap: expected offset {self.next_offset}, got {offset}")
+                outcomes.append(self._apply_one(offset, payload))
+                self.next_offset = offset + 1
+            self.db.execute("INSERT OR REPLACE INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) "
+                            "VALUES (0, ?, ?)", (self.next_offset, self.last_time_ms))
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            self.engine.restore(snapshot)
+            self.next_offset, self.last_time_ms = start_offset, start_time
+            raise
+        return outcomes
+
+    def _apply_one(self, offset: int, payload: bytes) -> Outcome:
+        record = decode_record(payload, offset)
+        earlier = self.db.one("SELECT `log_offset`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
+                              "WHERE `record_id` = ? LIMIT 1", (record.record_id,)) if record.record_id else None
+        if earlier is not None:
+            outcome = Outcome(offset, record.record_id, earlier[1], earlier[2] or "", bytes(earlier[3] or b""))
+        else:
+            self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
+            outcome = self._run(offset, record)
+        self.db.execute("INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, "
+                        "`response`) VALUES (?, ?, ?, ?, ?)",
+                        (offset, outcome.record_id, outcome.error_code, outcome.error_message or None,
+                         outcome.response or None))
+        return outcome
+
+    def _run(self, offset: int, record: log_record_pb2.LogRecord) -> Outcome:
+        kind: Optional[str] = record.WhichOneof("request")
+        if kind is None:
+            return Outcome(offset, record.record_id, errors.INVALID_ARGUMENT,
+                           f"Log record at offset {offset} carries no request")
+        snapshot = self.engine.snapshot()
+        self.db.savepoint("rec")
+        try:
+            response = self.engine.apply(kind, getattr(record, kind), self.last_time_ms)
+        except errors.StatusError as exc:
+            self._undo(snapshot)
+            return Outcome(offset, record.record_id, exc.error_code, exc.message)
+        except self.db.integrity_errors as exc:  # a constraint the engine did not translate
+            self._undo(snapshot)
+            return Outcome(offset, record.record_id, errors.INTERNAL, f"Constraint violated: {exc}")
+        except self.db.infrastructure_errors:
+            raise  # the database failed, not the record: abort the batch, retry later
+        except Exception as exc:  # a defect met by this record: reject it alone, keep the log moving
+            self._undo(snapshot)
+            return Outcome(offset, record.record_id, errors.INTERNAL,
+                           f"Internal error applying log record at offset {offset}: {type(exc).__name__}: {exc}")
+        self.db.release("rec")
+        return Outcome(offset, record.record_id, response=response.SerializeToString(deterministic=True))
+
+    def _undo(self, snapshot: dict) -> None:
+        self.db.rollback_to("rec")
+        self.db.release("rec")
+        self.engine.restore(snapshot)
+
+    def outcome_at(self, offset: int) -> Optional[Outcome]:
+        row = self.db.one("SELECT `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
+                          "WHERE `log_offset` = ?", (offset,))
+        if row is None:
+            return None
+        return Outcome(offset, row[0], row[1], row[2] or "", bytes(row[3] or b""))

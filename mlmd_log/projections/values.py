@@ -1,0 +1,89 @@
+"""How MLMD property values and type structs are stored in the v10 tables.
+
+One place for the encoding, used by the projector (writes) and the query layer
+(reads), so both agree with what the official library writes and reads:
+- doubles pass through C++ ``std::to_string`` in MLMD, i.e. six decimals;
+- ``struct_value`` lives in ``string_value`` as ``mlmd-struct::`` + base64(Struct);
+- ``proto_value`` lives in ``proto_value`` as base64(Any), as text;
+- ExecutionType input/output ``ArtifactStructType`` are compact JSON.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Optional
+
+from google.protobuf import json_format
+
+from mlmd_log.errors import InvalidArgumentError
+from mlmd_log.proto import metadata_store_pb2 as pb
+
+STRUCT_PREFIX = "mlmd-struct::"
+
+# Column order of the property tables after (owner id, name, is_custom_property).
+VALUE_COLUMNS = ("int_value", "double_value", "string_value", "byte_value", "proto_value", "bool_value")
+
+
+def mlmd_double(value: float) -> float:
+    """The double MLMD actually stores: it binds doubles with six decimals."""
+    return float("%f" % value)
+
+
+def encode_value(value: pb.Value) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """A Value as the tuple of VALUE_COLUMNS to insert."""
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        return (value.int_value, None, None, None, None, None)
+    if kind == "double_value":
+        return (None, mlmd_double(value.double_value), None, None, None, None)
+    if kind == "string_value":
+        return (None, None, value.string_value, None, None, None)
+    if kind == "struct_value":
+        raw = value.struct_value.SerializeToString(deterministic=True)
+        return (None, None, STRUCT_PREFIX + base64.b64encode(raw).decode("ascii"), None, None, None)
+    if kind == "proto_value":
+        raw = value.proto_value.SerializeToString(deterministic=True)
+        return (None, None, None, None, base64.b64encode(raw).decode("ascii"), None)
+    if kind == "bool_value":
+        return (None, None, None, None, None, 1 if value.bool_value else 0)
+    raise InvalidArgumentError("A property value has no value set (one of int_value, double_value, "
+                               "string_value, struct_value, proto_value, bool_value is required).")
+
+
+def decode_value(int_value: Any, double_value: Any, string_value: Any, byte_value: Any,
+                 proto_value: Any, bool_value: Any) -> pb.Value:
+    """The Value stored in one property row (the inverse of encode_value)."""
+    out = pb.Value()
+    if int_value is not None:
+        out.int_value = int(int_value)
+    elif double_value is not None:
+        out.double_value = float(double_value)
+    elif string_value is not None:
+        text = string_value.decode() if isinstance(string_value, (bytes, bytearray)) else string_value
+        if text.startswith(STRUCT_PREFIX):
+            out.struct_value.ParseFromString(base64.b64decode(text[len(STRUCT_PREFIX):]))
+        else:
+            out.string_value = text
+    elif proto_value is not None:
+        raw = proto_value if isinstance(proto_value, (bytes, bytearray)) else proto_value.encode("ascii")
+        out.proto_value.ParseFromString(base64.b64decode(raw))
+    elif bool_value is not None:
+        out.bool_value = bool(bool_value)
+    elif byte_value is not None:
+        out.string_value = bytes(byte_value).decode("utf-8", "replace")
+    return out
+
+
+def struct_type_to_json(message: Optional[pb.ArtifactStructType]) -> Optional[str]:
+    """ArtifactStructType as the compact JSON MLMD stores in Type.input_type/output_type."""
+    if message is None:
+        return None
+    as_dict = json_format.MessageToDict(message, preserving_proto_field_name=False)
+    return json.dumps(as_dict, separators=(",", ":"))
+
+
+def struct_type_from_json(text: Optional[str]) -> Optional[pb.ArtifactStructType]:
+    """Parses Type.input_type/output_type back into an ArtifactStructType."""
+    if text is None:
+        return None
+    return json_format.Parse(text, pb.ArtifactStructType())

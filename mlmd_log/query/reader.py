@@ -1,0 +1,591 @@
+"""MLMD's read API answered from the schema-v10 tables.
+
+``Reader(conn)`` takes a DB-API connection to a projection (or to a store written by
+the official library: the tables are the same) and returns our protobuf messages with
+official MLMD's semantics: the same rows, fields, order, page boundaries, page tokens
+and errors as MLMD 1.17 on SQLite, request for request (the service layer, not the
+Python wrapper's reshaping). Tests compare every method against the official library.
+
+Nodes are always fetched in batches: one ``IN (...)`` query for the nodes (joined
+with their types) and one for their properties per chunk of ids, assembled here.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Iterable, NamedTuple, Optional, Sequence
+
+from google.protobuf import json_format, struct_pb2
+
+from mlmd_log import errors
+from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.query import paging
+from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, SQLITE, TYPE_COLUMNS, ReadDialect
+
+# Type.type_kind values.
+EXECUTION_TYPE_KIND, ARTIFACT_TYPE_KIND, CONTEXT_TYPE_KIND = 0, 1, 2
+
+SIMPLE_TYPE_NAMES = frozenset({
+    "mlmd.Dataset", "mlmd.Model", "mlmd.Metrics", "mlmd.Statistics", "mlmd.Train",
+    "mlmd.Transform", "mlmd.Process", "mlmd.Evaluate", "mlmd.Deploy",
+})
+
+# struct_value is stored in string_value as this prefix + base64(serialized Struct).
+STRUCT_PREFIX = "mlmd-struct::"
+
+
+class Page(NamedTuple):
+    """Nodes of a list read and the response's next_page_token exactly as MLMD sets it.
+
+    ``next_page_token`` is None where MLMD leaves the response field unset (no
+    options, or the last page of Get{Artifacts,Executions,Contexts}[ByContext]), and
+    "" where it sets it empty (the last page of Get*ByType with options, when the type
+    has nodes). A server copies it when not None.
+    """
+
+    items: list
+    next_page_token: Optional[str]
+
+
+class _Kind(NamedTuple):
+    name: str  # "artifact" | "execution" | "context"
+    node: type
+    type_message: type
+    type_kind: int
+
+
+_ARTIFACT = _Kind("artifact", pb.Artifact, pb.ArtifactType, ARTIFACT_TYPE_KIND)
+_EXECUTION = _Kind("execution", pb.Execution, pb.ExecutionType, EXECUTION_TYPE_KIND)
+_CONTEXT = _Kind("context", pb.Context, pb.ContextType, CONTEXT_TYPE_KIND)
+_KINDS = {k.type_message: k for k in (_ARTIFACT, _EXECUTION, _CONTEXT)}
+
+
+# Which Type columns each MLMD query selects (and so which fields it returns).
+_ALL_COLUMNS = frozenset(TYPE_COLUMNS)  # by id, by name (+version)
+_LIST_COLUMNS = _ALL_COLUMNS - {"external_id"}  # Get*Types: no external_id
+_EXTERNAL_ID_COLUMNS = _ALL_COLUMNS - {"input_type", "output_type"}  # by external ids
+
+
+def _base_type_enum(type_message: type) -> dict[str, int]:
+    """System type name (e.g. "mlmd.Dataset") -> SystemDefinedBaseType value."""
+    enum = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
+    out = {}
+    for value in enum.values:
+        ext = value.GetOptions().Extensions[pb.system_type_extension]
+        out[ext.type_name] = value.number
+    return out
+
+
+_BASE_TYPES = {t: _base_type_enum(t) for t in (pb.ArtifactType, pb.ExecutionType)}
+
+
+class Reader:
+    """MLMD reads over a DB-API connection (sqlite3 by default dialect)."""
+
+    def __init__(self, conn, dialect: ReadDialect = SQLITE):
+        self._conn = conn
+        self._d = dialect
+
+    # ------------------------------------------------------------------ SQL helpers
+    def _rows(self, name: str, params: Sequence = (), n_ids: int = 0) -> list:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(self._d.sql(name, n_ids), tuple(params))
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _rows_in(self, name: str, ids: Sequence, extra: Sequence = ()) -> list:
+        """Runs ``name`` once per chunk of ``ids`` (its ``{ids}`` list), then ``extra``."""
+        out: list = []
+        size = self._d.max_in_params
+        for start in range(0, len(ids), size):
+            chunk = list(ids[start:start + size])
+            out.extend(self._rows(name, chunk + list(extra), len(chunk)))
+        return out
+
+    def _ids(self, name: str, params: Sequence = ()) -> list[int]:
+        return [row[0] for row in self._rows(name, params)]
+
+    def _exists(self, name: str, params: Sequence) -> bool:
+        return bool(self._rows(name, params))
+
+    # ------------------------------------------------------------------ values
+    def _value(self, row: Sequence) -> pb.Value:
+        int_v, double_v, string_v, proto_v, bool_v = row
+        value = pb.Value()
+        if int_v is not None:
+            value.int_value = int(int_v)
+        elif double_v is not None:
+            value.double_value = self._d.read_double(double_v)
+        elif string_v is not None:
+            text = string_v.decode("utf-8") if isinstance(string_v, bytes) else string_v
+            if text.startswith(STRUCT_PREFIX):
+                value.struct_value.CopyFrom(_parse_struct(text))
+            else:
+                value.string_value = text
+        elif proto_v is not None:
+            encoded = proto_v.encode("ascii") if isinstance(proto_v, str) else bytes(proto_v)
+            try:
+                value.proto_value.ParseFromString(base64.b64decode(encoded, validate=True))
+            except Exception as exc:  # noqa: BLE001 - any decoding failure is corruption
+                raise errors.InternalError(f"Failed to Base64Unescape value '{proto_v}'") from exc
+            if not value.proto_value.type_url:
+                raise errors.InternalError(
+                    "Retrieved proto_value should have a nonempty type_url. Got: "
+                    f"{value.proto_value}")
+        elif bool_v is not None:
+            value.bool_value = bool(int(bool_v))
+        else:
+            raise errors.InternalError(
+                "Attempt to populate property with null value in every known *_value column.")
+        return value
+
+    # ------------------------------------------------------------------ types
+    def _type_from_row(self, type_message: type, row: Sequence, columns: frozenset):
+        """A type from a Type row, keeping only ``columns`` (MLMD's queries differ in
+        which columns they select, and what is not selected is not returned)."""
+        t = type_message()
+        for column, value in zip(TYPE_COLUMNS, row):
+            if value is None or column not in columns:
+                continue
+            if column in ("input_type", "output_type"):
+                if type_message is pb.ExecutionType and value != "":
+                    sub = getattr(t, column)
+                    sub.SetInParent()
+                    json_format.Parse(value, sub)
+                continue
+            setattr(t, column, value)
+        return t
+
+    def _populate_type_properties(self, types: list) -> None:
+        if not types:
+            return
+        by_id: dict[int, list] = {}
+        for t in types:
+            by_id.setdefault(t.id, []).append(t)
+        for type_id, name, data_type in self._rows_in("type_properties", list(by_id)):
+            for t in by_id.get(type_id, ()):
+                t.properties[name] = data_type if data_type is not None else 0
+
+    def _set_base_types(self, types: list) -> None:
+        if not types:
+            return
+        names = _BASE_TYPES[type(types[0])]
+        parent_of: dict[int, str] = {}
+        for type_id, parent_name in self._rows_in("parent_type_names", sorted({t.id for t in types})):
+            parent_of.setdefault(type_id, parent_name)
+        for t in types:
+            name = parent_of.get(t.id)
+            if name is not None and name in names:
+                t.base_type = names[name]
+
+    def _types(self, type_message: type, rows: Iterable, columns: frozenset,
+               base_type: bool) -> list:
+        types = [self._type_from_row(type_message, row, columns) for row in rows]
+        self._populate_type_properties(types)
+        if base_type and type_message in _BASE_TYPES:
+            self._set_base_types(types)
+        return types
+
+    def _type_by_name(self, type_message: type, type_name: str, type_version: Optional[str]):
+        kind = _KINDS[type_message].type_kind
+        if type_version:
+            rows = self._rows("type_by_name_and_version", (type_name, type_version, kind))
+        else:
+            rows = self._rows("type_by_name", (type_name, kind))
+        if not rows:
+            raise errors.NotFoundError(
+                f"No type found for query, name: `{type_name}`, version: "
+                f"`{type_version if type_version else 'nullopt'}`")
+        return rows[0]
+
+    def _get_type(self, type_message: type, type_name: str, type_version: Optional[str]):
+        row = self._type_by_name(type_message, type_name, type_version)
+        return self._types(type_message, [row], columns=_ALL_COLUMNS, base_type=True)[0]
+
+    def _get_types(self, type_message: type) -> list:
+        rows = self._rows("all_types", (_KINDS[type_message].type_kind,))
+        if type_message is not pb.ContextType:
+            # Simple (system) types are hidden from Get*Types; they are matched by name.
+            rows = [row for row in rows if row[1] not in SIMPLE_TYPE_NAMES]
+        return self._types(type_message, rows, columns=_LIST_COLUMNS, base_type=True)
+
+    def _get_types_by_id(self, type_message: type, type_ids: Iterable[int]) -> list:
+        kind = _KINDS[type_message].type_kind
+        wanted = list(type_ids)
+        found: dict[int, Sequence] = {}
+        for row in self._rows_in("type_by_id_in", sorted(set(wanted)), (kind,)):
+            found[row[0]] = row
+        # One answer per requested id, in request order, repeats kept, misses skipped.
+        rows = [found[i] for i in wanted if i in found]
+        return self._types(type_message, rows, columns=_ALL_COLUMNS,
+                           base_type=type_message is not pb.ContextType)
+
+    def _get_types_by_external_ids(self, type_message: type, external_ids: Iterable[str]) -> list:
+        wanted = list(external_ids)
+        if not wanted:
+            return []
+        if any(e == "" for e in wanted):
+            raise errors.InvalidArgumentError(
+                "Invalid argument because at least one empty external_id exists.")
+        kind = _KINDS[type_message].type_kind
+        rows = self._rows_in("types_by_external_ids", sorted(set(wanted)), (kind,))
+        rows.sort(key=lambda row: row[4].encode("utf-8"))
+        if not rows:
+            raise errors.NotFoundError("No types found for external_ids.")
+        return self._types(type_message, rows, columns=_EXTERNAL_ID_COLUMNS, base_type=False)
+
+    def _type_id(self, kind: _Kind, type_name: str, type_version: Optional[str]) -> Optional[int]:
+        try:
+            return self._type_by_name(kind.type_message, type_name, type_version)[0]
+        except errors.NotFoundError:
+            return None
+
+    # ------------------------------------------------------------------ nodes
+    def _node_rows(self, kind: _Kind, ids: Sequence[int]) -> list:
+        rows = self._rows_in(f"{kind.name}s_by_ids", sorted(set(ids)))
+        rows.sort(key=lambda row: row[0])
+        return rows
+
+    def _nodes_from_rows(self, kind: _Kind, rows: list) -> list:
+        columns = NODE_COLUMNS[kind.name]
+        nodes = []
+        for row in rows:
+            node = kind.node()
+            for column, value in zip(columns, row):
+                if value is not None:
+                    setattr(node, column, value)
+            type_name = row[len(columns)]  # T.name follows the node columns
+            if type_name is not None:
+                node.type = type_name
+            nodes.append(node)
+        by_id = {node.id: node for node in nodes}
+        for owner, name, is_custom, *vals in self._rows_in(f"{kind.name}_properties", list(by_id)):
+            node = by_id[owner]
+            target = node.custom_properties if int(is_custom) else node.properties
+            target[name].CopyFrom(self._value(vals))
+        return nodes
+
+    def _nodes(self, kind: _Kind, ids: Sequence[int]) -> list:
+        """Nodes with these ids, ascending by id, each once; missing ids are skipped."""
+        if not ids:
+            return []
+        return self._nodes_from_rows(kind, self._node_rows(kind, ids))
+
+    def _types_of_node_rows(self, kind: _Kind, rows: list) -> list:
+        """Node types as MLMD derives them from a node query: deduped in node order,
+        with properties, without base_type or input/output types."""
+        width = len(NODE_COLUMNS[kind.name])
+        seen: set[int] = set()
+        types = []
+        for row in rows:
+            type_id = row[1]
+            if type_id in seen:
+                continue
+            seen.add(type_id)
+            t = kind.type_message(id=type_id)
+            for field, value in zip(("name", "version", "description", "external_id"),
+                                    row[width:width + 4]):
+                if value is not None:
+                    setattr(t, field, value)
+            types.append(t)
+        self._populate_type_properties(types)
+        return types
+
+    def _list(self, kind: _Kind, options: pb.ListOperationOptions,
+              candidates: Optional[tuple[str, tuple]] = None) -> Page:
+        """One page of nodes; ``candidates`` is a (query name, params) id subquery."""
+        paging.validate_size(options)
+        paging.reject_filter(options)
+        q = paging.build_list_query(options)
+        table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
+        where, params = q.where, list(q.params)
+        if candidates is not None:
+            sub_name, sub_params = candidates
+            sub = self._d.queries.get(sub_name) or BASE_QUERIES[sub_name]
+            where = f"`id` IN ({sub}) AND {where}"
+            params = list(sub_params) + params
+        text = (f"SELECT `id` FROM `{table}` WHERE {where} ORDER BY {q.order_by} "
+                f"LIMIT {{p}}")
+        cur = self._conn.cursor()
+        try:
+            cur.execute(self._d.render(text, q.n_ids), tuple(params) + (q.limit,))
+            ids = [row[0] for row in cur.fetchall()]
+        finally:
+            cur.close()
+        if not ids:
+            return Page([], "")
+        position = {node_id: i for i, node_id in enumerate(ids)}
+        nodes = sorted(self._nodes(kind, ids), key=lambda n: position[n.id])
+        if len(nodes) > options.max_result_size:
+            nodes.pop()
+            return Page(nodes, paging.next_page_token(nodes, options))
+        return Page(nodes, "")
+
+    def _by_type(self, kind: _Kind, type_name: str, type_version: Optional[str],
+                 options: Optional[pb.ListOperationOptions]) -> Page:
+        type_id = self._type_id(kind, type_name, type_version)
+        if type_id is None:
+            return Page([], None)
+        if options is None:
+            return Page(self._nodes(kind, self._ids(f"{kind.name}_ids_by_type", (type_id,))), None)
+        if not self._exists(f"any_{kind.name}_of_type", (type_id,)):
+            return Page([], None)
+        return self._list(kind, options, (f"candidates_{kind.name}_of_type", (type_id,)))
+
+    def _by_type_and_name(self, kind: _Kind, type_name: str, node_name: str,
+                          type_version: Optional[str]):
+        type_id = self._type_id(kind, type_name, type_version)
+        if type_id is None:
+            return None
+        ids = self._ids(f"{kind.name}_ids_by_type_and_name", (type_id, node_name))
+        nodes = self._nodes(kind, ids)
+        return nodes[0] if nodes else None
+
+    def _by_external_ids(self, kind: _Kind, external_ids: Iterable[str]) -> list:
+        wanted = list(external_ids)
+        if not wanted:
+            return []
+        if any(e == "" for e in wanted):
+            raise errors.InvalidArgumentError(
+                "Invalid argument because at least one empty external_id exists.")
+        ids = [row[0] for row in self._rows_in(f"{kind.name}_ids_by_external_ids",
+                                               sorted(set(wanted)))]
+        if not ids:
+            raise errors.NotFoundError(f"No {kind.name}s found for external_ids.")
+        return self._nodes(kind, ids)
+
+    def _in_context(self, kind: _Kind, context_id: int,
+                    options: Optional[pb.ListOperationOptions]) -> Page:
+        if options is None:
+            return Page(self._nodes(kind, self._ids(f"{kind.name}_ids_by_context", (context_id,))), None)
+        if not self._exists(f"any_{kind.name}_in_context", (context_id,)):
+            return Page([], None)
+        return _unset_if_empty(
+            self._list(kind, options, (f"candidates_{kind.name}_in_context", (context_id,))))
+
+    # ================================================================== public API
+    # ---- types
+    def get_artifact_type(self, type_name: str, type_version: Optional[str] = None) -> pb.ArtifactType:
+        """NotFoundError if missing; an empty ``type_version`` means "no version"."""
+        return self._get_type(pb.ArtifactType, type_name, type_version)
+
+    def get_execution_type(self, type_name: str, type_version: Optional[str] = None) -> pb.ExecutionType:
+        return self._get_type(pb.ExecutionType, type_name, type_version)
+
+    def get_context_type(self, type_name: str, type_version: Optional[str] = None) -> pb.ContextType:
+        """Like MLMD, context types never carry base_type."""
+        row = self._type_by_name(pb.ContextType, type_name, type_version)
+        return self._types(pb.ContextType, [row], columns=_ALL_COLUMNS, base_type=False)[0]
+
+    def get_artifact_types(self) -> list[pb.ArtifactType]:
+        """All user artifact types by id; the simple mlmd.* types are left out."""
+        return self._get_types(pb.ArtifactType)
+
+    def get_execution_types(self) -> list[pb.ExecutionType]:
+        return self._get_types(pb.ExecutionType)
+
+    def get_context_types(self) -> list[pb.ContextType]:
+        return self._get_types(pb.ContextType)
+
+    def get_artifact_types_by_id(self, type_ids: Iterable[int]) -> list[pb.ArtifactType]:
+        """One type per found id in request order (repeats kept, unknown ids skipped)."""
+        return self._get_types_by_id(pb.ArtifactType, type_ids)
+
+    def get_execution_types_by_id(self, type_ids: Iterable[int]) -> list[pb.ExecutionType]:
+        return self._get_types_by_id(pb.ExecutionType, type_ids)
+
+    def get_context_types_by_id(self, type_ids: Iterable[int]) -> list[pb.ContextType]:
+        return self._get_types_by_id(pb.ContextType, type_ids)
+
+    def get_artifact_types_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.ArtifactType]:
+        """Ordered by external_id; no base_type; NotFoundError when none match."""
+        return self._get_types_by_external_ids(pb.ArtifactType, external_ids)
+
+    def get_execution_types_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.ExecutionType]:
+        return self._get_types_by_external_ids(pb.ExecutionType, external_ids)
+
+    def get_context_types_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.ContextType]:
+        return self._get_types_by_external_ids(pb.ContextType, external_ids)
+
+    # ---- nodes by id
+    def get_artifacts_by_id(self, artifact_ids: Iterable[int]) -> list[pb.Artifact]:
+        """Found artifacts ascending by id, each once; unknown ids are skipped."""
+        return self._nodes(_ARTIFACT, list(artifact_ids))
+
+    def get_artifacts_and_types_by_artifact_ids(
+            self, artifact_ids: Iterable[int]) -> tuple[list[pb.Artifact], list[pb.ArtifactType]]:
+        """Artifacts as get_artifacts_by_id plus their types (deduped, in artifact order,
+        with properties but without base_type)."""
+        ids = list(artifact_ids)
+        if not ids:
+            return [], []
+        rows = self._node_rows(_ARTIFACT, ids)
+        return self._nodes_from_rows(_ARTIFACT, rows), self._types_of_node_rows(_ARTIFACT, rows)
+
+    def get_executions_by_id(self, execution_ids: Iterable[int]) -> list[pb.Execution]:
+        return self._nodes(_EXECUTION, list(execution_ids))
+
+    def get_contexts_by_id(self, context_ids: Iterable[int]) -> list[pb.Context]:
+        return self._nodes(_CONTEXT, list(context_ids))
+
+    # ---- whole collections (options=None: everything by id; else one page)
+    def get_artifacts(self, options: Optional[pb.ListOperationOptions] = None) -> Page:
+        if options is None:
+            return Page(self._nodes(_ARTIFACT, self._ids("all_artifact_ids")), None)
+        return _unset_if_empty(self._list(_ARTIFACT, options))
+
+    def get_executions(self, options: Optional[pb.ListOperationOptions] = None) -> Page:
+        if options is None:
+            return Page(self._nodes(_EXECUTION, self._ids("all_execution_ids")), None)
+        return _unset_if_empty(self._list(_EXECUTION, options))
+
+    def get_contexts(self, options: Optional[pb.ListOperationOptions] = None) -> Page:
+        if options is None:
+            return Page(self._nodes(_CONTEXT, self._ids("all_context_ids")), None)
+        return _unset_if_empty(self._list(_CONTEXT, options))
+
+    # ---- by type
+    def get_artifacts_by_type(self, type_name: str, type_version: Optional[str] = None,
+                              options: Optional[pb.ListOperationOptions] = None) -> Page:
+        """Empty page when the type does not exist or has no artifacts (options are then
+        not validated, as in MLMD)."""
+        return self._by_type(_ARTIFACT, type_name, type_version, options)
+
+    def get_executions_by_type(self, type_name: str, type_version: Optional[str] = None,
+                               options: Optional[pb.ListOperationOptions] = None) -> Page:
+        return self._by_type(_EXECUTION, type_name, type_version, options)
+
+    def get_contexts_by_type(self, type_name: str, type_version: Optional[str] = None,
+                             options: Optional[pb.ListOperationOptions] = None) -> Page:
+        return self._by_type(_CONTEXT, type_name, type_version, options)
+
+    def get_artifact_by_type_and_name(self, type_name: str, artifact_name: str,
+                                      type_version: Optional[str] = None) -> Optional[pb.Artifact]:
+        """None when the type or the artifact does not exist."""
+        return self._by_type_and_name(_ARTIFACT, type_name, artifact_name, type_version)
+
+    def get_execution_by_type_and_name(self, type_name: str, execution_name: str,
+                                       type_version: Optional[str] = None) -> Optional[pb.Execution]:
+        return self._by_type_and_name(_EXECUTION, type_name, execution_name, type_version)
+
+    def get_context_by_type_and_name(self, type_name: str, context_name: str,
+                                     type_version: Optional[str] = None) -> Optional[pb.Context]:
+        return self._by_type_and_name(_CONTEXT, type_name, context_name, type_version)
+
+    # ---- by uri / external id
+    def get_artifacts_by_uri(self, uris: Iterable[str]) -> list[pb.Artifact]:
+        """Per distinct uri (first-seen order), its artifacts ascending by id. (MLMD
+        walks a hash set of the uris, so its order across uris is arbitrary.)"""
+        out: list = []
+        for uri in dict.fromkeys(uris):
+            out.extend(self._nodes(_ARTIFACT, self._ids("artifact_ids_by_uri", (uri,))))
+        return out
+
+    def get_artifacts_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.Artifact]:
+        """Ascending by id; NotFoundError when none match, InvalidArgumentError on ""."""
+        return self._by_external_ids(_ARTIFACT, external_ids)
+
+    def get_executions_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.Execution]:
+        return self._by_external_ids(_EXECUTION, external_ids)
+
+    def get_contexts_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.Context]:
+        return self._by_external_ids(_CONTEXT, external_ids)
+
+    # ---- neighbourhoods
+    def get_contexts_by_artifact(self, artifact_id: int) -> list[pb.Context]:
+        """Ascending by id. NotFoundError when the artifact is in no context (MLMD's
+        service returns that error, it is not an empty answer)."""
+        ids = self._ids("context_ids_by_artifact", (artifact_id,))
+        if not ids:
+            raise errors.NotFoundError(f"No contexts found for artifact_id: {artifact_id}")
+        return self._nodes(_CONTEXT, ids)
+
+    def get_contexts_by_execution(self, execution_id: int) -> list[pb.Context]:
+        ids = self._ids("context_ids_by_execution", (execution_id,))
+        if not ids:
+            raise errors.NotFoundError(f"No contexts found for execution_id: {execution_id}")
+        return self._nodes(_CONTEXT, ids)
+
+    def get_artifacts_by_context(self, context_id: int,
+                                 options: Optional[pb.ListOperationOptions] = None) -> Page:
+        return self._in_context(_ARTIFACT, context_id, options)
+
+    def get_executions_by_context(self, context_id: int,
+                                  options: Optional[pb.ListOperationOptions] = None) -> Page:
+        return self._in_context(_EXECUTION, context_id, options)
+
+    def get_parent_contexts_by_context(self, context_id: int) -> list[pb.Context]:
+        return self._nodes(_CONTEXT, self._ids("parent_ids_by_context", (context_id,)))
+
+    def get_children_contexts_by_context(self, context_id: int) -> list[pb.Context]:
+        return self._nodes(_CONTEXT, self._ids("child_ids_by_context", (context_id,)))
+
+    def get_parent_contexts_by_contexts(self, context_ids: Iterable[int]) -> dict[int, list[pb.Context]]:
+        """{child id: its parents ascending by id}; contexts without parents are absent."""
+        return self._linked_contexts(list(context_ids), "parent_links_by_children", parents=True)
+
+    def get_children_contexts_by_contexts(self, context_ids: Iterable[int]) -> dict[int, list[pb.Context]]:
+        """{parent id: its children in link order}; contexts without children are absent."""
+        return self._linked_contexts(list(context_ids), "child_links_by_parents", parents=False)
+
+    def _linked_contexts(self, context_ids: list[int], query: str, parents: bool) -> dict:
+        if not context_ids:
+            raise errors.InvalidArgumentError("Given context_ids is empty.")
+        links: dict[int, list[int]] = {}
+        for child, parent in self._rows_in(query, sorted(set(context_ids))):
+            key, other = (child, parent) if parents else (parent, child)
+            links.setdefault(key, []).append(other)
+        if not links:
+            return {}
+        linked = {c.id: c for c in self._nodes(_CONTEXT, sorted({i for v in links.values() for i in v}))}
+        return {key: [linked[i] for i in ids if i in linked] for key, ids in links.items()}
+
+    # ---- events
+    def get_events_by_execution_ids(self, execution_ids: Iterable[int]) -> list[pb.Event]:
+        return self._events("events_by_execution_ids", list(execution_ids))
+
+    def get_events_by_artifact_ids(self, artifact_ids: Iterable[int]) -> list[pb.Event]:
+        return self._events("events_by_artifact_ids", list(artifact_ids))
+
+    def _events(self, query: str, ids: list[int]) -> list[pb.Event]:
+        if not ids:
+            return []
+        rows = self._rows_in(query, sorted(set(ids)))
+        if len(ids) > self._d.max_in_params:  # chunks come back chunk by chunk
+            rows = self._resort_events(query, rows)
+        events: list[pb.Event] = []
+        by_id: dict[int, pb.Event] = {}
+        for event_id, artifact_id, execution_id, event_type, millis in rows:
+            event = pb.Event(artifact_id=artifact_id, execution_id=execution_id, type=event_type)
+            if millis is not None:
+                event.milliseconds_since_epoch = millis
+            events.append(event)
+            by_id[event_id] = event
+        for event_id, is_index_step, step_index, step_key in self._rows_in("event_paths", sorted(by_id)):
+            step = by_id[event_id].path.steps.add()
+            if int(is_index_step):
+                step.index = step_index
+            else:
+                step.key = step_key if step_key is not None else ""
+        return events
+
+    @staticmethod
+    def _resort_events(query: str, rows: list) -> list:
+        if query == "events_by_artifact_ids":
+            return sorted(rows, key=lambda r: (r[1], r[2], r[3]))
+        return sorted(rows, key=lambda r: (r[2], r[0]))
+
+
+def _unset_if_empty(page: Page) -> Page:
+    return page if page.next_page_token else Page(page.items, None)
+
+
+def _parse_struct(text: str) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    try:
+        out.ParseFromString(base64.b64decode(text[len(STRUCT_PREFIX):], validate=True))
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidArgumentError(
+            f"Unable to parse serialized `google.protobuf.Struct` value: {text}") from exc
+    return out

@@ -1,0 +1,27 @@
+"""Shared fixtures. The reference ml-metadata lives in its own virtualenv (scripts/ref_venv.sh)."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def ref_python() -> str:
+    """The reference interpreter. Skips locally when it is missing; fails in CI, where
+    scripts/test.sh always creates it, so a reference test can never silently vanish."""
+    python = os.environ.get("MLMD_REF_PYTHON") or str(ROOT / ".venv-ref" / "bin" / "python")
+    problem = None
+    if not Path(python).exists():
+        problem = "reference ml-metadata venv missing: run scripts/ref_venv.sh"
+    elif subprocess.run([python, "-c", "import ml_metadata"], capture_output=True).returncode != 0:
+        problem = f"{python} cannot import ml_metadata: run scripts/ref_venv.sh"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return python
