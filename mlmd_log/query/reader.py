@@ -111,8 +111,13 @@ class Reader:
 
     # ------------------------------------------------------------------ values
     def _value(self, row: Sequence) -> pb.Value:
-        int_v, double_v, string_v, proto_v, bool_v = row
         value = pb.Value()
+        self._fill_value(value, row)
+        return value
+
+    def _fill_value(self, value: pb.Value, row: Sequence) -> None:
+        """Sets the stored value of one property row on ``value`` (in place: no copies)."""
+        int_v, double_v, string_v, proto_v, bool_v = row
         if int_v is not None:
             value.int_value = int(int_v)
         elif double_v is not None:
@@ -138,7 +143,6 @@ class Reader:
         else:
             raise errors.InternalError(
                 "Attempt to populate property with null value in every known *_value column.")
-        return value
 
     # ------------------------------------------------------------------ types
     def _type_from_row(self, type_message: type, row: Sequence, columns: frozenset):
@@ -243,27 +247,36 @@ class Reader:
 
     # ------------------------------------------------------------------ nodes
     def _node_rows(self, kind: _Kind, ids: Sequence[int]) -> list:
-        rows = self._rows_in(f"{kind.name}s_by_ids", sorted(set(ids)))
-        rows.sort(key=lambda row: row[0])
+        unique = sorted(set(ids))
+        rows = self._rows_in(f"{kind.name}s_by_ids", unique)
+        if len(unique) > self._d.max_in_params:  # chunks each come back ordered; merge them
+            rows.sort(key=lambda row: row[0])
         return rows
 
     def _nodes_from_rows(self, kind: _Kind, rows: list) -> list:
         columns = NODE_COLUMNS[kind.name]
         nodes = []
+        n_columns = len(columns)
         for row in rows:
-            node = kind.node()
-            for column, value in zip(columns, row):
-                if value is not None:
-                    setattr(node, column, value)
-            type_name = row[len(columns)]  # T.name follows the node columns
+            fields = {column: value for column, value in zip(columns, row) if value is not None}
+            type_name = row[n_columns]  # T.name follows the node columns
             if type_name is not None:
-                node.type = type_name
-            nodes.append(node)
+                fields["type"] = type_name
+            nodes.append(kind.node(**fields))
         by_id = {node.id: node for node in nodes}
-        for owner, name, is_custom, *vals in self._rows_in(f"{kind.name}_properties", list(by_id)):
-            node = by_id[owner]
-            target = node.custom_properties if int(is_custom) else node.properties
-            target[name].CopyFrom(self._value(vals))
+        fill, read_double = self._fill_value, self._d.read_double
+        for row in self._rows_in(f"{kind.name}_properties", list(by_id)):
+            node = by_id[row[0]]
+            value = (node.custom_properties if row[2] else node.properties)[row[1]]
+            # The common kinds inline (this loop dominates batched reads); the rest in _fill_value.
+            if row[3] is not None:
+                value.int_value = int(row[3])
+            elif row[4] is not None:
+                value.double_value = read_double(row[4])
+            elif type(row[5]) is str and not row[5].startswith(STRUCT_PREFIX):
+                value.string_value = row[5]
+            else:
+                fill(value, row[3:])
         return nodes
 
     def _nodes(self, kind: _Kind, ids: Sequence[int]) -> list:
