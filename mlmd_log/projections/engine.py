@@ -182,6 +182,7 @@ class Engine:
     def __init__(self, db: SqlBackend):
         self.db = db
         self.types = TypeRegistry(db)
+        self._reader: Any = None
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
         self.reload_counters()
@@ -409,32 +410,15 @@ class Engine:
                         "AND `is_custom_property` = ?", (node_id, name, 1 if is_custom else 0))
 
     def load_node(self, kind: NodeKind, node_id: int) -> Optional[Any]:
-        """The stored node as MLMD's access object sees it (with type name, for diffs)."""
-        cols = [c for c, _ in kind.columns]
-        if "name" not in cols:
-            cols.append("name")
-        if kind is ARTIFACT:
-            cols = ["type_id", "uri", "state", "name", "external_id"]
-        row = self.db.one(
-            "SELECT " + ", ".join(f"N.`{c}`" for c in cols) +
-            ", N.`create_time_since_epoch`, N.`last_update_time_since_epoch`, T.`name` "
-            f"FROM `{kind.table}` AS N LEFT JOIN `Type` AS T ON T.`id` = N.`type_id` WHERE N.`id` = ?", (node_id,))
-        if row is None:
-            return None
-        node = kind.message(id=node_id)
-        for col, value in zip(cols, row):
-            if value is not None:
-                setattr(node, col, value)
-        node.create_time_since_epoch, node.last_update_time_since_epoch = row[-3], row[-2]
-        if row[-1] is not None:
-            node.type = row[-1]
-        for name, is_custom, *cells in self.db.rows(
-                f"SELECT `name`, `is_custom_property`, `int_value`, `double_value`, `string_value`, "
-                f"`byte_value`, `proto_value`, `bool_value` FROM `{kind.prop_table}` WHERE `{kind.owner}` = ?",
-                (node_id,)):
-            target = node.custom_properties if is_custom else node.properties
-            target[name].CopyFrom(values.decode_value(*cells))
-        return node
+        """The stored node exactly as MLMD's access object reads it back (type name, values)."""
+        found = self._reader_method(kind)([node_id])
+        return found[0] if found else None
+
+    def _reader_method(self, kind: NodeKind) -> Callable[[list[int]], list]:
+        if self._reader is None:
+            from mlmd_log.query.reader import Reader
+            self._reader = Reader(self.db.conn)
+        return getattr(self._reader, f"get_{kind.name}s_by_id")
 
     def _update_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), force_time: bool = False) -> int:
         """MLMD's UpdateNodeImpl: validate against the stored node, write only what changed."""
@@ -816,42 +800,35 @@ def _same_attributes(node: Any, stored: Any) -> bool:
 
 
 def _check_event_edges(req: svc.PutLineageSubgraphRequest) -> None:
+    """MLMD's CheckEventEdges: each edge names its execution and artifact consistently."""
     for edge in req.event_edges:
-        desc = _short(edge)
         if not edge.HasField("event"):
-            raise InvalidArgumentError(f"No event found for event_edge: {desc}")
-        event = edge.event
-        if not edge.HasField("execution_index") and not event.HasField("execution_id"):
-            raise InvalidArgumentError("Event_edge is missing an execution. Could not find either an "
-                                       f"execution_index or an event.execution_id: {desc}")
-        if edge.HasField("execution_index") and not 0 <= edge.execution_index < len(req.executions):
-            raise OutOfRangeError(f"The event_edge has an execution_index {edge.execution_index} that is outside "
-                                  f"the bounds of the request's executions list, [0, {len(req.executions)}). "
-                                  f"Event_edge: {desc}")
-        if edge.HasField("execution_index") and event.HasField("execution_id"):
-            execution = req.executions[edge.execution_index]
-            if not execution.HasField("id"):
-                raise InvalidArgumentError(f"Missing execution ID. The referenced execution at execution_index "
-                                           f"{edge.execution_index} does not have an ID even though the event_edge "
-                                           f"specifies an event.execution_id of {event.execution_id}.")
-            if execution.id != event.execution_id:
-                raise InvalidArgumentError(f"Execution ID mismatch. The referenced execution at execution_index "
-                                           f"{edge.execution_index} has an ID of {execution.id} that does not match "
-                                           f"the event_edge's event.execution_id of {event.execution_id}.")
-        if not edge.HasField("artifact_index") and not event.HasField("artifact_id"):
-            raise InvalidArgumentError("Event_edge is missing an artifact. Could not find either an "
-                                       f"artifact_index or an event.artifact_id: {desc}")
-        if edge.HasField("artifact_index") and not 0 <= edge.artifact_index < len(req.artifacts):
-            raise OutOfRangeError(f"The event_edge has an artifact_index {edge.artifact_index} that is outside "
-                                  f"the bounds of the request's artifacts list, [0, {len(req.artifacts)}). "
-                                  f"Event_edge: {desc}")
-        if edge.HasField("artifact_index") and event.HasField("artifact_id"):
-            artifact = req.artifacts[edge.artifact_index]
-            if not artifact.HasField("id"):
-                raise InvalidArgumentError(f"Missing artifact ID. The referenced artifact at artifact_index "
-                                           f"{edge.artifact_index} does not have an ID even though the event_edge "
-                                           f"specifies an event.artifact_id of {event.artifact_id}.")
-            if artifact.id != event.artifact_id:
-                raise InvalidArgumentError(f"Artifact ID mismatch. The referenced artifact at artifact_index "
-                                           f"{edge.artifact_index} has an ID of {artifact.id} that does not match "
-                                           f"the event_edge's event.artifact_id of {event.artifact_id}.")
+            raise InvalidArgumentError(f"No event found for event_edge: {_short(edge)}")
+        _check_edge_end(edge, "execution", req.executions)
+        _check_edge_end(edge, "artifact", req.artifacts)
+
+
+def _check_edge_end(edge: Any, end: str, nodes: Sequence[Any]) -> None:
+    """Checks one end of an edge: by index into the request, by id in the event, or both agreeing."""
+    index_field, id_field, title = f"{end}_index", f"{end}_id", end.capitalize()
+    desc, event = _short(edge), edge.event
+    has_index, has_id = edge.HasField(index_field), event.HasField(id_field)
+    if not has_index and not has_id:
+        raise InvalidArgumentError(f"Event_edge is missing an {end}. Could not find either an {index_field} "
+                                   f"or an event.{id_field}: {desc}")
+    if not has_index:
+        return
+    index = getattr(edge, index_field)
+    if not 0 <= index < len(nodes):
+        raise OutOfRangeError(f"The event_edge has an {index_field} {index} that is outside the bounds of the "
+                              f"request's {end}s list, [0, {len(nodes)}). Event_edge: {desc}")
+    if has_id:
+        node, given = nodes[index], getattr(event, id_field)
+        if not node.HasField("id"):
+            raise InvalidArgumentError(f"Missing {end} ID. The referenced {end} at {index_field} {index} does not "
+                                       f"have an ID even though the event_edge specifies an event.{id_field} of "
+                                       f"{given}.")
+        if node.id != given:
+            raise InvalidArgumentError(f"{title} ID mismatch. The referenced {end} at {index_field} {index} has an "
+                                       f"ID of {node.id} that does not match the event_edge's event.{id_field} of "
+                                       f"{given}.")

@@ -50,30 +50,6 @@ def encode_value(value: pb.Value) -> tuple[Any, Any, Any, Any, Any, Any]:
                                "string_value, struct_value, proto_value, bool_value is required).")
 
 
-def decode_value(int_value: Any, double_value: Any, string_value: Any, byte_value: Any,
-                 proto_value: Any, bool_value: Any) -> pb.Value:
-    """The Value stored in one property row (the inverse of encode_value)."""
-    out = pb.Value()
-    if int_value is not None:
-        out.int_value = int(int_value)
-    elif double_value is not None:
-        out.double_value = float(double_value)
-    elif string_value is not None:
-        text = string_value.decode() if isinstance(string_value, (bytes, bytearray)) else string_value
-        if text.startswith(STRUCT_PREFIX):
-            out.struct_value.ParseFromString(base64.b64decode(text[len(STRUCT_PREFIX):]))
-        else:
-            out.string_value = text
-    elif proto_value is not None:
-        raw = proto_value if isinstance(proto_value, (bytes, bytearray)) else proto_value.encode("ascii")
-        out.proto_value.ParseFromString(base64.b64decode(raw))
-    elif bool_value is not None:
-        out.bool_value = bool(bool_value)
-    elif byte_value is not None:
-        out.string_value = bytes(byte_value).decode("utf-8", "replace")
-    return out
-
-
 def struct_type_to_json(message: Optional[pb.ArtifactStructType]) -> Optional[str]:
     """ArtifactStructType as the compact JSON MLMD stores in Type.input_type/output_type."""
     if message is None:
