@@ -103,7 +103,7 @@ class MetadataStore:
         """Pages through a listing the way ml-metadata's client does (100 per page up to ``limit``)."""
         remaining = None
         if list_options is not None:
-            if list_options.limit is not None and list_options.limit < 1:
+            if list_options.limit and list_options.limit < 1:  # 0/None: no limit, as in ml-metadata
                 raise errors.InvalidArgumentError(
                     "Invalid list_options.limit value passed. list_options.limit is expected to be greater than 1")
             request.options.max_result_size = MAX_NUM_RESULT
