@@ -1,0 +1,383 @@
+"""What the log adds to MLMD: every put is a record, replay is exact, retries apply once,
+corruption is loud, one writer per log, read-only projections, and envelope timestamps."""
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import mlmd_log
+from mlmd_log import errors
+from mlmd_log.consumer.inline import InlineApplier
+from mlmd_log.consumer.replay import open_projection, replay
+from mlmd_log.producer import FileLog, MemoryLog
+from mlmd_log.producer.records import RecordFactory
+from mlmd_log.projections.backend import SqliteBackend
+from mlmd_log.projections.projector import Projector
+from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.schemas import log_record_pb2
+from mlmd_log.service import StoreConfig
+
+from dbdump import MLMD_TABLES, dump_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- helpers -----------------------------------------------------------------------
+def fake_store() -> mlmd_log.MetadataStore:
+    config = pb.ConnectionConfig()
+    config.fake_database.SetInParent()
+    return mlmd_log.MetadataStore(config)
+
+
+def log_records(log) -> list[tuple[int, log_record_pb2.LogRecord]]:
+    out = []
+    for offset, payload in log.read(0):
+        record = log_record_pb2.LogRecord()
+        record.ParseFromString(payload)
+        out.append((offset, record))
+    return out
+
+
+def outcome_rows(conn) -> dict[int, tuple]:
+    rows = conn.execute("SELECT `log_offset`, `record_id`, `error_code`, `error_message` FROM `mlmdlog_outcome`")
+    return {row[0]: row[1:] for row in rows.fetchall()}
+
+
+def workload(store: mlmd_log.MetadataStore) -> list[errors.StatusError]:
+    """A small mixed history: types, nodes, updates, links and rejected puts. Returns the errors seen."""
+    seen = []
+
+    def rejected(call, *args, **kwargs):
+        with pytest.raises(errors.StatusError) as info:
+            call(*args, **kwargs)
+        seen.append(info.value)
+
+    at = pb.ArtifactType(name="DataSet")
+    at.properties["split"] = pb.STRING
+    a_type = store.put_artifact_type(at)
+    e_type = store.put_execution_type(pb.ExecutionType(name="Trainer"))
+    c_type = store.put_context_type(pb.ContextType(name="Experiment"))
+    rejected(store.put_artifact_type, pb.ArtifactType())
+    data = pb.Artifact(type_id=a_type, uri="/data/1", name="d1")
+    data.properties["split"].string_value = "train"
+    [data_id] = store.put_artifacts([data])
+    rejected(store.put_artifacts, [pb.Artifact(type_id=a_type, name="d1")])
+    rejected(store.put_artifacts, [pb.Artifact(type_id=999)])
+    store.put_execution(pb.Execution(type_id=e_type, last_known_state=pb.Execution.COMPLETE),
+                        [(pb.Artifact(id=data_id, type_id=a_type), pb.Event(type=pb.Event.INPUT)),
+                         (pb.Artifact(type_id=a_type, uri="/model/1"), pb.Event(type=pb.Event.OUTPUT))],
+                        [pb.Context(type_id=c_type, name="exp1")])
+    rejected(store.put_execution, pb.Execution(type_id=e_type), [], [pb.Context(type_id=c_type, name="exp1")])
+    store.put_contexts([pb.Context(type_id=c_type, name="exp2")])
+    store.put_parent_contexts([pb.ParentContext(parent_id=2, child_id=1)])
+    rejected(store.put_parent_contexts, [pb.ParentContext(parent_id=1, child_id=2)])
+    store.put_artifacts([pb.Artifact(id=data_id, type_id=a_type, uri="/data/1b")], field_mask_paths=["uri"])
+    return seen
+
+
+def read_everything(store: mlmd_log.MetadataStore) -> list[bytes]:
+    """Every read that has an answer here, serialized (so replayed stores can be compared)."""
+    found = []
+    for items in (store.get_artifact_types(), store.get_execution_types(), store.get_context_types(),
+                  store.get_artifacts(), store.get_executions(), store.get_contexts(),
+                  store.get_events_by_execution_ids([1]), store.get_artifacts_by_context(1),
+                  store.get_executions_by_context(1), store.get_parent_contexts_by_context(1),
+                  store.get_children_contexts_by_context(2), store.get_artifacts_by_uri("/data/1b")):
+        found.extend(item.SerializeToString(deterministic=True) for item in items)
+    return found
+
+
+def readonly_store(sqlite_path: str) -> mlmd_log.MetadataStore:
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = sqlite_path
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READONLY
+    return mlmd_log.MetadataStore(config)
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    """A closed on-disk store (file log + SQLite) holding ``workload``'s history."""
+    directory = tmp_path / "store"
+    with mlmd_log.MetadataStore(StoreConfig.from_directory(str(directory), durability="none")) as store:
+        workload(store)
+    return directory
+
+
+def make_record(rpc: str, request, timestamp_ms: int, record_id: str | None = None, **kw) -> bytes:
+    record = RecordFactory("test").make(rpc, request, record_id=record_id, timestamp_ms=timestamp_ms)
+    for key, value in kw.items():
+        setattr(record, key, value)
+    return record.SerializeToString()
+
+
+def type_request(name: str) -> svc.PutArtifactTypeRequest:
+    return svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(name=name))
+
+
+def artifacts_request(type_id: int, n: int = 1) -> svc.PutArtifactsRequest:
+    return svc.PutArtifactsRequest(artifacts=[pb.Artifact(type_id=type_id) for _ in range(n)])
+
+
+def memory_projector() -> tuple[MemoryLog, SqliteBackend, Projector]:
+    db = SqliteBackend(":memory:")
+    db.create_schema()
+    return MemoryLog(), db, Projector(db)
+
+
+# -- every put is a record ------------------------------------------------------------
+def test_every_put_accepted_or_rejected_is_an_enveloped_record():
+    store = fake_store()
+    before_ms = int(time.time() * 1000)
+    seen = workload(store)
+    after_ms = int(time.time() * 1000)
+    records = log_records(store._transport._log)
+    assert len(records) == 13  # 8 accepted + 5 rejected puts, nothing else
+    assert [offset for offset, _ in records] == list(range(13))
+    for _, record in records:
+        assert len(record.record_id) == 32 and int(record.record_id, 16) >= 0
+        assert (record.producer.host, record.producer.pid, record.producer.user) == \
+            (socket.gethostname(), os.getpid(), getpass.getuser())
+        assert before_ms <= record.timestamp_ms <= after_ms
+        assert record.schema_version == 1
+        assert record.WhichOneof("request") is not None
+    assert len({r.record_id for _, r in records}) == 13
+    kinds = [r.WhichOneof("request") for _, r in records]
+    assert kinds[:5] == ["put_artifact_type", "put_execution_type", "put_context_type", "put_artifact_type",
+                         "put_artifacts"]
+    assert records[3][1].put_artifact_type.artifact_type == pb.ArtifactType()  # the rejected request, verbatim
+    assert list(records[-1][1].put_artifacts.update_mask.paths) == ["uri"]
+    assert len(seen) == 5
+    store.close()
+
+
+def test_rejected_puts_have_the_callers_error_as_outcome():
+    store = fake_store()
+    seen = workload(store)
+    rows = outcome_rows(store._transport.db.conn)
+    records = dict(log_records(store._transport._log))
+    failed = {offset: row for offset, row in rows.items() if row[1] != 0}
+    assert len(rows) == len(records)
+    assert [(row[1], row[2]) for _, row in sorted(failed.items())] == [(e.error_code, e.message) for e in seen]
+    assert [type(e) for e in seen] == [errors.InvalidArgumentError, errors.AlreadyExistsError,
+                                       errors.NotFoundError, errors.AlreadyExistsError, errors.InvalidArgumentError]
+    for offset, (record_id, _, _) in rows.items():
+        assert record_id == records[offset].record_id
+    store.close()
+
+
+# -- timestamps come from the envelope --------------------------------------------------
+def test_create_time_is_the_records_timestamp():
+    store = fake_store()
+    type_id = store.put_artifact_type(pb.ArtifactType(name="A"))
+    [aid] = store.put_artifacts([pb.Artifact(type_id=type_id)])
+    time.sleep(0.005)
+    store.put_artifacts([pb.Artifact(id=aid, type_id=type_id, uri="x")])
+    records = log_records(store._transport._log)
+    [artifact] = store.get_artifacts_by_id([aid])
+    assert artifact.create_time_since_epoch == records[1][1].timestamp_ms
+    assert artifact.last_update_time_since_epoch == records[2][1].timestamp_ms
+    store.close()
+
+
+def test_projector_time_is_monotonic_max_of_record_times():
+    log, db, projector = memory_projector()
+    log.append([make_record("PutArtifactType", type_request("A"), 5_000),
+                make_record("PutArtifacts", artifacts_request(10), 3_000),  # a producer with a slow clock
+                make_record("PutArtifacts", artifacts_request(10), 7_000)])
+    outcomes = projector.apply_batch(log.read(0))
+    assert [o.error_code for o in outcomes] == [0, 0, 0]
+    rows = db.conn.execute("SELECT `id`, `create_time_since_epoch`, `last_update_time_since_epoch` "
+                           "FROM `Artifact` ORDER BY `id`").fetchall()
+    assert rows == [(1, 5_000, 5_000), (2, 7_000, 7_000)]
+
+
+# -- replay ------------------------------------------------------------------------------
+def test_replay_gives_identical_tables_and_reads(store_dir, tmp_path):
+    rebuilt = tmp_path / "rebuilt.sqlite"
+    log = FileLog(str(store_dir / "log"), readonly=True)
+    db = open_projection(f"sqlite:///{rebuilt}")
+    stats = replay(log, db, batch_size=3)  # small batches: several transactions
+    db.close()
+    log.close()
+    assert (stats.records, stats.rejected, stats.end_offset) == (13, 5, 13)
+    original = dump_tables(str(store_dir / "mlmd.sqlite"))
+    assert original["Artifact"] and original["mlmdlog_outcome"]
+    assert dump_tables(str(rebuilt)) == original
+    live, replayed = readonly_store(str(store_dir / "mlmd.sqlite")), readonly_store(str(rebuilt))
+    assert read_everything(replayed) == read_everything(live)
+    assert len(read_everything(live)) > 10
+    live.close()
+    replayed.close()
+
+
+def test_cli_replay_gives_identical_mlmd_tables(store_dir, tmp_path):
+    rebuilt = tmp_path / "cli.sqlite"
+    done = subprocess.run([sys.executable, "-m", "mlmd_log.cli", "replay", "--log", str(store_dir / "log"),
+                           "--into", f"sqlite:///{rebuilt}", "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "replayed 13 records (5 rejected" in done.stdout
+    assert dump_tables(str(rebuilt), MLMD_TABLES) == dump_tables(str(store_dir / "mlmd.sqlite"), MLMD_TABLES)
+
+
+def test_replay_into_a_projection_that_is_up_to_date_changes_nothing(store_dir, tmp_path):
+    before = dump_tables(str(store_dir / "mlmd.sqlite"))
+    log = FileLog(str(store_dir / "log"), readonly=True)
+    db = open_projection(str(store_dir / "mlmd.sqlite"))
+    stats = replay(log, db)
+    db.close()
+    log.close()
+    assert stats.records == 0 and stats.end_offset == 13
+    assert dump_tables(str(store_dir / "mlmd.sqlite")) == before
+
+
+# -- idempotency -------------------------------------------------------------------------
+def test_same_record_twice_applies_once_with_the_first_outcome():
+    store = fake_store()
+    type_id = store.put_artifact_type(pb.ArtifactType(name="A"))
+    applier = store._transport._applier
+    payload = make_record("PutArtifacts", artifacts_request(type_id, 2), int(time.time() * 1000),
+                          record_id="a" * 32)
+    first = applier.submit(payload)
+    second = applier.submit(payload)  # a producer retry after a lost ack
+    assert (first.offset, second.offset) == (1, 2)
+    assert first.error_code == second.error_code == 0
+    assert second.response == first.response
+    response = svc.PutArtifactsResponse()
+    response.ParseFromString(second.response)
+    assert list(response.artifact_ids) == [1, 2]
+    assert [a.id for a in store.get_artifacts()] == [1, 2]
+    assert store.put_artifacts([pb.Artifact(type_id=type_id)]) == [3]  # the retry took no id
+    assert store._transport._log.end_offset() == 4  # both copies stay in the log
+    store.close()
+
+
+def test_retried_rejected_record_gets_the_same_error():
+    log, db, projector = memory_projector()
+    bad = make_record("PutArtifacts", artifacts_request(999), 1_000, record_id="b" * 32)
+    log.append([bad, make_record("PutArtifactType", type_request("A"), 1_000), bad])
+    outcomes = projector.apply_batch(log.read(0))
+    assert [o.error_code for o in outcomes] == [errors.NOT_FOUND, 0, errors.NOT_FOUND]
+    assert outcomes[2].error_message == outcomes[0].error_message
+    assert outcomes[2].record_id == outcomes[0].record_id == "b" * 32
+    assert [row[1] for _, row in sorted(outcome_rows(db.conn).items())] == [errors.NOT_FOUND, 0, errors.NOT_FOUND]
+
+
+def test_retry_in_a_later_batch_is_still_recognised():
+    log, db, projector = memory_projector()
+    log.append([make_record("PutArtifactType", type_request("A"), 1_000),
+                make_record("PutArtifacts", artifacts_request(10), 1_000, record_id="c" * 32)])
+    projector.apply_batch(log.read(0))
+    log.append([make_record("PutArtifacts", artifacts_request(10), 2_000, record_id="c" * 32)])
+    # a new projector over the same database, as after a restart
+    [outcome] = Projector(db).apply_batch(log.read(2))
+    assert outcome.error_code == 0
+    assert db.conn.execute("SELECT COUNT(*) FROM `Artifact`").fetchone() == (1,)
+
+
+# -- corrupt and future records ---------------------------------------------------------
+def test_corrupt_record_is_data_loss_naming_its_offset():
+    log, db, projector = memory_projector()
+    log.append([make_record("PutArtifactType", type_request("A"), 1_000),
+                b"not a log record",
+                make_record("PutArtifactType", type_request("B"), 1_000)])
+    with pytest.raises(errors.DataLossError, match="offset 1"):
+        projector.apply_batch(log.read(0))
+    # nothing from the failed batch is kept, nothing after the bad record was applied
+    assert projector.next_offset == 0
+    assert db.conn.execute("SELECT COUNT(*) FROM `Type` WHERE `name` IN ('A', 'B')").fetchone() == (0,)
+    assert db.conn.execute("SELECT COUNT(*) FROM `mlmdlog_outcome`").fetchone() == (0,)
+    # the good prefix can be applied on its own; the bad record keeps stopping the projector
+    projector.apply_batch(log.read(0, 1))
+    with pytest.raises(errors.DataLossError, match="offset 1"):
+        projector.apply_batch(log.read(1))
+    assert projector.next_offset == 1
+    assert [r[0] for r in db.conn.execute("SELECT `name` FROM `Type` WHERE `id` > 9")] == ["A"]
+
+
+def test_store_on_a_corrupt_log_fails_loudly_on_open(tmp_path):
+    log = FileLog(str(tmp_path / "log"), durability="none")
+    log.append([make_record("PutArtifactType", type_request("A"), 1_000), b"\xff\xff\xff garbage"])
+    log.close()
+    with pytest.raises(errors.DataLossError, match="offset 1"):
+        mlmd_log.MetadataStore(StoreConfig.from_directory(str(tmp_path), durability="none"))
+
+
+def test_record_from_a_newer_schema_version_is_refused():
+    log, db, projector = memory_projector()
+    log.append([make_record("PutArtifactType", type_request("A"), 1_000, schema_version=2)])
+    with pytest.raises(errors.FailedPreconditionError, match="schema version 2"):
+        projector.apply_batch(log.read(0))
+    assert projector.next_offset == 0
+    assert db.conn.execute("SELECT COUNT(*) FROM `Type` WHERE `name` = 'A'").fetchone() == (0,)
+
+
+def test_inline_applier_refuses_a_projection_ahead_of_its_log():
+    log, db, projector = memory_projector()
+    log.append([make_record("PutArtifactType", type_request("A"), 1_000)])
+    projector.apply_batch(log.read(0))
+    with pytest.raises(errors.DataLossError, match="log ends at 0"):
+        InlineApplier(MemoryLog(), Projector(db))
+
+
+# -- one writer, read-only mode, bad configs ----------------------------------------------
+def test_second_writer_process_gets_failed_precondition(tmp_path):
+    with mlmd_log.MetadataStore(StoreConfig.from_directory(str(tmp_path), durability="none")) as store:
+        store.put_artifact_type(pb.ArtifactType(name="A"))
+        script = textwrap.dedent(f"""
+            import mlmd_log
+            from mlmd_log.service import StoreConfig
+            try:
+                mlmd_log.MetadataStore(StoreConfig.from_directory({str(tmp_path)!r}))
+            except Exception as exc:
+                print(type(exc).__name__, isinstance(exc, RuntimeError), exc)
+            else:
+                print("opened")
+        """)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.stdout.startswith("FailedPreconditionError True "), done.stdout + done.stderr
+        assert "already has a writer" in done.stdout and str(os.getpid()) in done.stdout
+        # the first writer is unaffected
+        assert store.put_artifact_type(pb.ArtifactType(name="B")) == 11
+
+
+def test_readonly_sqlite_reads_but_refuses_puts(tmp_path):
+    path = str(tmp_path / "mlmd.sqlite")
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    with mlmd_log.MetadataStore(config) as store:
+        type_id = store.put_artifact_type(pb.ArtifactType(name="A"))
+        store.put_artifacts([pb.Artifact(type_id=type_id, uri="/x")])
+    assert os.path.isdir(path + ".log")
+    ro = readonly_store(path)
+    assert [a.uri for a in ro.get_artifacts()] == ["/x"]
+    assert ro.get_artifact_type("A").id == type_id
+    with pytest.raises(errors.FailedPreconditionError, match="read-only"):
+        ro.put_artifacts([pb.Artifact(type_id=type_id)])
+    with pytest.raises(errors.FailedPreconditionError):
+        ro.put_artifact_type(pb.ArtifactType(name="B"))
+    ro.close()
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM `Artifact`").fetchone() == (1,)
+
+
+def test_readonly_on_a_missing_file_is_an_error(tmp_path):
+    with pytest.raises(errors.NotFoundError) as info:
+        readonly_store(str(tmp_path / "absent.sqlite"))
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_empty_connection_config_is_an_mlmd_error_and_a_runtime_error():
+    with pytest.raises(errors.StatusError) as info:
+        mlmd_log.MetadataStore(pb.ConnectionConfig())
+    assert isinstance(info.value, RuntimeError)  # what ml-metadata raises ("Unset")
+    assert isinstance(info.value, errors.InvalidArgumentError)
