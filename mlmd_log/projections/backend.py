@@ -68,6 +68,35 @@ class SqlBackend:
     def one(self, text: str, params: Sequence[Any] = ()) -> tuple | None:
         return self.execute(text, params).fetchone()
 
+    # -- schema -------------------------------------------------------------
+    def schema(self) -> list[str]:
+        """DDL of MLMD's v10 tables and our bookkeeping tables, for this dialect."""
+        raise NotImplementedError
+
+    def create_schema(self) -> None:
+        """Creates MLMD's v10 tables, the simple types and our bookkeeping, once."""
+        self.begin()
+        try:
+            for stmt in self.schema():
+                self.execute(stmt)
+            if self.one("SELECT COUNT(*) FROM `MLMDEnv`")[0] == 0:
+                self.execute("INSERT INTO `MLMDEnv` (`schema_version`) VALUES (?)", (ddl.SCHEMA_VERSION,))
+            if self.one("SELECT COUNT(*) FROM `Type`")[0] == 0:
+                for type_id, (name, kind) in enumerate(ddl.SIMPLE_TYPES, start=1):
+                    self.execute("INSERT INTO `Type` (`id`, `name`, `type_kind`) VALUES (?, ?, ?)",
+                                 (type_id, name, kind))
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
+        """Records the applied log position (inside the caller's transaction)."""
+        if self.execute("UPDATE `mlmdlog_checkpoint` SET `applied_offset` = ?, `last_time_ms` = ? WHERE `id` = 0",
+                        (applied_offset, last_time_ms)).rowcount == 0:
+            self.execute("INSERT INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) VALUES (0, ?, ?)",
+                         (applied_offset, last_time_ms))
+
     # -- transactions -------------------------------------------------------
     def begin(self) -> None:
         raise NotImplementedError
@@ -115,21 +144,8 @@ class SqliteBackend(SqlBackend):
             conn.execute("PRAGMA temp_store=MEMORY")
         conn.create_function("REGEXP", 2, _regexp, deterministic=True)
 
-    def create_schema(self) -> None:
-        """Creates MLMD's v10 tables, the simple types and our bookkeeping, once."""
-        self.begin()
-        try:
-            for stmt in ddl.SQLITE_MLMD + ddl.SQLITE_LOG:
-                self.execute(stmt)
-            if self.one("SELECT COUNT(*) FROM `MLMDEnv`")[0] == 0:
-                self.execute("INSERT INTO `MLMDEnv` (`schema_version`) VALUES (?)", (ddl.SCHEMA_VERSION,))
-            if self.one("SELECT COUNT(*) FROM `Type`")[0] == 0:
-                for name, kind in ddl.SIMPLE_TYPES:
-                    self.execute("INSERT INTO `Type` (`name`, `type_kind`) VALUES (?, ?)", (name, kind))
-            self.commit()
-        except BaseException:
-            self.rollback()
-            raise
+    def schema(self) -> list[str]:
+        return ddl.SQLITE_MLMD + ddl.SQLITE_LOG
 
     def begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -140,3 +156,4 @@ class SqliteBackend(SqlBackend):
     def rollback(self) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+

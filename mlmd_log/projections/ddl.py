@@ -153,3 +153,166 @@ SQLITE_LOG: list[str] = [
     `response` BLOB)""",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
 ]
+
+
+# -- MySQL / MariaDB ---------------------------------------------------------
+# Same tables, columns and keys as the official MySQL backend. The collation is
+# binary and NO PAD (placeholder {collation}) so that uniqueness of names and
+# external ids is decided exactly as on SQLite: a projection's outcome must never
+# depend on which backend it writes.
+
+def _mysql_property_table(table: str, owner: str, prefix: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS `{table}` (\n"
+            f"    `{owner}` INT NOT NULL,\n"
+            "    `name` VARCHAR(255) NOT NULL,\n"
+            "    `is_custom_property` TINYINT(1) NOT NULL,\n"
+            "    `int_value` INT,\n"
+            "    `double_value` DOUBLE,\n"
+            "    `string_value` MEDIUMTEXT,\n"
+            "    `byte_value` MEDIUMBLOB,\n"
+            "    `proto_value` MEDIUMBLOB,\n"
+            "    `bool_value` TINYINT(1),\n"
+            f"    PRIMARY KEY (`{owner}`, `name`, `is_custom_property`),\n"
+            f"    KEY `idx_{prefix}_property_int` (`name`, `is_custom_property`, `int_value`),\n"
+            f"    KEY `idx_{prefix}_property_double` (`name`, `is_custom_property`, `double_value`),\n"
+            f"    KEY `idx_{prefix}_property_string` (`name`, `is_custom_property`, `string_value`(255))\n"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}")
+
+
+_MYSQL_TABLE_TAIL = ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"
+
+MYSQL_MLMD: list[str] = [
+    """CREATE TABLE IF NOT EXISTS `Type` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `name` VARCHAR(255) NOT NULL,
+    `version` VARCHAR(255),
+    `type_kind` TINYINT(1) NOT NULL,
+    `description` TEXT,
+    `input_type` TEXT,
+    `output_type` TEXT,
+    `external_id` VARCHAR(255),
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `external_id` (`external_id`),
+    KEY `idx_type_name` (`name`),
+    KEY `idx_type_external_id` (`external_id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `TypeProperty` (
+    `type_id` INT NOT NULL,
+    `name` VARCHAR(255) NOT NULL,
+    `data_type` INT,
+    PRIMARY KEY (`type_id`, `name`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `ParentType` (
+    `type_id` INT NOT NULL,
+    `parent_type_id` INT NOT NULL,
+    PRIMARY KEY (`type_id`, `parent_type_id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `Artifact` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `type_id` INT NOT NULL,
+    `uri` TEXT,
+    `state` INT,
+    `name` VARCHAR(255),
+    `external_id` VARCHAR(255),
+    `create_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
+    `last_update_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `external_id` (`external_id`),
+    UNIQUE KEY `UniqueArtifactTypeName` (`type_id`, `name`),
+    KEY `idx_artifact_uri` (`uri`(255)),
+    KEY `idx_artifact_create_time_since_epoch` (`create_time_since_epoch`),
+    KEY `idx_artifact_last_update_time_since_epoch` (`last_update_time_since_epoch`),
+    KEY `idx_artifact_external_id` (`external_id`)
+""" + _MYSQL_TABLE_TAIL,
+    _mysql_property_table("ArtifactProperty", "artifact_id", "artifact"),
+    """CREATE TABLE IF NOT EXISTS `Execution` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `type_id` INT NOT NULL,
+    `last_known_state` INT,
+    `name` VARCHAR(255),
+    `external_id` VARCHAR(255),
+    `create_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
+    `last_update_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `external_id` (`external_id`),
+    UNIQUE KEY `UniqueExecutionTypeName` (`type_id`, `name`),
+    KEY `idx_execution_create_time_since_epoch` (`create_time_since_epoch`),
+    KEY `idx_execution_last_update_time_since_epoch` (`last_update_time_since_epoch`),
+    KEY `idx_execution_external_id` (`external_id`)
+""" + _MYSQL_TABLE_TAIL,
+    _mysql_property_table("ExecutionProperty", "execution_id", "execution"),
+    """CREATE TABLE IF NOT EXISTS `Context` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `type_id` INT NOT NULL,
+    `name` VARCHAR(255) NOT NULL,
+    `external_id` VARCHAR(255),
+    `create_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
+    `last_update_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `type_id` (`type_id`, `name`),
+    UNIQUE KEY `external_id` (`external_id`),
+    KEY `idx_context_create_time_since_epoch` (`create_time_since_epoch`),
+    KEY `idx_context_last_update_time_since_epoch` (`last_update_time_since_epoch`),
+    KEY `idx_context_external_id` (`external_id`)
+""" + _MYSQL_TABLE_TAIL,
+    _mysql_property_table("ContextProperty", "context_id", "context"),
+    """CREATE TABLE IF NOT EXISTS `Event` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `artifact_id` INT NOT NULL,
+    `execution_id` INT NOT NULL,
+    `type` INT NOT NULL,
+    `milliseconds_since_epoch` BIGINT,
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `UniqueEvent` (`artifact_id`, `execution_id`, `type`),
+    KEY `idx_event_execution_id` (`execution_id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `EventPath` (
+    `event_id` INT NOT NULL,
+    `is_index_step` TINYINT(1) NOT NULL,
+    `step_index` INT,
+    `step_key` TEXT,
+    KEY `idx_eventpath_event_id` (`event_id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `MLMDEnv` (
+    `schema_version` INT NOT NULL,
+    PRIMARY KEY (`schema_version`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `ParentContext` (
+    `context_id` INT NOT NULL,
+    `parent_context_id` INT NOT NULL,
+    PRIMARY KEY (`context_id`, `parent_context_id`),
+    KEY `idx_parentcontext_parent_context_id` (`parent_context_id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `Association` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `context_id` INT NOT NULL,
+    `execution_id` INT NOT NULL,
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `context_id` (`context_id`, `execution_id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `Attribution` (
+    `id` INT NOT NULL AUTO_INCREMENT,
+    `context_id` INT NOT NULL,
+    `artifact_id` INT NOT NULL,
+    PRIMARY KEY (`id`),
+    UNIQUE KEY `context_id` (`context_id`, `artifact_id`)
+""" + _MYSQL_TABLE_TAIL,
+]
+
+MYSQL_LOG: list[str] = [
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_checkpoint` (
+    `id` INT NOT NULL,
+    `applied_offset` BIGINT NOT NULL,
+    `last_time_ms` BIGINT NOT NULL,
+    PRIMARY KEY (`id`)
+""" + _MYSQL_TABLE_TAIL,
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_outcome` (
+    `log_offset` BIGINT NOT NULL,
+    `record_id` VARCHAR(64) NOT NULL,
+    `error_code` INT NOT NULL,
+    `error_message` MEDIUMTEXT,
+    `response` MEDIUMBLOB,
+    PRIMARY KEY (`log_offset`),
+    KEY `idx_mlmdlog_outcome_record_id` (`record_id`)
+""" + _MYSQL_TABLE_TAIL,
+]

@@ -72,8 +72,7 @@ class Projector:
                     raise errors.DataLossError(f"Log gap: expected offset {self.next_offset}, got {offset}")
                 outcomes.append(self._apply_one(offset, payload))
                 self.next_offset = offset + 1
-            self.db.execute("INSERT OR REPLACE INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) "
-                            "VALUES (0, ?, ?)", (self.next_offset, self.last_time_ms))
+            self.db.write_checkpoint(self.next_offset, self.last_time_ms)
             self.db.commit()
         except BaseException:
             self.db.rollback()
