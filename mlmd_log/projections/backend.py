@@ -129,7 +129,7 @@ class SqliteBackend(SqlBackend):
 
     dialect = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
-    infrastructure_errors = (sqlite3.OperationalError, sqlite3.DatabaseError)
+    infrastructure_errors = (sqlite3.Error,)  # checked after integrity_errors
 
     def __init__(self, path: str, readonly: bool = False, durable: bool = False):
         uri = path.startswith("file:")

@@ -379,7 +379,8 @@ class Engine:
         try:
             node_id = self._insert_with_id(kind.table, names, params)
         except self.db.integrity_errors as exc:
-            raise AlreadyExistsError(f"Given node already exists: {_short(node)}: {exc}") from exc
+            raise AlreadyExistsError(f"Given node already exists: {_short(node)} "
+                                     f"({kind.name} names are unique per type, external ids globally)") from exc
         self._write_properties(kind, node_id, node.properties, {}, False, None)
         self._write_properties(kind, node_id, node.custom_properties, {}, True, None)
         return node_id
@@ -417,7 +418,8 @@ class Engine:
     def _reader_method(self, kind: NodeKind) -> Callable[[list[int]], list]:
         if self._reader is None:
             from mlmd_log.query.reader import Reader
-            self._reader = Reader(self.db.conn)
+            from mlmd_log.query.sql import DIALECTS
+            self._reader = Reader(self.db.conn, DIALECTS[self.db.dialect.name])
         return getattr(self._reader, f"get_{kind.name}s_by_id")
 
     def _update_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), force_time: bool = False) -> int:
@@ -463,7 +465,8 @@ class Engine:
                                 "WHERE `id` = ?", (*params, self.now_ms, node.id))
             except self.db.integrity_errors as exc:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
-                raise errors.InternalError(f"Cannot update {kind.name} {node.id}: {exc}") from exc
+                raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
+                                           f"is already used: {_short(node)}") from exc
         return node.id
 
     def _upsert_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), validate: bool = True,
@@ -504,7 +507,8 @@ class Engine:
         try:
             self.db.executemany(f"INSERT INTO `{kind.table}` ({cols}) VALUES ({', '.join('?' for _ in names)})", rows)
         except self.db.integrity_errors as exc:
-            raise AlreadyExistsError(f"Given node already exists: {exc}") from exc
+            raise AlreadyExistsError(f"Given node already exists: one of the {len(nodes)} new {kind.name}s "
+                                     "reuses a name (per type) or an external id") from exc
         self._next_id[kind.table] = first + len(nodes)
         if prop_rows:
             self.db.executemany(

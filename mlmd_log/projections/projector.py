@@ -110,7 +110,8 @@ class Projector:
             return Outcome(offset, record.record_id, exc.error_code, exc.message)
         except self.db.integrity_errors as exc:  # a constraint the engine did not translate
             self._undo(snapshot)
-            return Outcome(offset, record.record_id, errors.INTERNAL, f"Constraint violated: {exc}")
+            return Outcome(offset, record.record_id, errors.INTERNAL,
+                           f"A uniqueness constraint was violated applying log record at offset {offset}")
         except self.db.infrastructure_errors:
             raise  # the database failed, not the record: abort the batch, retry later
         except Exception as exc:  # a defect met by this record: reject it alone, keep the log moving
