@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -59,6 +60,25 @@ class StoreConfig:
         raise errors.InvalidArgumentError("ConnectionConfig has no backend set (fake_database, sqlite ...)")
 
 
+def response_of(rpc: str, outcome: Any) -> Any:
+    """The RPC response a put's outcome stands for, or its MLMD error raised."""
+    outcome.raise_if_error()
+    response = getattr(svc, rpc + "Response")()
+    response.ParseFromString(outcome.response)
+    return response
+
+
+@dataclass
+class SharedLogConfig:
+    """A writer among many: a shared log (``kafka://HOST:PORT/TOPIC``) and the projection
+    (``mysql://...`` or ``sqlite:///...``) that a ``mlmd-log project`` service keeps current."""
+
+    log_url: str
+    projection_url: str
+    wait_timeout_s: float = 60.0
+    client_name: str = "mlmd-log"
+
+
 class EmbeddedTransport:
     """A log and its SQLite projection in this process; puts are applied inline."""
 
@@ -104,15 +124,23 @@ class EmbeddedTransport:
         with self._lock:
             return self.reads.call(rpc, request)
 
-    def _put(self, rpc: str, request: Any) -> Any:
+    def _writable(self) -> InlineApplier:
         if self._applier is None:
             raise errors.FailedPreconditionError("This store was opened read-only (connection_mode READONLY)")
+        return self._applier
+
+    def _put(self, rpc: str, request: Any) -> Any:
         payload = self._records.make(rpc, request).SerializeToString()
-        outcome = self._applier.submit(payload)
-        outcome.raise_if_error()
-        response = getattr(svc, rpc + "Response")()
-        response.ParseFromString(outcome.response)
-        return response
+        return response_of(rpc, self._writable().submit(payload))
+
+    # The asynchronous-put protocol (see AsyncPuts).
+    def append(self, payloads: list[bytes]) -> list[int]:
+        return self._writable().append(payloads)
+
+    def wait_for_outcome(self, offset: int) -> Any:
+        return self._writable().outcome_for(offset)
+
+    response = staticmethod(lambda rpc, outcome: response_of(rpc, outcome))
 
     def close(self) -> None:
         with self._lock:
@@ -170,6 +198,8 @@ def open_transport(config: Any) -> Any:
         return EmbeddedTransport(StoreConfig.from_directory(DEFAULT_DATA_DIR))
     if isinstance(config, StoreConfig):
         return EmbeddedTransport(config)
+    if isinstance(config, SharedLogConfig):
+        return RemoteTransport(config.log_url, config.projection_url, config.client_name, config.wait_timeout_s)
     if isinstance(config, str):
         return EmbeddedTransport(StoreConfig.from_directory(config))
     if isinstance(config, pb.ConnectionConfig):
@@ -177,3 +207,150 @@ def open_transport(config: Any) -> Any:
     if isinstance(config, pb.MetadataStoreClientConfig):
         return GrpcTransport(config)
     raise ValueError("MetadataStore is expecting either proto.ConnectionConfig or proto.MetadataStoreClientConfig")
+
+
+class RemoteTransport:
+    """A writer in one of many processes: puts go to a shared log (Kafka), a projector
+    service applies them, and the writer waits for its record's outcome in the projection.
+
+    Consistency: a synchronous put returns only after the projection has applied it, so
+    the writer reads its own writes; other writers' puts are visible once applied.
+    """
+
+    def __init__(self, log_url: str, projection_url: str, client_name: str = "mlmd-log",
+                 wait_timeout_s: float = 60.0):
+        from mlmd_log.locations import open_log, open_projection
+        from mlmd_log.query.service_reads import ReadService
+
+        self._records = RecordFactory(client_name)
+        self.log = open_log(log_url)
+        self.db = open_projection(projection_url, create=True)
+        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        self.wait_timeout_s = wait_timeout_s
+        self._lock = threading.Lock()
+
+    def call(self, rpc: str, request: Any) -> Any:
+        if rpc in PUT_RPCS:
+            [offset] = self.append([self._records.make(rpc, request).SerializeToString()])
+            return response_of(rpc, self.wait_for_outcome(offset))
+        with self._lock:
+            self._refresh_snapshot()
+            return self.reads.call(rpc, request)
+
+    def append(self, payloads: list[bytes]) -> list[int]:
+        return self.log.append(payloads)
+
+    response = staticmethod(lambda rpc, outcome: response_of(rpc, outcome))
+
+    def _refresh_snapshot(self) -> None:
+        """Ends the read transaction so the next statement sees the projector's commits."""
+        try:
+            self.db.conn.commit()
+        except Exception:  # sqlite3 outside a transaction, or nothing to end
+            pass
+
+    def applied_offset(self) -> int:
+        with self._lock:
+            self._refresh_snapshot()
+            row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            return row[0] if row else 0
+
+    def wait_for_outcome(self, offset: int) -> Any:
+        """Polls the projection until it has applied ``offset``; returns that record's outcome."""
+        from mlmd_log.projections.projector import Outcome
+
+        deadline = time.monotonic() + self.wait_timeout_s
+        pause = 0.001
+        while self.applied_offset() <= offset:
+            if time.monotonic() > deadline:
+                raise errors.DeadlineExceededError(
+                    f"The put is durable in the log at offset {offset} but no projector applied it within "
+                    f"{self.wait_timeout_s:.0f}s: is `mlmd-log project` running for this log?")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        with self._lock:
+            row = self.db.one("SELECT `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
+                              "WHERE `log_offset` = ?", (offset,))
+        if row is None:
+            raise errors.InternalError(f"The projection applied offset {offset} but holds no outcome for it")
+        return Outcome(offset, row[0], row[1], row[2] or "", bytes(row[3] or b""))
+
+    def close(self) -> None:
+        self.log.close()
+        self.db.close()
+
+
+class AsyncPuts:
+    """High-throughput puts: ``submit`` returns a Future at once; a background thread
+    appends queued records in batches and resolves each Future with the put's response
+    (or its MLMD error) once applied. ``flush`` waits for everything submitted so far."""
+
+    def __init__(self, transport: Any, max_batch: int = 1000, client_name: str = "mlmd-log-async"):
+        import queue
+        from concurrent.futures import Future
+
+        self._future_class = Future
+        self._transport = transport
+        self._records = RecordFactory(client_name)
+        self._queue: "queue.Queue" = queue.Queue()
+        self._max_batch = max_batch
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="mlmd-log-async-puts", daemon=True)
+        self._thread.start()
+
+    def submit(self, rpc: str, request: Any) -> Any:
+        if rpc not in PUT_RPCS:
+            raise errors.InvalidArgumentError(f"{rpc} is not a put")
+        if self._closed:
+            raise errors.FailedPreconditionError("AsyncPuts is closed")
+        future = self._future_class()
+        self._queue.put((rpc, self._records.make(rpc, request).SerializeToString(), future))
+        return future
+
+    def flush(self, timeout: Optional[float] = None) -> None:
+        """Blocks until every put submitted before the call has its outcome."""
+        done = self._future_class()
+        self._queue.put((None, None, done))
+        done.result(timeout)
+
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        import queue
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._process(batch)
+
+    def _process(self, batch: list) -> None:
+        puts = [(rpc, payload, future) for rpc, payload, future in batch if rpc is not None]
+        try:
+            offsets = self._transport.append([payload for _, payload, _ in puts]) if puts else []
+        except errors.StatusError as exc:
+            for _, _, future in puts:
+                future.set_exception(exc)
+            offsets = None
+        if offsets is not None:
+            for (rpc, _, future), offset in zip(puts, offsets):
+                try:
+                    future.set_result(self._transport.response(rpc, self._transport.wait_for_outcome(offset)))
+                except errors.StatusError as exc:
+                    future.set_exception(exc)
+        for rpc, _, future in batch:
+            if rpc is None:
+                future.set_result(None)

@@ -70,8 +70,18 @@ class InlineApplier:
 
     def submit(self, payload: bytes) -> Outcome:
         """Appends one record, makes sure it is applied, and returns its outcome."""
-        [offset] = self.log.append([payload])
-        self._unapplied[offset] = payload
+        [offset] = self.append([payload])
+        return self.outcome_for(offset)
+
+    def append(self, payloads: list[bytes]) -> list[int]:
+        """Appends records durably; they are applied by the next ``outcome_for`` (of any caller)."""
+        offsets = self.log.append(payloads)
+        for offset, payload in zip(offsets, payloads):
+            self._unapplied[offset] = payload
+        return offsets
+
+    def outcome_for(self, offset: int) -> Outcome:
+        """The outcome of the record at ``offset``, applying whatever is pending first."""
         with self.lock:
             outcome = self._fresh.pop(offset, None)
             if outcome is None and self.projector.next_offset <= offset:

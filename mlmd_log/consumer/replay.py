@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from mlmd_log import errors
 from mlmd_log.producer.base import Log
-from mlmd_log.projections.backend import SqlBackend, SqliteBackend
+from mlmd_log.locations import open_projection  # noqa: F401  (re-exported for callers)
+from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.projector import Projector
 
 
@@ -41,19 +41,3 @@ def replay(log: Log, db: SqlBackend, batch_size: int = 2000,
         if progress is not None:
             progress(projector.next_offset, end)
     return ReplayStats(applied, rejected, time.monotonic() - started, projector.next_offset)
-
-
-def open_projection(url: str) -> SqlBackend:
-    """A projection target from a URL: ``sqlite:///path.db`` or a plain path."""
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        path = path if path.startswith("/") or path == ":memory:" else path
-    elif url.startswith("sqlite://"):
-        path = url[len("sqlite://"):]
-    elif "://" in url:
-        raise errors.InvalidArgumentError(f"Unsupported projection URL {url!r}: expected sqlite:///PATH")
-    else:
-        path = url
-    db = SqliteBackend(path)
-    db.create_schema()
-    return db

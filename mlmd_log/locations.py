@@ -1,0 +1,54 @@
+"""Logs and projections named by URL, so the CLI, the server and the Python API agree.
+
+Logs:        ``file:///path/to/log-dir`` (or a plain path), ``memory:``, ``kafka://host:port/topic``
+Projections: ``sqlite:///path.db`` (or a plain path), ``sqlite://:memory:``,
+             ``mysql://user:password@host:port/database``
+"""
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from mlmd_log import errors
+from mlmd_log.producer.base import Log
+from mlmd_log.projections.backend import SqlBackend, SqliteBackend
+
+
+def open_log(url: str, readonly: bool = False, durability: str = "fsync") -> Log:
+    """The log a URL names. Readers open FileLogs read-only (no lock, no truncation)."""
+    if url in ("memory:", "memory://"):
+        from mlmd_log.producer import MemoryLog
+        return MemoryLog()
+    if url.startswith("kafka://"):
+        from mlmd_log.producer.kafka_log import KafkaLog
+        parsed = urlparse(url)
+        topic = parsed.path.strip("/")
+        if not parsed.netloc or not topic:
+            raise errors.InvalidArgumentError(f"Expected kafka://host:port/topic, got {url!r}")
+        return KafkaLog(parsed.netloc, topic, durability=durability)
+    from mlmd_log.producer import FileLog
+    path = url[len("file://"):] if url.startswith("file://") else url
+    if "://" in path:
+        raise errors.InvalidArgumentError(f"Unsupported log URL {url!r}: expected file://, kafka:// or memory:")
+    return FileLog(path, readonly=readonly, durability=durability)
+
+
+def open_projection(url: str, create: bool = True) -> SqlBackend:
+    """The projection a URL names, with its schema created if ``create``."""
+    if url.startswith("mysql://"):
+        from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
+        db: SqlBackend = MySqlBackend(MySqlTarget.from_url(url))
+    else:
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///"):]
+            path = path if path == ":memory:" or path.startswith("/") else path
+        elif url.startswith("sqlite://"):
+            path = url[len("sqlite://"):]
+        elif "://" in url:
+            raise errors.InvalidArgumentError(
+                f"Unsupported projection URL {url!r}: expected sqlite:///PATH or mysql://user:pass@host:port/db")
+        else:
+            path = url
+        db = SqliteBackend(path)
+    if create:
+        db.create_schema()
+    return db
