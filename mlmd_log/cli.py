@@ -10,10 +10,10 @@ from mlmd_log import errors
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from mlmd_log.consumer.replay import open_projection, replay
-    from mlmd_log.producer import FileLog
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.locations import open_log, open_projection
 
-    log = FileLog(args.log, readonly=True)
+    log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
     try:
         def show(done: int, end: int) -> None:
@@ -56,6 +56,26 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_project(args: argparse.Namespace) -> int:
+    import logging
+
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.locations import open_log, open_projection
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    log = open_log(args.log, readonly=True)
+    db = open_projection(args.into)
+    service = ProjectorService(log, db, batch_size=args.batch_size)
+    service.install_signal_handlers()
+    try:
+        status = service.run(report_every=args.report_every, until_caught_up=args.until_caught_up)
+    finally:
+        db.close()
+        log.close()
+    print(f"projector stopped at offset {status.applied_offset} (lag {status.lag})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmd-log", description="ML Metadata as an event-sourced log.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rebuild a projection from a log",
                        description="Rebuild (or bring up to date) a projection from a log. "
                                    "Example: mlmd-log replay --log mlmd-data/log --into sqlite:///rebuilt.db")
-    p.add_argument("--log", required=True, help="log directory (a FileLog)")
-    p.add_argument("--into", required=True, help="target projection, e.g. sqlite:///new.db")
+    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC")
+    p.add_argument("--into", required=True, help="target projection: sqlite:///new.db or mysql://user:pw@host:port/db")
     p.add_argument("--batch-size", type=int, default=2000, help="records per projection transaction")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_replay)
@@ -74,10 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="mlmd-data", help="where the embedded store lives")
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser("project", help="follow a log and keep a projection up to date (the projector service)",
+                       description="Example: mlmd-log project --log kafka://127.0.0.1:9092/mlmd "
+                                   "--into mysql://mlmd:mlmd@127.0.0.1:3306/mlmd")
+    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, or kafka://HOST:PORT/TOPIC")
+    p.add_argument("--into", required=True, help="sqlite:///PATH or mysql://user:pw@host:port/db")
+    p.add_argument("--batch-size", type=int, default=2000, help="most records per projection transaction")
+    p.add_argument("--report-every", type=float, default=10.0, help="seconds between lag reports")
+    p.add_argument("--until-caught-up", action="store_true", help="stop once the projection reaches the log end")
+    p.set_defaults(func=_cmd_project)
+
     p = sub.add_parser("info", help="show what a data directory holds",
                        description="Example: mlmd-log info --data-dir ./mlmd-data")
     p.add_argument("--data-dir", default="mlmd-data")
     p.set_defaults(func=_cmd_info)
+
     return parser
 
 
