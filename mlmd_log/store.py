@@ -415,13 +415,46 @@ class MetadataStore:
         return list(self._call("GetEventsByArtifactIDs",
                                svc.GetEventsByArtifactIDsRequest(artifact_ids=list(artifact_ids))).events)
 
-    # -- lineage (the query layer's; raises a clear error until it lands) -------
+    # -- lineage -------------------------------------------------------------
     def get_lineage_subgraph(self, query_options: pb.LineageSubgraphQueryOptions,
                              field_mask_paths: Optional[Sequence[str]] = None,
                              extra_options: Optional[ExtraOptions] = None) -> pb.LineageGraph:
+        """The lineage subgraph around the starting nodes, with the fields of
+        ``field_mask_paths`` (all when empty). As in ml-metadata's client, the RPC
+        returns node ids only; nodes and types are then read by id."""
+        paths = list(field_mask_paths or [f.name for f in pb.LineageGraph.DESCRIPTOR.fields])
         request = svc.GetLineageSubgraphRequest(lineage_subgraph_query_options=query_options)
-        request.read_mask.paths.extend(field_mask_paths or [])
-        return self._call("GetLineageSubgraph", request).lineage_subgraph
+        request.read_mask.paths.extend(p for p in paths if not p.endswith("_types"))
+        skeleton = self._call("GetLineageSubgraph", request).lineage_subgraph
+
+        graph = pb.LineageGraph()
+        if "artifacts" in paths or "artifact_types" in paths:
+            artifacts, artifact_types = self.get_artifacts_and_types_by_artifact_ids(
+                a.id for a in skeleton.artifacts)
+            if "artifacts" in paths:
+                graph.artifacts.extend(artifacts)
+            if "artifact_types" in paths:
+                graph.artifact_types.extend(artifact_types)
+        if "executions" in paths or "execution_types" in paths:
+            executions = self.get_executions_by_id(e.id for e in skeleton.executions)
+            if "executions" in paths:
+                graph.executions.extend(executions)
+            if "execution_types" in paths:
+                graph.execution_types.extend(
+                    self.get_execution_types_by_id({e.type_id for e in executions}))
+        if "contexts" in paths or "context_types" in paths:
+            contexts = self.get_contexts_by_id(c.id for c in skeleton.contexts)
+            if "contexts" in paths:
+                graph.contexts.extend(contexts)
+            if "context_types" in paths:
+                graph.context_types.extend(self.get_context_types_by_id({c.type_id for c in contexts}))
+        if "events" in paths:
+            graph.events.extend(skeleton.events)
+        if "associations" in paths:
+            graph.associations.extend(skeleton.associations)
+        if "attributions" in paths:
+            graph.attributions.extend(skeleton.attributions)
+        return graph
 
 
 def downgrade_schema(config: pb.ConnectionConfig, downgrade_to_schema_version: int) -> None:

@@ -25,3 +25,15 @@ def ref_python() -> str:
             pytest.fail(problem)
         pytest.skip(problem)
     return python
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """A MariaDB/MySQL server for projection tests: MLMD_TEST_MYSQL_URL (compose/mariadb.sh
+    exports one). Skips locally without it; fails in CI, where .ci/run starts MariaDB."""
+    url = os.environ.get("MLMD_TEST_MYSQL_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("MLMD_TEST_MYSQL_URL is not set: .ci/run must start MariaDB (compose/mariadb.sh)")
+        pytest.skip("no MariaDB: set MLMD_TEST_MYSQL_URL=mysql://user:pass@127.0.0.1:3306/db")
+    return url

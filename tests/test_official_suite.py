@@ -3,9 +3,8 @@
 The official wheel ships ``metadata_store_test.py``. We copy it out of the
 reference virtualenv at test time (it is not part of this repository), point its
 three imports at mlmd_log, and run it with our interpreter. Every test of the
-core store must pass. Tests of filter queries and lineage traversal belong to
-the query layer and are deselected by name until it lands (set
-MLMD_ORACLE_QUERY_LAYER=1 to run them).
+core store and of the query layer (filter queries, lineage) must pass;
+MLMD_ORACLE_QUERY_LAYER=0 deselects the query-layer tests.
 """
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.reference
 
-QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "0") == "1"
+QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "1") == "1"
 QUERY_LAYER_TESTS = "filter_query or lineage_subgraph"
 IMPORTS = {
     "import ml_metadata as mlmd": "import mlmd_log as mlmd",

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ORACLE = ROOT / "tests" / "oracle"
 SEEDS = [int(s) for s in os.environ.get("MLMD_ORACLE_SEEDS", "101,202,303").split(",") if s]
 N_CALLS = int(os.environ.get("MLMD_ORACLE_CALLS", "300"))
-# Filter queries and lineage reads belong to the query layer; until it lands the oracle
-# checks the core store only (MLMD_ORACLE_QUERY_LAYER=1 turns them on).
-QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "0") == "1"
+# Filter queries and lineage reads (the query layer) are part of every sequence;
+# MLMD_ORACLE_QUERY_LAYER=0 checks the core store alone.
+QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "1") == "1"
 
 
 def _load_runner():

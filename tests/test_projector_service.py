@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,38 +47,51 @@ def _projector(log_dir: str, target: str) -> subprocess.Popen:
 
 
 def _applied(path: str) -> int:
-    db = open_projection(f"sqlite:///{path}", create=False)
+    """The projection's checkpoint; 0 while the projector has not created its tables yet."""
+    if not os.path.exists(path):
+        return 0
+    conn = sqlite3.connect(path, timeout=10)
     try:
-        row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        row = conn.execute("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0").fetchone()
         return row[0] if row else 0
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
     finally:
-        db.close()
+        conn.close()
 
 
 def test_projector_survives_kill9_and_matches_fresh_replay(tmp_path):
     data_dir = str(tmp_path)
-    _write_log(data_dir, 4000)
+    _write_log(data_dir, 3000)
     log_dir = os.path.join(data_dir, "log")
     target = str(tmp_path / "projection.sqlite")
     end = open_log(log_dir, readonly=True).end_offset()
     rng = random.Random(3)
-    kills = 0
-    while True:
+    kills, last = 0, 0
+    while kills < 5:  # kill -9 right after the projector has made some progress, five times
         proc = _projector(log_dir, f"sqlite:///{target}")
-        time.sleep(rng.uniform(0.35, 0.6))
-        if proc.poll() is not None:
-            raise AssertionError(f"projector exited early: {proc.stderr.read()}")
-        if os.path.exists(target) and _applied(target) >= end:
-            proc.send_signal(signal.SIGTERM)  # graceful stop once caught up
-            out, err = proc.communicate(timeout=30)
-            assert proc.returncode == 0, err
-            assert f"stopped at offset {end}" in out
-            break
+        deadline = time.monotonic() + 30
+        while _applied(target) <= last and time.monotonic() < deadline:
+            assert proc.poll() is None, f"projector exited early: {proc.stderr.read()}"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.03))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        assert kills < 40, "projector made no progress"
-    assert kills >= 2, kills
+        now = _applied(target)
+        assert now > last, "projector made no progress"
+        if now >= end:
+            break
+        last = now
+    assert 0 < last < end, "the kills did not land mid-log"
+    proc = _projector(log_dir, f"sqlite:///{target}")
+    deadline = time.monotonic() + 60
+    while _applied(target) < end and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # graceful stop once caught up
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"stopped at offset {end}" in out
     fresh = str(tmp_path / "fresh.sqlite")
     db = open_projection(f"sqlite:///{fresh}")
     replay(open_log(log_dir, readonly=True), db)
@@ -85,4 +99,4 @@ def test_projector_survives_kill9_and_matches_fresh_replay(tmp_path):
     resumed, rebuilt = dump_tables(target), dump_tables(fresh)
     for table in MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome"):
         assert resumed[table] == rebuilt[table], f"{table} differs from a fresh replay"
-    assert len(resumed["Artifact"]) == 4000
+    assert len(resumed["Artifact"]) == 3000

@@ -327,9 +327,13 @@ def test_size_and_order_field_are_validated(reader):
         reader.get_artifacts(options)
 
 
-def test_filter_query_is_not_silently_ignored(reader):
-    with pytest.raises(errors.UnimplementedError, match="filter_query"):
-        reader.get_artifacts(pb.ListOperationOptions(filter_query="uri = 'u1'"))
+def test_filter_query_is_applied_not_ignored(reader):
+    everything = reader.get_artifacts(pb.ListOperationOptions(max_result_size=100)).items
+    uri = everything[0].uri
+    filtered = reader.get_artifacts(pb.ListOperationOptions(max_result_size=100, filter_query=f"uri = '{uri}'")).items
+    assert filtered and [a.id for a in filtered] == [a.id for a in everything if a.uri == uri]
+    with pytest.raises(errors.InvalidArgumentError):
+        reader.get_artifacts(pb.ListOperationOptions(filter_query="uri = "))
 
 
 def test_empty_external_id_and_empty_context_list(reader):

@@ -619,9 +619,11 @@ class TestGets:
             1, list_options=ListOptions(order_by=OrderByField.ID, is_asc=False))] == [2, 1]
         assert store.get_artifacts_by_context(999) == [] and store.get_executions_by_context(999) == []
 
-    def test_filter_query_is_unimplemented(self, store, eight):
-        with pytest.raises(errors.UnimplementedError, match="filter_query"):
-            store.get_artifacts(list_options=ListOptions(filter_query="uri = 'u1'"))
+    def test_filter_query_selects(self, store, eight):
+        found = store.get_artifacts(list_options=ListOptions(filter_query="uri = 'u1'"))
+        assert [a.id for a in found] == [2, 4, 6, 8]
+        with pytest.raises(errors.InvalidArgumentError):
+            store.get_artifacts(list_options=ListOptions(filter_query="uri = = 'u1'"))
 
     def test_by_id_skips_unknown_ids(self, store, eight):
         assert [a.id for a in store.get_artifacts_by_id([2, 999, 1])] == [1, 2]
@@ -671,11 +673,11 @@ class TestGets:
         with pytest.raises(errors.NotFoundError, match="No contexts found for execution_id: 999"):
             store.get_contexts_by_execution(999)
 
-    def test_lineage_subgraph_is_unimplemented(self, store, eight):
+    def test_lineage_subgraph_of_an_unconnected_artifact_is_itself(self, store, eight):
         options = pb.LineageSubgraphQueryOptions(
             starting_artifacts=pb.LineageSubgraphQueryOptions.StartingNodes(filter_query="id = 1"), max_num_hops=1)
-        with pytest.raises(errors.UnimplementedError):
-            store.get_lineage_subgraph(options)
+        graph = store.get_lineage_subgraph(options)
+        assert [a.id for a in graph.artifacts] == [1] and not graph.events and not graph.executions
 
 
 # -- rejected puts leave no trace ---------------------------------------------------

@@ -152,6 +152,10 @@ SQLITE_LOG: list[str] = [
     `error_message` TEXT,
     `response` BLOB)""",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
+    # Extra indexes for neighbour filters and lineage (by node, not by context). Named
+    # mlmdlog_* so they are recognisably ours; columns and MLMD's own indexes are untouched.
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_association_execution` ON `Association`(`execution_id`)",
 ]
 
 
@@ -315,4 +319,6 @@ MYSQL_LOG: list[str] = [
     PRIMARY KEY (`log_offset`),
     KEY `idx_mlmdlog_outcome_record_id` (`record_id`)
 """ + _MYSQL_TABLE_TAIL,
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_association_execution` ON `Association`(`execution_id`)",
 ]

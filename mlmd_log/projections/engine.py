@@ -316,12 +316,15 @@ class Engine:
             if given.properties[name] == pb.UNKNOWN:
                 raise InvalidArgumentError(f"Property:{name} type should not be UNKNOWN.")
             self._insert_type_property(stored, name, given.properties[name])
-        given_external = given.external_id if given.HasField("external_id") else ""
-        if (stored.external_id or "") != given_external:
+        # ml-metadata 1.17 moves a type to a new, non-empty external_id; an absent or empty one
+        # keeps the stored id. A clash surfaces as INTERNAL there (an unmapped UPDATE failure).
+        given_external = given.external_id
+        if given_external and given_external != stored.external_id:
             try:
                 self.db.execute("UPDATE `Type` SET `external_id` = ? WHERE `id` = ?", (given_external, stored.id))
             except self.db.integrity_errors as exc:
-                raise AlreadyExistsError(f"Given type external_id already exists: {given_external}") from exc
+                raise errors.InternalError(f"Cannot move type {stored.name} to external_id {given_external!r}: "
+                                           "another type has it") from exc
             stored.external_id = given_external
 
     def _upsert_type_inheritance(self, type_msg: Any, type_id: int, kind: int) -> None:

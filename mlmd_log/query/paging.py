@@ -98,11 +98,16 @@ def validate_size(options: pb.ListOperationOptions) -> None:
             f"equal to 100. Set value:{options.max_result_size}")
 
 
-def reject_filter(options: pb.ListOperationOptions) -> None:
-    if options.HasField("filter_query") and options.filter_query:
-        raise errors.UnimplementedError(
-            "ListOperationOptions.filter_query is not supported by this reader yet; "
-            f"got filter_query: {options.filter_query!r}")
+def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: str = "sqlite"):
+    """The options' filter_query compiled for nodes of ``kind``, or None when it is empty.
+
+    InvalidArgumentError for a malformed query; InternalError for a neighbour field that
+    MLMD's own SQL cannot read (MLMD fails the same way when it runs the query)."""
+    from mlmd_log.query import filter_sql  # the filter compiler imports nothing from paging
+
+    if not (options.HasField("filter_query") and options.filter_query):
+        return None
+    return filter_sql.compile_text(options.filter_query, kind, dialect)
 
 
 def build_list_query(options: pb.ListOperationOptions) -> ListQuery:

@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2
 
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.query import paging
+from mlmd_log.query import filter_sql, paging
 from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, SQLITE, TYPE_COLUMNS, ReadDialect
 
 # Type.type_kind values.
@@ -309,16 +309,24 @@ class Reader:
               candidates: Optional[tuple[str, tuple]] = None) -> Page:
         """One page of nodes; ``candidates`` is a (query name, params) id subquery."""
         paging.validate_size(options)
-        paging.reject_filter(options)
+        compiled = paging.compile_filter(options, kind.name, self._d.name)
         q = paging.build_list_query(options)
         table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
         where, params = q.where, list(q.params)
+        if compiled is not None:
+            if compiled.joins:
+                sub, sub_params = compiled.id_subquery(table)
+                where = f"`id` IN ({sub}) AND {where}"
+                params = list(sub_params) + params
+            else:  # attributes only: the condition applies to the listed table itself
+                where = f"{compiled.where} AND {where}"
+                params = list(compiled.where_params) + params
         if candidates is not None:
             sub_name, sub_params = candidates
             sub = self._d.queries.get(sub_name) or BASE_QUERIES[sub_name]
             where = f"`id` IN ({sub}) AND {where}"
             params = list(sub_params) + params
-        text = (f"SELECT `id` FROM `{table}` WHERE {where} ORDER BY {q.order_by} "
+        text = (f"SELECT `id` FROM `{table}` AS t0 WHERE {where} ORDER BY {q.order_by} "
                 f"LIMIT {{p}}")
         cur = self._conn.cursor()
         try:
@@ -554,6 +562,55 @@ class Reader:
         linked = {c.id: c for c in self._nodes(_CONTEXT, sorted({i for v in links.values() for i in v}))}
         return {key: [linked[i] for i in ids if i in linked] for key, ids in links.items()}
 
+    # ---- query layer: filtered ids, edges and types for lineage
+    def filter_node_ids(self, kind: str, filter_query: str,
+                        candidate_ids: Optional[Sequence[int]] = None,
+                        limit: Optional[int] = None) -> list[int]:
+        """Ids of ``kind`` nodes ("artifact" | ...) matching ``filter_query``, ascending,
+        at most ``limit``; restricted to ``candidate_ids`` when given (batched)."""
+        table = sql_table(kind)
+        compiled = filter_sql.compile_text(filter_query, kind, self._d.name) if filter_query else None
+        where, params = "1 = 1", []
+        if compiled is not None and compiled.joins:
+            sub, sub_params = compiled.id_subquery(table)
+            where, params = f"`id` IN ({sub})", list(sub_params)
+        elif compiled is not None:
+            where, params = compiled.where, list(compiled.where_params)
+        tail = " ORDER BY `id`" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        if candidate_ids is None:
+            return [row[0] for row in self._query(f"SELECT `id` FROM `{table}` AS t0 WHERE {where}{tail}",
+                                                  params)]
+        ids = sorted(set(candidate_ids))
+        out: list[int] = []
+        size = self._d.max_in_params
+        for start in range(0, len(ids), size):
+            chunk = ids[start:start + size]
+            text = f"SELECT `id` FROM `{table}` AS t0 WHERE `id` IN ({{ids}}) AND {where}{tail}"
+            out.extend(row[0] for row in self._query(text, chunk + params, len(chunk)))
+        return sorted(out)[:limit] if limit is not None else sorted(out)
+
+    def _query(self, text: str, params: Sequence, n_ids: int = 0) -> list:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(self._d.render(text, n_ids), tuple(params))
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def attributions_by_artifact_ids(self, artifact_ids: Iterable[int]) -> list[pb.Attribution]:
+        return [pb.Attribution(context_id=c, artifact_id=a)
+                for c, a in self._rows_in("attributions_by_artifact_ids", sorted(set(artifact_ids)))]
+
+    def associations_by_execution_ids(self, execution_ids: Iterable[int]) -> list[pb.Association]:
+        return [pb.Association(context_id=c, execution_id=e)
+                for c, e in self._rows_in("associations_by_execution_ids", sorted(set(execution_ids)))]
+
+    def all_types(self, type_message: type) -> list:
+        """Every type of a kind, simple mlmd.* types included, as MLMD's FindTypes reads
+        them for lineage: without external_id and base_type."""
+        rows = self._rows("all_types", (_KINDS[type_message].type_kind,))
+        return self._types(type_message, rows, columns=_LIST_COLUMNS, base_type=False)
+
     # ---- events
     def get_events_by_execution_ids(self, execution_ids: Iterable[int]) -> list[pb.Event]:
         return self._events("events_by_execution_ids", list(execution_ids))
@@ -588,6 +645,10 @@ class Reader:
         if query == "events_by_artifact_ids":
             return sorted(rows, key=lambda r: (r[1], r[2], r[3]))
         return sorted(rows, key=lambda r: (r[2], r[0]))
+
+
+def sql_table(kind: str) -> str:
+    return {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind]
 
 
 def _unset_if_empty(page: Page) -> Page:

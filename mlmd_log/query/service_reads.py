@@ -1,8 +1,7 @@
 """MLMD's read RPCs (request message in, response message out) over the Reader.
 
 One small function per RPC, so the Python facade and the gRPC server answer
-reads identically. Lineage RPCs belong to the query layer's lineage module and
-raise UnimplementedError until it exists, never a silent empty graph.
+reads identically. Lineage RPCs are answered by the query layer's lineage module.
 """
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from typing import Any, Callable, Optional
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.query import lineage
 from mlmd_log.query.reader import Page, Reader
 
 
@@ -32,8 +32,10 @@ def _fill_page(response: Any, field: str, page: Page) -> Any:
 class ReadService:
     """Dispatches read RPCs by name to the Reader."""
 
-    def __init__(self, conn: Any):
-        self.reader = Reader(conn)
+    def __init__(self, conn: Any, dialect: str = "sqlite"):
+        from mlmd_log.query.sql import DIALECTS
+
+        self.reader = Reader(conn, DIALECTS[dialect])
         self._handlers: dict[str, Callable[[Any], Any]] = {
             name[len("rpc_"):]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")
         }
@@ -185,10 +187,10 @@ class ReadService:
         return svc.GetEventsByArtifactIDsResponse(events=self.reader.get_events_by_artifact_ids(r.artifact_ids))
 
     # -- lineage: the query layer (filter language + traversal) ---------------
-    def rpc_GetLineageGraph(self, r: Any) -> Any:
-        raise errors.UnimplementedError("GetLineageGraph is not available yet in mlmd-log: lineage queries "
-                                        "arrive with the query layer (filter language + traversal).")
+    def rpc_GetLineageGraph(self, r: svc.GetLineageGraphRequest) -> svc.GetLineageGraphResponse:
+        return svc.GetLineageGraphResponse(subgraph=lineage.get_lineage_graph(self.reader, r.options))
 
-    def rpc_GetLineageSubgraph(self, r: Any) -> Any:
-        raise errors.UnimplementedError("GetLineageSubgraph is not available yet in mlmd-log: lineage queries "
-                                        "arrive with the query layer (filter language + traversal).")
+    def rpc_GetLineageSubgraph(self, r: svc.GetLineageSubgraphRequest) -> svc.GetLineageSubgraphResponse:
+        graph = lineage.get_lineage_subgraph(self.reader, r.lineage_subgraph_query_options,
+                                             list(r.read_mask.paths))
+        return svc.GetLineageSubgraphResponse(lineage_subgraph=graph)

@@ -93,6 +93,11 @@ BASE_QUERIES: dict[str, str] = {
                                 "ORDER BY `context_id`",
     "parent_ids_by_context": "SELECT `parent_context_id` FROM `ParentContext` WHERE `context_id` = {p}",
     "child_ids_by_context": "SELECT `context_id` FROM `ParentContext` WHERE `parent_context_id` = {p}",
+    # Lineage: edges to contexts of the traversed nodes.
+    "attributions_by_artifact_ids": "SELECT `context_id`, `artifact_id` FROM `Attribution` "
+                                    "WHERE `artifact_id` IN ({ids}) ORDER BY `artifact_id`, `context_id`",
+    "associations_by_execution_ids": "SELECT `context_id`, `execution_id` FROM `Association` "
+                                     "WHERE `execution_id` IN ({ids}) ORDER BY `execution_id`, `context_id`",
     # The "does any candidate exist" probes run before options are validated, as MLMD does.
     "any_artifact_of_type": "SELECT 1 FROM `Artifact` WHERE `type_id` = {p} LIMIT 1",
     "any_execution_of_type": "SELECT 1 FROM `Execution` WHERE `type_id` = {p} LIMIT 1",
@@ -163,3 +168,8 @@ _SQLITE_QUERIES = {
 SQLITE = ReadDialect(name="sqlite", param="?", double_text_digits=15, queries=_SQLITE_QUERIES)
 
 DIALECTS = {"sqlite": SQLITE}
+
+# MySQL/MariaDB reads: the same SQL and orders as SQLite (so every projection answers a
+# read identically), with PyMySQL's placeholder.
+MYSQL = ReadDialect(name="mysql", param="%s", double_text_digits=15, queries=_SQLITE_QUERIES)
+DIALECTS["mysql"] = MYSQL
