@@ -56,6 +56,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mlmd_log.server.config import serve_config_from_args
+    from mlmd_log.server.grpc_server import serve
+
+    return serve(serve_config_from_args(args))
+
+
 def _cmd_project(args: argparse.Namespace) -> int:
     import logging
 
@@ -109,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="mlmd-data")
     p.set_defaults(func=_cmd_info)
 
+    from mlmd_log.server.config import add_serve_arguments
+    p = sub.add_parser("serve", help="serve MLMD's gRPC MetadataStoreService (the official clients work unchanged)",
+                       description="Example: mlmd-log serve --port 8080 --data-dir ./mlmd-data  "
+                                   "(or --config server.pbtxt, a text-format MetadataStoreServerConfig)")
+    add_serve_arguments(p)
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

@@ -5,8 +5,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${MLMD_REF_VENV:-$ROOT/.venv-ref}"
-if ! "$VENV/bin/python" -c "import ml_metadata" >/dev/null 2>&1; then
-  python3.11 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install -q --disable-pip-version-check "ml-metadata==1.17.1" >&2
+# pytest too: the official test suite runs under this interpreter against our gRPC server.
+if ! "$VENV/bin/python" -c "import ml_metadata, pytest" >/dev/null 2>&1; then
+  [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check "ml-metadata==1.17.1" "pytest>=8" >&2
 fi
 echo "$VENV/bin/python"

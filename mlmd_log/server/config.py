@@ -1,0 +1,143 @@
+"""What `mlmd-log serve` needs: the official server's config file plus our log settings.
+
+The file given with ``--config`` is a text-format ``MetadataStoreServerConfig``, the
+same file the official ``metadata_store_server`` reads with
+``--metadata_store_server_config_file``: a ``connection_config`` (sqlite,
+fake_database; mysql once the scale-out projection serves it) and an ``ssl_config``.
+Settings that MLMD's config has no field for (where the log lives, its durability,
+thread pool, message size, shutdown grace) are command-line flags, so one config
+file works for both servers.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from google.protobuf import text_format
+
+from mlmd_log import errors
+from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.service import DEFAULT_DATA_DIR, StoreConfig
+
+DEFAULT_PORT = 8080  # the official server's --grpc_port default
+DEFAULT_WORKERS = 32
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_GRACE_SECONDS = 30.0
+HEALTH_SERVICE_NAME = "ml_metadata.MetadataStoreService"
+
+
+@dataclass
+class ServeConfig:
+    """Everything one server process is started with."""
+
+    store: StoreConfig
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    ssl: Optional[pb.MetadataStoreServerConfig.SSLConfig] = None
+    workers: int = DEFAULT_WORKERS
+    max_concurrent_rpcs: Optional[int] = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    channel_arguments: list[tuple[str, Any]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_server_config(text: str) -> pb.MetadataStoreServerConfig:
+    """Parses a text-format MetadataStoreServerConfig, as the official server does."""
+    config = pb.MetadataStoreServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise errors.InvalidArgumentError(f"Cannot parse MetadataStoreServerConfig: {exc}") from exc
+    return config
+
+
+def load_server_config(path: str) -> pb.MetadataStoreServerConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_server_config(f.read())
+    except OSError as exc:
+        raise errors.InvalidArgumentError(f"Cannot read server config file {path}: {exc}") from exc
+
+
+def store_config_for(server_config: pb.MetadataStoreServerConfig, data_dir: Optional[str] = None,
+                     log_dir: Optional[str] = None, durability: Optional[str] = None) -> StoreConfig:
+    """The embedded store a server config asks for; our flags refine where the log goes.
+
+    Without a connection_config the store lives in ``data_dir`` (default ./mlmd-data):
+    unlike the official server, which falls back to a fake in-memory database, we keep
+    what clients write unless they ask for ``fake_database``.
+    """
+    if server_config.HasField("migration_options") and \
+            server_config.migration_options.HasField("downgrade_to_schema_version") and \
+            server_config.migration_options.downgrade_to_schema_version >= 0:
+        raise errors.UnimplementedError("migration_options.downgrade_to_schema_version is not supported: "
+                                        "mlmd-log keeps MLMD schema version 10")
+    if server_config.HasField("connection_config"):
+        if data_dir:
+            raise errors.InvalidArgumentError("Give either a connection_config in --config or --data-dir, not both")
+        store = StoreConfig.from_connection_config(server_config.connection_config)
+    else:
+        store = StoreConfig.from_directory(data_dir or DEFAULT_DATA_DIR)
+    if log_dir:
+        if store.log_path is None:
+            raise errors.InvalidArgumentError("--log-dir needs a persistent store (not fake_database / in-memory)")
+        store.log_path = log_dir
+    if durability:
+        if store.log_path is None:
+            raise errors.InvalidArgumentError("--durability needs a persistent store (not fake_database / in-memory)")
+        store.durability = durability
+    return store
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, Any]]:
+    """``k=v,k=v`` as the official server's --grpc_channel_arguments: ints stay ints."""
+    out: list[tuple[str, Any]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.InvalidArgumentError(f"channel argument {item!r} is not key=value")
+        try:
+            out.append((key, int(value)))
+        except ValueError:
+            out.append((key, value))
+    return out
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `mlmd-log serve` (kept here so cli.py stays a thin dispatcher)."""
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 for all interfaces, as the official server does)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (printed at start)")
+    parser.add_argument("--config", help="text-format MetadataStoreServerConfig file (connection_config, ssl_config), "
+                                         "the official server's --metadata_store_server_config_file")
+    parser.add_argument("--data-dir", help=f"embedded store directory when --config has no connection_config "
+                                           f"(default ./{DEFAULT_DATA_DIR})")
+    parser.add_argument("--log-dir", help="put the log here instead of beside the SQLite file")
+    parser.add_argument("--durability", choices=("fsync", "group", "none"),
+                        help="log durability (default fsync: a put is acknowledged after its record is fsynced)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="RPC handler threads")
+    parser.add_argument("--max-concurrent-rpcs", type=int, default=None,
+                        help="RPCs admitted at once (beyond: RESOURCE_EXHAUSTED); default unbounded")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                        help="largest request or response message")
+    parser.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
+                        help="on SIGTERM/SIGINT, how long in-flight calls may take to finish")
+    parser.add_argument("--grpc-channel-arguments", default="",
+                        help="comma-separated key=value gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
+
+
+def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
+    server_config = load_server_config(args.config) if args.config else pb.MetadataStoreServerConfig()
+    store = store_config_for(server_config, args.data_dir, args.log_dir, args.durability)
+    return ServeConfig(
+        store=store, host=args.host, port=args.port,
+        ssl=server_config.ssl_config if server_config.HasField("ssl_config") else None,
+        workers=args.workers, max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_message_bytes=args.max_message_bytes, grace_seconds=args.grace_seconds,
+        channel_arguments=parse_channel_arguments(args.grpc_channel_arguments))
