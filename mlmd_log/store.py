@@ -87,6 +87,14 @@ class MetadataStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def async_puts(self, max_batch: int = 1000) -> Any:
+        """An ``AsyncPuts`` on this store: ``submit(rpc, request)`` returns a Future of the put's
+        response at once; records are appended in batches; ``flush()`` waits for all outcomes.
+        Not part of ml-metadata's API: mlmd-log's high-throughput write path."""
+        from mlmd_log.service import AsyncPuts
+
+        return AsyncPuts(self._transport, max_batch=max_batch)
+
     def _call(self, rpc: str, request: Any) -> Any:
         """Runs one RPC, retrying AbortedError (concurrent first creation) like ml-metadata."""
         attempts = max(1, self._max_num_retries)
