@@ -1,0 +1,435 @@
+"""``KafkaLog``: the scale-out log: one Kafka topic with one partition.
+
+One partition is what keeps a total order, which the projector needs to assign ids
+the way MLMD does; throughput comes from batching (many records per produce request),
+not from partitions. Offsets are the partition's Kafka offsets, so they are 0-based
+and consecutive like every ``Log``'s.
+
+Writing (``append``):
+
+* The producer is idempotent (kafka-python >= 3: ``enable_idempotence=True``) with
+  ``acks='all'``, unlimited retries within ``delivery_timeout_ms`` and one request in
+  flight per connection, so a retried batch is neither duplicated nor reordered by
+  the broker. A record that was sent but whose outcome is unknown (the call raised
+  ``UnavailableError``) may or may not be in the log; retrying the put is safe
+  because every envelope carries a record id that the projector deduplicates.
+* ``append`` returns the offsets from the broker's acknowledgements. Records of one
+  call are queued under one lock, so they are contiguous among this process's
+  appends; across processes a call's records are contiguous when they fit in one
+  producer batch (``batch_size``), which single-record puts always do.
+* ``linger_ms`` and ``batch_size`` trade a little latency for many records per
+  request: concurrent callers (threads of a gRPC server, or a worker logging
+  asynchronously) share produce requests, Kafka's form of group commit.
+
+Durability: with ``durability="fsync"`` (the default) the topic is created with
+``flush.messages=1``, so the broker fsyncs each appended batch before acknowledging
+it, like ``FileLog``; this is what a single broker needs to survive power loss.
+``"group"`` is accepted as a synonym (FileLog's name; Kafka groups anyway). With
+``durability="replication"`` (or ``"none"``) the topic relies on replication instead
+(use a replication factor of 3 and ``min.insync.replicas=2`` on a real cluster). The
+policy is a topic setting, applied when the topic is created; an existing topic
+keeps its own.
+
+History: the topic is created with ``retention.ms=-1`` and ``retention.bytes=-1``
+and ``cleanup.policy=delete``: nothing is ever deleted or compacted, because the
+log is the only source of truth and a projection is rebuilt by replaying it from
+offset 0. To keep the broker's disks bounded, archive old segments with Kafka's
+tiered storage (``remote.storage.enable=true``, KIP-405) or export them with
+``mlmd-log`` to files before raising retention; a reader that asks for an offset
+the topic no longer holds gets ``DataLossError``, never a silent gap.
+
+Errors: a broker that cannot be reached, or does not answer within ``timeout_s``,
+raises ``mlmd_log.errors.UnavailableError`` (retryable) with the address and what
+was being done; kafka-python's exceptions never escape.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import urlparse
+
+from mlmd_log.errors import (
+    DataLossError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    StatusError,
+    UnavailableError,
+)
+from mlmd_log.producer.base import Log, check_read_args, check_records
+
+try:  # optional dependency: pip install 'mlmd-log[kafka]'
+    import kafka
+    import kafka.errors as kafka_errors
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+except ImportError:  # pragma: no cover - exercised only without the extra
+    kafka = None
+
+logger = logging.getLogger(__name__)
+
+PARTITION = 0
+#: "fsync" (and "group", FileLog's name for the same guarantee): the broker fsyncs each
+#: batch before acknowledging it. "replication" (and "none"): acknowledged once every
+#: in-sync replica has it in memory; durable against power loss only through replicas.
+DURABILITY_POLICIES = ("fsync", "group", "replication", "none")
+#: Largest record accepted by default; the topic's max.message.bytes is set to match.
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: Room for Kafka's batch and record headers on top of the payload.
+_BATCH_OVERHEAD = 64 * 1024
+_POLL_MS = 500
+
+
+def parse_kafka_url(url: str) -> tuple[str, str]:
+    """``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` -> (bootstrap servers, topic)."""
+    parsed = urlparse(url)
+    topic = parsed.path.lstrip("/")
+    if parsed.scheme != "kafka" or not parsed.netloc or not topic or "/" in topic:
+        raise InvalidArgumentError(
+            f"not a Kafka log URL: {url!r} (expected kafka://HOST:PORT/TOPIC)"
+        )
+    return parsed.netloc, topic
+
+
+class KafkaLog(Log):
+    """A ``Log`` on one single-partition Kafka topic.
+
+    ``bootstrap``: ``"host:port"`` (comma-separated for several brokers) or a list.
+    ``create``: create the topic if it is absent (else ``NotFoundError``).
+    ``timeout_s``: bound on connecting, on each append's acknowledgement and on reads
+    before ``UnavailableError`` is raised.
+    ``producer_config`` / ``consumer_config``: extra kafka-python settings, applied last.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | Sequence[str],
+        topic: str,
+        *,
+        create: bool = True,
+        durability: str = "fsync",
+        replication_factor: int = -1,
+        timeout_s: float = 30.0,
+        linger_ms: int = 2,
+        batch_size: int = 1024 * 1024,
+        compression_type: str | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        client_id: str = "mlmd-log",
+        topic_configs: Mapping[str, str] | None = None,
+        producer_config: Mapping[str, Any] | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        if kafka is None:
+            raise FailedPreconditionError(
+                "KafkaLog needs kafka-python: pip install 'mlmd-log[kafka]'"
+            )
+        if durability not in DURABILITY_POLICIES:
+            raise InvalidArgumentError(
+                f"durability must be one of {DURABILITY_POLICIES}, got {durability!r}"
+            )
+        if not topic:
+            raise InvalidArgumentError("KafkaLog needs a topic name")
+        self.bootstrap = bootstrap if isinstance(bootstrap, str) else ",".join(bootstrap)
+        self.topic = topic
+        self.durability = durability
+        self.timeout_s = timeout_s
+        self.max_record_bytes = max_record_bytes
+        self._tp = TopicPartition(topic, PARTITION)
+        timeout_ms = max(1, int(timeout_s * 1000))
+        self._common = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "client_id": client_id,
+            "bootstrap_timeout_ms": timeout_ms,
+            "request_timeout_ms": max(1000, timeout_ms // 2),
+            # Reconnect quickly once a broker is back, instead of backing off to 30 s.
+            "reconnect_backoff_max_ms": 1000,
+        }
+        self._consumer_config = {
+            **self._common,
+            "group_id": None,  # offsets are ours to track (the projection's checkpoint)
+            "enable_auto_commit": False,
+            "auto_offset_reset": "none",  # an offset the topic no longer has is an error
+            "max_partition_fetch_bytes": max_record_bytes + _BATCH_OVERHEAD,
+            "fetch_max_bytes": max(52428800, max_record_bytes + _BATCH_OVERHEAD),
+            **dict(consumer_config or {}),
+        }
+        self._send_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._idle_consumers: list[Any] = []
+        self._closed = False
+        self._producer = None
+        self._connect("connecting to", lambda: self._ensure_topic(
+            create, replication_factor, dict(topic_configs or {})
+        ))
+        producer_settings = {
+            **self._common,
+            "acks": "all",
+            "enable_idempotence": True,
+            "retries": float("inf"),
+            "max_in_flight_requests_per_connection": 1,
+            "delivery_timeout_ms": timeout_ms + linger_ms + 1000,
+            "max_block_ms": timeout_ms,
+            "linger_ms": linger_ms,
+            "batch_size": batch_size,
+            "max_request_size": max_record_bytes + _BATCH_OVERHEAD,
+            "compression_type": compression_type,
+            **dict(producer_config or {}),
+        }
+        self._producer = self._connect("connecting a producer to", lambda: KafkaProducer(**producer_settings))
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "KafkaLog":
+        """``KafkaLog.from_url("kafka://127.0.0.1:9092/mlmd")``."""
+        bootstrap, topic = parse_kafka_url(url)
+        return cls(bootstrap, topic, **kwargs)
+
+    # ------------------------------------------------------------------ errors
+
+    def _unavailable(self, doing: str, error: BaseException) -> UnavailableError:
+        detail = str(error)
+        name = type(error).__name__
+        if not detail.startswith(name):
+            detail = f"{name}: {detail}"
+        return UnavailableError(
+            f"Kafka log {self.topic!r} at {self.bootstrap}: failed {doing} "
+            f"({detail}); the broker is down or unreachable, retry later"
+        )
+
+    def _connect(self, doing: str, fn: Any) -> Any:
+        """Run ``fn``; turn any client or socket failure into UnavailableError."""
+        try:
+            return fn()
+        except StatusError:
+            raise
+        except (kafka_errors.KafkaError, OSError) as e:
+            raise self._unavailable(f"{doing} the broker", e) from None
+
+    # ------------------------------------------------------------------ topic
+
+    def _ensure_topic(self, create: bool, replication_factor: int, extra: dict[str, str]) -> None:
+        """Create the topic (one partition, history kept) or check the one that exists."""
+        admin = KafkaAdminClient(**self._common)
+        try:
+            described = admin.describe_topics([self.topic])[0]
+            if described["error_code"] == kafka_errors.UnknownTopicOrPartitionError.errno:
+                if not create:
+                    raise NotFoundError(f"Kafka topic {self.topic!r} does not exist at {self.bootstrap}")
+                self._create_topic(admin, replication_factor, extra)
+                return
+            if described["error_code"]:
+                raise kafka_errors.for_code(described["error_code"])(
+                    f"describing topic {self.topic!r}"
+                )
+            partitions = len(described["partitions"])
+            if partitions != 1:
+                raise FailedPreconditionError(
+                    f"Kafka topic {self.topic!r} has {partitions} partitions; an MLMD log needs "
+                    "exactly one (the total order of writes decides ids)"
+                )
+        finally:
+            admin.close()
+
+    def _create_topic(self, admin: Any, replication_factor: int, extra: dict[str, str]) -> None:
+        configs = {
+            "retention.ms": "-1",
+            "retention.bytes": "-1",
+            "cleanup.policy": "delete",
+            "max.message.bytes": str(self.max_record_bytes + _BATCH_OVERHEAD),
+        }
+        if self.durability in ("fsync", "group"):
+            configs["flush.messages"] = "1"
+        configs.update(extra)
+        spec = {self.topic: {
+            "num_partitions": 1, "replication_factor": replication_factor, "configs": configs,
+        }}
+        try:
+            admin.create_topics(spec, timeout_ms=int(self.timeout_s * 1000), wait_for_metadata=True)
+            logger.info("created Kafka topic %r at %s with %s", self.topic, self.bootstrap, configs)
+        except kafka_errors.TopicAlreadyExistsError:
+            pass  # another process created it first: fine, it made the same settings
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, records: Sequence[bytes]) -> list[int]:
+        """Send ``records`` in order and return their offsets once the broker acknowledged all.
+
+        Raises ``UnavailableError`` if any is not acknowledged within ``timeout_s``;
+        records of the call may then be in the log or not (see module docstring).
+        """
+        payloads = check_records(records)
+        for i, payload in enumerate(payloads):
+            if len(payload) > self.max_record_bytes:
+                raise InvalidArgumentError(
+                    f"record {i} is {len(payload)} bytes, larger than this Kafka log's "
+                    f"limit {self.max_record_bytes} (max_record_bytes)"
+                )
+        self._check_open()
+        if not payloads:
+            return []
+        futures = []
+        error: BaseException | None = None
+        with self._send_lock:  # one call's records go into the accumulator together
+            try:
+                for payload in payloads:
+                    futures.append(self._producer.send(self.topic, value=payload, partition=PARTITION))
+            except kafka_errors.KafkaError as e:
+                error = e
+        offsets = []
+        for future in futures:  # wait for all, even after a failure: none left dangling
+            try:
+                offsets.append(future.get(timeout=self.timeout_s + 5).offset)
+            except kafka_errors.KafkaError as e:
+                error = error or e
+        if error is not None:
+            n_acked = len(offsets)
+            raise self._unavailable(
+                f"appending {len(payloads)} record(s) ({n_acked} acknowledged)", error
+            ) from None
+        return offsets
+
+    def flush(self) -> None:
+        """Wait until everything sent so far is acknowledged (or failed)."""
+        self._check_open()
+        try:
+            self._producer.flush(timeout=self.timeout_s)
+        except kafka_errors.KafkaError as e:
+            raise self._unavailable("flushing", e) from None
+
+    # ------------------------------------------------------------------ reading
+
+    def end_offset(self) -> int:
+        """The partition's high watermark: the offset after the last acknowledged record."""
+        self._check_open()
+        consumer = self._take_consumer()
+        try:
+            end = self._end_offset_with(consumer)
+        except BaseException:
+            self._discard_consumer(consumer)
+            raise
+        self._give_back(consumer)
+        return end
+
+    def read(self, start: int, max_records: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Validate now (one request for the end offset); the generator streams fetches."""
+        end = self.end_offset()
+        check_read_args(start, max_records, end)
+        return self._iter_records(start, max_records, end)
+
+    def _iter_records(
+        self, start: int, max_records: int | None, end: int
+    ) -> Iterator[tuple[int, bytes]]:
+        if max_records == 0 or start == end:
+            return
+        consumer = self._take_consumer()
+        try:
+            consumer.seek(self._tp, start)
+            offset, emitted = start, 0
+            while max_records is None or emitted < max_records:
+                if offset >= end:
+                    end = self._end_offset_with(consumer)  # include what arrived meanwhile
+                    if offset >= end:
+                        break
+                want = end - offset if max_records is None else min(end - offset, max_records - emitted)
+                for record in self._fetch(consumer, offset, min(want, 10000)):
+                    if record.offset < offset:
+                        continue
+                    if record.offset != offset:
+                        raise DataLossError(
+                            f"Kafka log {self.topic!r}: expected offset {offset}, got {record.offset} "
+                            "(records missing: was the topic compacted or written transactionally?)"
+                        )
+                    yield offset, record.value
+                    offset += 1
+                    emitted += 1
+                    if max_records is not None and emitted >= max_records:
+                        break
+        except GeneratorExit:  # the caller stopped early: the consumer is fine (seek resets it)
+            self._give_back(consumer)
+            raise
+        except BaseException:  # a broken connection may leave it in any state
+            self._discard_consumer(consumer)
+            raise
+        self._give_back(consumer)
+
+    def _fetch(self, consumer: Any, offset: int, max_records: int) -> list[Any]:
+        """Records from ``offset`` on (at least one), waiting at most ``timeout_s``."""
+        waited_ms = 0
+        while True:
+            try:
+                batches = consumer.poll(timeout_ms=_POLL_MS, max_records=max_records)
+            except kafka_errors.OffsetOutOfRangeError:
+                raise DataLossError(
+                    f"Kafka log {self.topic!r} no longer holds offset {offset} "
+                    "(deleted by retention?); the log must be kept from offset 0"
+                ) from None
+            except kafka_errors.KafkaError as e:
+                raise self._unavailable(f"reading from offset {offset}", e) from None
+            records = batches.get(self._tp, [])
+            if records:
+                return records
+            waited_ms += _POLL_MS
+            if waited_ms >= self.timeout_s * 1000:
+                raise UnavailableError(
+                    f"Kafka log {self.topic!r} at {self.bootstrap}: no records from offset {offset} "
+                    f"within {self.timeout_s:g}s although the log ends later; the broker is "
+                    "down or unreachable, retry later"
+                )
+
+    def _end_offset_with(self, consumer: Any) -> int:
+        try:
+            return consumer.end_offsets([self._tp], timeout_ms=int(self.timeout_s * 1000))[self._tp]
+        except (kafka_errors.KafkaError, OSError) as e:
+            raise self._unavailable("asking for the end offset", e) from None
+
+    # ------------------------------------------------------------------ consumer pool
+
+    def _take_consumer(self) -> Any:
+        """An idle consumer assigned to the partition, or a new one (not thread-safe: one user at a time)."""
+        with self._pool_lock:
+            if self._idle_consumers:
+                return self._idle_consumers.pop()
+
+        def make() -> Any:
+            consumer = KafkaConsumer(**self._consumer_config)
+            consumer.assign([self._tp])
+            return consumer
+
+        return self._connect("connecting a consumer to", make)
+
+    def _give_back(self, consumer: Any) -> None:
+        with self._pool_lock:
+            if not self._closed:
+                self._idle_consumers.append(consumer)
+                return
+        consumer.close()
+
+    @staticmethod
+    def _discard_consumer(consumer: Any) -> None:
+        try:
+            consumer.close()
+        except Exception:  # noqa: BLE001 - closing a broken consumer must not hide the real error
+            logger.debug("error closing a Kafka consumer", exc_info=True)
+
+    # ------------------------------------------------------------------ closing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPreconditionError(f"Kafka log {self.topic!r} at {self.bootstrap} is closed")
+
+    def close(self) -> None:
+        """Deliver what was sent (bounded by ``timeout_s``), then close the clients. Idempotent."""
+        with self._pool_lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle, self._idle_consumers = self._idle_consumers, []
+        for consumer in idle:
+            self._discard_consumer(consumer)
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=self.timeout_s)
+            except Exception:  # noqa: BLE001
+                logger.warning("error closing the Kafka producer for %r", self.topic, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"KafkaLog({self.bootstrap!r}, {self.topic!r}, durability={self.durability})"

@@ -1,0 +1,314 @@
+"""KafkaLog against a real Apache Kafka broker (KRaft), started by compose/kafka.sh.
+
+The session fixture uses the broker on 127.0.0.1:9092 if it is up (as .ci/run leaves
+it), else starts it and stops it again at the end. The outage test runs its own
+broker on free ports, so stopping it never disturbs the shared one.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+kafka = pytest.importorskip("kafka")
+
+from mlmd_log.errors import (  # noqa: E402
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    UnavailableError,
+)
+from mlmd_log.producer.base import Log  # noqa: E402
+from mlmd_log.producer.kafka_log import KafkaLog, parse_kafka_url  # noqa: E402
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_SH = ROOT / "compose" / "kafka.sh"
+BOOTSTRAP = f"127.0.0.1:{os.environ.get('MLMD_KAFKA_PORT', '9092')}"
+
+
+def kafka_sh(command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(KAFKA_SH), command], capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=300,
+    )
+
+
+def broker_problem() -> str | None:
+    for tool in ("java", "mvn"):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+            return f"{tool} is not installed (needed to run the Kafka broker)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    """The shared broker's address; starts it if needed (fails in CI rather than skipping)."""
+    if kafka_sh("status").returncode == 0:
+        yield BOOTSTRAP
+        return
+    problem = broker_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    started = kafka_sh("start")
+    assert started.returncode == 0, f"compose/kafka.sh start failed:\n{started.stderr}"
+    yield BOOTSTRAP
+    kafka_sh("stop")
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def log(bootstrap: str, topic: str):
+    with KafkaLog(bootstrap, topic, timeout_s=10) as log:
+        yield log
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- topic
+
+
+def test_is_a_log(log: KafkaLog) -> None:
+    assert isinstance(log, Log)
+
+
+def test_new_topic_has_one_partition_and_keeps_history(bootstrap: str, log: KafkaLog) -> None:
+    assert log.end_offset() == 0
+    assert list(log.read(0)) == []
+    admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        [described] = admin.describe_topics([log.topic])
+        assert len(described["partitions"]) == 1
+        resource = kafka.admin.ConfigResource(kafka.admin.ConfigResourceType.TOPIC, log.topic)
+        configs = admin.describe_configs([resource])["topic"][log.topic]
+    finally:
+        admin.close()
+    assert configs["retention.ms"]["value"] == "-1"
+    assert configs["retention.bytes"]["value"] == "-1"
+    assert configs["flush.messages"]["value"] == "1"  # durability="fsync"
+
+
+def test_durability_replication_leaves_flushing_to_the_broker(bootstrap: str, topic: str) -> None:
+    with KafkaLog(bootstrap, topic, durability="replication", timeout_s=10) as log:
+        assert log.append([b"x"]) == [0]
+    admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        resource = kafka.admin.ConfigResource(kafka.admin.ConfigResourceType.TOPIC, topic)
+        configs = admin.describe_configs([resource])["topic"][topic]
+    finally:
+        admin.close()
+    assert configs.get("flush.messages", {}).get("value") != "1"  # only changed settings are listed
+    with pytest.raises(InvalidArgumentError, match="durability"):
+        KafkaLog(bootstrap, topic, durability="sometimes")
+
+
+def test_topic_with_several_partitions_is_refused(bootstrap: str, topic: str) -> None:
+    admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}},
+                            wait_for_metadata=True)
+    finally:
+        admin.close()
+    with pytest.raises(FailedPreconditionError, match="3 partitions"):
+        KafkaLog(bootstrap, topic, timeout_s=10)
+
+
+def test_missing_topic_without_create_is_not_found(bootstrap: str, topic: str) -> None:
+    with pytest.raises(NotFoundError, match=topic):
+        KafkaLog(bootstrap, topic, create=False, timeout_s=10)
+
+
+def test_from_url(bootstrap: str, topic: str) -> None:
+    assert parse_kafka_url("kafka://h1:9092,h2:9092/mlmd") == ("h1:9092,h2:9092", "mlmd")
+    for bad in ("kafka://host:9092", "kafka:///topic", "mysql://host/topic", "kafka://h/a/b"):
+        with pytest.raises(InvalidArgumentError):
+            parse_kafka_url(bad)
+    with KafkaLog.from_url(f"kafka://{bootstrap}/{topic}", timeout_s=10) as log:
+        assert log.append([b"x"]) == [0]
+
+
+# ---------------------------------------------------------------------------- append / read
+
+
+def test_append_returns_the_offsets_the_broker_acknowledged(log: KafkaLog) -> None:
+    assert log.append([b"a", b"b", b"c"]) == [0, 1, 2]
+    assert log.append([]) == []
+    assert log.append([b"d", bytearray(b"e")]) == [3, 4]
+    assert log.end_offset() == 5
+
+
+def test_read_from_any_offset_with_a_limit(log: KafkaLog) -> None:
+    records = [f"record {i}".encode() for i in range(7)]
+    log.append(records)
+    assert list(log.read(0)) == list(enumerate(records))
+    assert list(log.read(4)) == [(i, records[i]) for i in (4, 5, 6)]
+    assert list(log.read(1, 2)) == [(1, records[1]), (2, records[2])]
+    assert list(log.read(2, 0)) == []
+    assert list(log.read(7)) == []  # start == end: nothing, no error
+
+
+def test_read_arguments_are_checked_at_the_call(log: KafkaLog) -> None:
+    log.append([b"a"])
+    with pytest.raises(OutOfRangeError):
+        log.read(2)
+    with pytest.raises(InvalidArgumentError):
+        log.read(-1)
+    with pytest.raises(InvalidArgumentError):
+        log.read(0, -1)
+
+
+def test_bad_records_are_refused_before_anything_is_sent(bootstrap: str, topic: str) -> None:
+    with KafkaLog(bootstrap, topic, timeout_s=10, max_record_bytes=1000) as log:
+        with pytest.raises(InvalidArgumentError, match="larger than"):
+            log.append([b"ok", b"x" * 1001])
+        with pytest.raises(InvalidArgumentError):
+            log.append(b"not a list")
+        with pytest.raises(InvalidArgumentError):
+            log.append(["str"])
+        assert log.end_offset() == 0
+        assert log.append([b"y" * 1000]) == [0]
+
+
+def test_large_log_streams_in_order(log: KafkaLog) -> None:
+    records = [i.to_bytes(4, "big") * 25 for i in range(20_000)]
+    offsets = log.append(records)
+    assert offsets == list(range(20_000))
+    seen = 0
+    for offset, record in log.read(0):
+        assert record == records[offset] and offset == seen
+        seen += 1
+    assert seen == 20_000
+
+
+def test_reading_includes_records_appended_while_iterating(log: KafkaLog) -> None:
+    log.append([b"0", b"1"])
+    reader = log.read(0)
+    assert next(reader) == (0, b"0")
+    log.append([b"2"])
+    assert [r for _, r in reader] == [b"1", b"2"]
+
+
+def test_an_abandoned_reader_leaves_the_log_usable(log: KafkaLog) -> None:
+    log.append([bytes([i]) for i in range(10)])
+    for _ in range(3):
+        reader = log.read(0)
+        next(reader)
+        reader.close()
+    assert [o for o, _ in log.read(8)] == [8, 9]
+
+
+def test_concurrent_appends_get_distinct_contiguous_offsets(log: KafkaLog) -> None:
+    results: list[list[int]] = []
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        for i in range(30):
+            offsets = log.append([f"{w}-{i}-{j}".encode() for j in range(3)])
+            with lock:
+                results.append(offsets)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(offsets == list(range(offsets[0], offsets[0] + 3)) for offsets in results)
+    assert sorted(o for offsets in results for o in offsets) == list(range(6 * 30 * 3))
+    by_offset = dict(log.read(0))
+    for offsets in results:  # each call's records sit together, in call order
+        w, i, _ = by_offset[offsets[0]].decode().split("-")
+        assert [by_offset[o] for o in offsets] == [f"{w}-{i}-{j}".encode() for j in range(3)]
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+def test_reopening_sees_the_same_log(bootstrap: str, topic: str) -> None:
+    with KafkaLog(bootstrap, topic, timeout_s=10) as first:
+        first.append([b"a", b"b"])
+    with KafkaLog(bootstrap, topic, create=False, timeout_s=10) as second:
+        assert second.end_offset() == 2
+        assert list(second.read(0)) == [(0, b"a"), (1, b"b")]
+        assert second.append([b"c"]) == [2]
+
+
+def test_two_logs_on_one_topic_interleave_without_gaps(bootstrap: str, topic: str) -> None:
+    with KafkaLog(bootstrap, topic, timeout_s=10) as a, KafkaLog(bootstrap, topic, timeout_s=10) as b:
+        got = [a.append([b"a1"]), b.append([b"b1"]), a.append([b"a2"])]
+        assert got == [[0], [1], [2]]
+        assert [r for _, r in b.read(0)] == [b"a1", b"b1", b"a2"]
+
+
+def test_closed_log_refuses_calls_and_close_is_idempotent(bootstrap: str, topic: str) -> None:
+    log = KafkaLog(bootstrap, topic, timeout_s=10)
+    log.close()
+    log.close()
+    for call in (lambda: log.append([b"x"]), log.end_offset, lambda: log.read(0)):
+        with pytest.raises(FailedPreconditionError):
+            call()
+
+
+# ---------------------------------------------------------------------------- outages
+
+
+def test_no_broker_at_the_address_is_unavailable() -> None:
+    started = time.monotonic()
+    with pytest.raises(UnavailableError, match="unreachable") as info:
+        KafkaLog(f"127.0.0.1:{free_port()}", "t", timeout_s=2)
+    assert time.monotonic() - started < 15
+    assert "retry" in str(info.value)
+
+
+def test_stopped_broker_gives_unavailable_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """A broker of its own (free ports), stopped and restarted under an open KafkaLog."""
+    if broker_problem():
+        pytest.skip(broker_problem())
+    port = free_port()
+    env = {
+        "MLMD_KAFKA_PORT": str(port),
+        "MLMD_KAFKA_CTRL_PORT": str(free_port()),
+        "MLMD_KAFKA_HOME": str(tmp_path / "broker"),
+        "MLMD_KAFKA_JVM_OPTS": "-XX:TieredStopAtLevel=1",  # starts sooner; throughput is no matter here
+    }
+    bootstrap = f"127.0.0.1:{port}"
+    started = kafka_sh("start", env)
+    assert started.returncode == 0, started.stderr
+    try:
+        log = KafkaLog(bootstrap, "outage", timeout_s=2)
+        acknowledged = log.append([b"r0", b"r1", b"r2"])
+        assert kafka_sh("stop", env).returncode == 0
+
+        with pytest.raises(UnavailableError, match=f"{bootstrap}.*appending"):
+            log.append([b"lost?"])
+        with pytest.raises(UnavailableError, match=bootstrap):
+            log.end_offset()
+        with pytest.raises(UnavailableError, match=bootstrap):
+            list(log.read(0))
+
+        restarted = kafka_sh("start", env)
+        assert restarted.returncode == 0, restarted.stderr
+        after = log.append([b"r3"])  # the same KafkaLog works again
+        records = dict(log.read(0))
+        assert [records[o] for o in acknowledged] == [b"r0", b"r1", b"r2"]
+        assert records[after[0]] == b"r3"
+        log.close()
+    finally:
+        kafka_sh("clean", env)
