@@ -474,3 +474,33 @@ def test_server_config_file_is_the_official_text_format(tmp_path):
     path.write_text("connection_config { nonsense: 1 }")
     with pytest.raises(errors.InvalidArgumentError):
         load_server_config(str(path))
+
+
+# -- 6. stateless server on a shared log ---------------------------------------
+def test_server_on_a_shared_log_waits_for_the_projector(tmp_path):
+    """`mlmd-log serve --log ... --into ...`: puts go to the log, a projector applies them,
+    the server answers each put with its own outcome and reads from the projection."""
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.server.config import ServeConfig
+    from mlmd_log.server.grpc_server import MetadataStoreServer
+    from mlmd_log.service import SharedLogConfig
+
+    log_url, projection_url = f"file://{tmp_path}/log", f"sqlite:///{tmp_path}/p.sqlite"
+    server = MetadataStoreServer(ServeConfig(store=SharedLogConfig(log_url, projection_url, wait_timeout_s=20),
+                                             port=0)).start()
+    projector = ProjectorService(open_log(f"{tmp_path}/log", readonly=True), open_projection(projection_url))
+    thread = threading.Thread(target=projector.run, daemon=True)
+    thread.start()
+    try:
+        client = mlmd_log.MetadataStore(pb.MetadataStoreClientConfig(host="127.0.0.1", port=server.port))
+        type_id = client.put_artifact_type(pb.ArtifactType(name="Shared"))
+        ids = client.put_artifacts([pb.Artifact(type_id=type_id, uri=f"/s/{i}") for i in range(3)])
+        assert ids == [1, 2, 3]
+        assert [a.uri for a in client.get_artifacts_by_id(ids)] == ["/s/0", "/s/1", "/s/2"]
+        with pytest.raises(errors.NotFoundError):
+            client.put_artifacts([pb.Artifact(type_id=999)])
+    finally:
+        server.stop(grace=5)
+        projector.stop()
+        thread.join()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from google.protobuf import text_format
 
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import DEFAULT_DATA_DIR, StoreConfig
+from mlmd_log.service import DEFAULT_DATA_DIR, SharedLogConfig, StoreConfig
 
 DEFAULT_PORT = 8080  # the official server's --grpc_port default
 DEFAULT_WORKERS = 32
@@ -31,7 +31,7 @@ HEALTH_SERVICE_NAME = "ml_metadata.MetadataStoreService"
 class ServeConfig:
     """Everything one server process is started with."""
 
-    store: StoreConfig
+    store: Union[StoreConfig, SharedLogConfig]
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     ssl: Optional[pb.MetadataStoreServerConfig.SSLConfig] = None
@@ -119,6 +119,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help=f"embedded store directory when --config has no connection_config "
                                            f"(default ./{DEFAULT_DATA_DIR})")
     parser.add_argument("--log-dir", help="put the log here instead of beside the SQLite file")
+    parser.add_argument("--log", help="shared log URL (kafka://HOST:PORT/TOPIC): serve as one of many stateless "
+                                      "writers; needs --into and a running `mlmd-log project`")
+    parser.add_argument("--into", help="the projection the projector keeps current (mysql://... or sqlite:///...)")
+    parser.add_argument("--wait-seconds", type=float, default=60.0,
+                        help="with --log: how long a put waits for the projector before DEADLINE_EXCEEDED")
     parser.add_argument("--durability", choices=("fsync", "group", "none"),
                         help="log durability (default fsync: a put is acknowledged after its record is fsynced)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="RPC handler threads")
@@ -134,7 +139,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
     server_config = load_server_config(args.config) if args.config else pb.MetadataStoreServerConfig()
-    store = store_config_for(server_config, args.data_dir, args.log_dir, args.durability)
+    if bool(getattr(args, "log", None)) != bool(getattr(args, "into", None)):
+        raise errors.InvalidArgumentError("--log and --into go together (a shared log and its projection)")
+    if getattr(args, "log", None):
+        store: Union[StoreConfig, SharedLogConfig] = SharedLogConfig(args.log, args.into, args.wait_seconds,
+                                                                     "mlmd-log-server")
+    else:
+        store = store_config_for(server_config, args.data_dir, args.log_dir, args.durability)
     return ServeConfig(
         store=store, host=args.host, port=args.port,
         ssl=server_config.ssl_config if server_config.HasField("ssl_config") else None,

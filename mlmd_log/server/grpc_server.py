@@ -133,10 +133,8 @@ class MetadataStoreServer:
     def __init__(self, config: ServeConfig, transport: Any = None):
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-        from mlmd_log.service import EmbeddedTransport
-
         self.config = config
-        self.transport = transport if transport is not None else EmbeddedTransport(config.store, "mlmd-log-server")
+        self.transport = transport if transport is not None else _open_store(config.store)
         self.servicer = MetadataStoreServicer(self.transport)
         self._executor = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="mlmd-rpc")
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
@@ -193,14 +191,28 @@ class MetadataStoreServer:
         self.stop()
 
 
+def _open_store(store: Any) -> Any:
+    """The transport behind the server: an embedded store, or a writer on a shared log."""
+    from mlmd_log.service import EmbeddedTransport, StoreConfig, open_transport
+
+    return EmbeddedTransport(store, "mlmd-log-server") if isinstance(store, StoreConfig) else open_transport(store)
+
+
+def _describe(store: Any) -> str:
+    from mlmd_log.service import StoreConfig
+
+    if isinstance(store, StoreConfig):
+        return f"log {store.log_path or 'memory'}, projection {store.sqlite_path}"
+    return f"shared log {store.log_url}, projection {store.projection_url}"
+
+
 def serve(config: ServeConfig, announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> int:
     """Runs a server until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit code."""
     server = MetadataStoreServer(config).start()
     stop_requested = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    where = config.store.log_path or "memory"
     announce(f"mlmd-log serve: listening on {config.host}:{server.port} "
-             f"({'TLS' if config.ssl is not None else 'insecure'}; log {where}, projection {config.store.sqlite_path})")
+             f"({'TLS' if config.ssl is not None else 'insecure'}; {_describe(config.store)})")
     try:
         while not stop_requested.wait(0.5):
             pass
