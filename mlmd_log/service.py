@@ -198,6 +198,8 @@ def open_transport(config: Any) -> Any:
         return EmbeddedTransport(StoreConfig.from_directory(DEFAULT_DATA_DIR))
     if isinstance(config, StoreConfig):
         return EmbeddedTransport(config)
+    if isinstance(config, ProjectionConfig):
+        return ReadOnlyTransport(config.projection_url)
     if isinstance(config, SharedLogConfig):
         return RemoteTransport(config.log_url, config.projection_url, config.client_name, config.wait_timeout_s)
     if isinstance(config, str):
@@ -207,6 +209,39 @@ def open_transport(config: Any) -> Any:
     if isinstance(config, pb.MetadataStoreClientConfig):
         return GrpcTransport(config)
     raise ValueError("MetadataStore is expecting either proto.ConnectionConfig or proto.MetadataStoreClientConfig")
+
+
+@dataclass
+class ProjectionConfig:
+    """Read-only access to any projection by URL (``sqlite:///...``, ``mysql://...``): for
+    analytics and audits beside the writers; puts fail with FailedPreconditionError."""
+
+    projection_url: str
+
+
+class ReadOnlyTransport:
+    """MLMD's reads over one projection; no log, so no writes."""
+
+    def __init__(self, projection_url: str):
+        from mlmd_log.locations import open_projection
+        from mlmd_log.query.service_reads import ReadService
+
+        self.db = open_projection(projection_url, create=False)
+        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        self._lock = threading.Lock()
+
+    def call(self, rpc: str, request: Any) -> Any:
+        if rpc in PUT_RPCS:
+            raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
+        with self._lock:
+            try:  # start a fresh snapshot so the projector's latest commits are visible
+                self.db.conn.commit()
+            except Exception:
+                pass
+            return self.reads.call(rpc, request)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 class RemoteTransport:
