@@ -90,6 +90,10 @@ class SqlBackend:
             self.rollback()
             raise
 
+    def maintain(self, from_offset: int, to_offset: int) -> None:
+        """Called after a batch commits (offsets [from, to) applied): housekeeping such as
+        refreshing the query planner's statistics. Changes plans, never results."""
+
     def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
         """Records the applied log position (inside the caller's transaction)."""
         if self.execute("UPDATE `mlmdlog_checkpoint` SET `applied_offset` = ?, `last_time_ms` = ? WHERE `id` = 0",
@@ -146,6 +150,21 @@ class SqliteBackend(SqlBackend):
 
     def schema(self) -> list[str]:
         return ddl.SQLITE_MLMD + ddl.SQLITE_LOG
+
+    def create_schema(self) -> None:
+        super().create_schema()
+        if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
+            self.analyze()  # a projection built before statistics were kept
+
+    def analyze(self) -> None:
+        """Statistics for the planner: without them a multi-join filter can scan every node."""
+        self.conn.execute("PRAGMA analysis_limit=1000")
+        self.conn.execute("ANALYZE")
+
+    def maintain(self, from_offset: int, to_offset: int) -> None:
+        # Re-analyze as the log doubles (1k, 2k, 4k ... records): cheap, and plans stay good.
+        if to_offset >= 1024 and (to_offset.bit_length() > max(from_offset, 1).bit_length()):
+            self.analyze()
 
     def begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")

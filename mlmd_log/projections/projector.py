@@ -7,6 +7,7 @@ already applied is a producer retry: it gets the first outcome and changes nothi
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -18,6 +19,7 @@ from mlmd_log.projections.engine import Engine
 from mlmd_log.schemas import log_record_pb2
 
 SCHEMA_VERSION = 1
+LOG = logging.getLogger("mlmd_log.projector")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class Projector:
             self.engine.restore(snapshot)
             self.next_offset, self.last_time_ms = start_offset, start_time
             raise
+        try:  # after the commit: housekeeping must never undo or fail an applied batch
+            self.db.maintain(start_offset, self.next_offset)
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("projection housekeeping failed (the batch is applied): %s", exc)
         return outcomes
 
     def _apply_one(self, offset: int, payload: bytes) -> Outcome:

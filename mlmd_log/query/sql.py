@@ -173,3 +173,9 @@ DIALECTS = {"sqlite": SQLITE}
 # read identically), with PyMySQL's placeholder.
 MYSQL = ReadDialect(name="mysql", param="%s", double_text_digits=15, queries=_SQLITE_QUERIES)
 DIALECTS["mysql"] = MYSQL
+
+# DuckDB reads (the analytics projection, mlmd_log/projections/duckdb.py): the same SQL and
+# orders as SQLite, double-quoted identifiers. DuckDB's rowid follows insertion order, and the
+# mirror inserts EventPath and ParentContext rows in staging rowid order.
+DUCKDB = ReadDialect(name="duckdb", param="?", quote='"', double_text_digits=15, queries=_SQLITE_QUERIES)
+DIALECTS["duckdb"] = DUCKDB

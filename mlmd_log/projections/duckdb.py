@@ -1,0 +1,655 @@
+"""DuckDB analytics projection: a SQLite staging projection, mirrored into DuckDB in batches.
+
+DuckDB has no SAVEPOINT and a failed statement aborts the whole transaction, so the
+MLMD state machine (which rejects one record by rolling back to its savepoint and
+learns of duplicates from unique-constraint errors) cannot write DuckDB directly.
+Instead the ordinary projector applies the log to a private SQLite *staging*
+projection, and each applied batch is mirrored into DuckDB in ONE DuckDB transaction
+that also writes DuckDB's own checkpoint:
+
+* append-only tables (Event, EventPath, Attribution, Association, ParentContext,
+  mlmdlog_outcome) copy the rows past DuckDB's high-water mark (id, event id, log
+  offset, or the staging rowid of ParentContext, which has no id);
+* Type, TypeProperty, ParentType and MLMDEnv are small and replaced wholesale when
+  they differ (the per-type views are rebuilt then);
+* Artifact, Execution, Context and their property tables: every change to a node or
+  to its properties sets the node's ``last_update_time_since_epoch`` to the record's
+  time (``Engine._update_node`` rewrites the row whenever ``_write_properties``
+  changed anything), and the projector keeps record times monotonic, so every node
+  touched since DuckDB's checkpoint has ``last_update_time_since_epoch >=
+  last_time_ms`` of that checkpoint. Those nodes are deleted from DuckDB with all
+  their property rows and copied again (deleted properties disappear that way).
+
+The mirror is idempotent: if staging is ahead of DuckDB (a crash between the two
+commits) the next mirror copies the window again. If the staging file is lost it is
+rebuilt from the log up to DuckDB's offset before mirroring resumes (the projector is
+deterministic, so ids, times and rowids come out the same).
+
+Rows move through DuckDB's bulk path: a newline-delimited JSON temp file read by
+``read_json`` (``executemany`` costs ~0.5 ms a row in DuckDB); tiny sets use one
+multi-row ``INSERT ... VALUES``. No pandas or pyarrow needed.
+
+Analytics views: ``{artifact,execution,context}_properties_flat`` (one row per node
+and property, with a ``value_type`` and typed value columns), one view per type
+(``artifacts_<Type>[_<version>]`` with one column per declared property) and
+``lineage_edges`` (execution -> artifact for outputs, artifact -> execution for
+inputs). Reads: ``Reader(projection.connection, DIALECTS["duckdb"])``.
+
+    python -m mlmd_log.projections.duckdb --log ./mlmd-data/log --into analytics.duckdb [--follow]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+from mlmd_log import errors
+from mlmd_log.producer.base import Log
+from mlmd_log.projections.backend import SqliteBackend
+from mlmd_log.projections.projector import Projector
+from mlmd_log.proto import metadata_store_pb2 as pb
+
+LOG = logging.getLogger("mlmd_log.duckdb")
+
+# -- schema ------------------------------------------------------------------
+# MLMD v10 tables with the same names and columns (in the same order) as ddl.SQLITE_MLMD,
+# in DuckDB types. No PRIMARY KEY / UNIQUE: the staging SQLite enforces them, and DuckDB's
+# constraint indexes slow bulk loads and dislike delete + re-insert of a key in one transaction.
+_PROPERTY_COLUMNS = (("name", "VARCHAR"), ("is_custom_property", "TINYINT"), ("int_value", "BIGINT"),
+                     ("double_value", "DOUBLE"), ("string_value", "VARCHAR"), ("byte_value", "BLOB"),
+                     ("proto_value", "BLOB"), ("bool_value", "BOOLEAN"))
+_TIMES = (("create_time_since_epoch", "BIGINT"), ("last_update_time_since_epoch", "BIGINT"))
+
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "Type": (("id", "INTEGER"), ("name", "VARCHAR"), ("version", "VARCHAR"), ("type_kind", "TINYINT"),
+             ("description", "VARCHAR"), ("input_type", "VARCHAR"), ("output_type", "VARCHAR"),
+             ("external_id", "VARCHAR")),
+    "TypeProperty": (("type_id", "INTEGER"), ("name", "VARCHAR"), ("data_type", "INTEGER")),
+    "ParentType": (("type_id", "INTEGER"), ("parent_type_id", "INTEGER")),
+    "Artifact": (("id", "INTEGER"), ("type_id", "INTEGER"), ("uri", "VARCHAR"), ("state", "INTEGER"),
+                 ("name", "VARCHAR"), ("external_id", "VARCHAR"), *_TIMES),
+    "ArtifactProperty": (("artifact_id", "INTEGER"), *_PROPERTY_COLUMNS),
+    "Execution": (("id", "INTEGER"), ("type_id", "INTEGER"), ("last_known_state", "INTEGER"),
+                  ("name", "VARCHAR"), ("external_id", "VARCHAR"), *_TIMES),
+    "ExecutionProperty": (("execution_id", "INTEGER"), *_PROPERTY_COLUMNS),
+    "Event": (("id", "INTEGER"), ("artifact_id", "INTEGER"), ("execution_id", "INTEGER"), ("type", "INTEGER"),
+              ("milliseconds_since_epoch", "BIGINT")),
+    "EventPath": (("event_id", "INTEGER"), ("is_index_step", "TINYINT"), ("step_index", "BIGINT"),
+                  ("step_key", "VARCHAR")),
+    "MLMDEnv": (("schema_version", "INTEGER"),),
+    "Context": (("id", "INTEGER"), ("type_id", "INTEGER"), ("name", "VARCHAR"), ("external_id", "VARCHAR"),
+                *_TIMES),
+    "ContextProperty": (("context_id", "INTEGER"), *_PROPERTY_COLUMNS),
+    "ParentContext": (("context_id", "INTEGER"), ("parent_context_id", "INTEGER")),
+    "Association": (("id", "INTEGER"), ("context_id", "INTEGER"), ("execution_id", "INTEGER")),
+    "Attribution": (("id", "INTEGER"), ("context_id", "INTEGER"), ("artifact_id", "INTEGER")),
+    "mlmdlog_outcome": (("log_offset", "BIGINT"), ("record_id", "VARCHAR"), ("error_code", "INTEGER"),
+                        ("error_message", "VARCHAR"), ("response", "BLOB")),
+}
+MLMD_TABLES = tuple(t for t in TABLES if not t.startswith("mlmdlog_"))
+
+# DuckDB's checkpoint: the staging position it mirrors, plus the one high-water mark that
+# cannot be read back from DuckDB's own rows (ParentContext has no id: staging rowid).
+CHECKPOINT_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_checkpoint" ("id" INTEGER NOT NULL CHECK ("id" = 0), '
+                  '"applied_offset" BIGINT NOT NULL, "last_time_ms" BIGINT NOT NULL, '
+                  '"parent_context_rowid" BIGINT NOT NULL DEFAULT 0)')
+# The per-type views this module created, so a refresh drops exactly those.
+TYPE_VIEWS_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_type_view" ("view_name" VARCHAR NOT NULL, '
+                  '"type_id" INTEGER NOT NULL)')
+
+
+def schema() -> list[str]:
+    """DDL of the MLMD tables and our bookkeeping in DuckDB."""
+    out = []
+    for table, columns in TABLES.items():
+        cols = ", ".join(f'"{c}" {t}' for c, t in columns)
+        out.append(f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})')
+    return out + [CHECKPOINT_DDL, TYPE_VIEWS_DDL]
+
+
+# -- node kinds ----------------------------------------------------------------
+@dataclass(frozen=True)
+class _Node:
+    kind: str  # artifact | execution | context
+    table: str
+    prop_table: str
+    owner: str
+    type_kind: int
+    view_prefix: str
+
+
+NODES = (_Node("artifact", "Artifact", "ArtifactProperty", "artifact_id", 1, "artifacts"),
+         _Node("execution", "Execution", "ExecutionProperty", "execution_id", 0, "executions"),
+         _Node("context", "Context", "ContextProperty", "context_id", 2, "contexts"))
+
+# Append-only tables with a monotonically assigned key: (table, key column).
+_APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
+_SMALL_TABLES = ("Type", "TypeProperty", "ParentType", "MLMDEnv")
+_SMALL_ORDER = {"Type": "`id`", "TypeProperty": "`type_id`, `name`", "ParentType": "`type_id`, `parent_type_id`",
+                "MLMDEnv": "`schema_version`"}
+
+# -- moving rows into DuckDB -----------------------------------------------------
+_STRUCT_PREFIX = "mlmd-struct::"
+
+
+def _param(duck_type: str, value: Any) -> Any:
+    """A staging (sqlite3) value as the Python value DuckDB should bind for this column."""
+    if value is None:
+        return None
+    if duck_type == "BLOB":
+        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if duck_type == "BOOLEAN":
+        return bool(value)
+    if duck_type == "DOUBLE":
+        return float(value)
+    if duck_type == "VARCHAR":
+        return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
+    return int(value)
+
+
+def _json_value(duck_type: str, value: Any) -> Any:
+    """A staging value as JSON that ``_json_select`` turns back into the exact DuckDB value."""
+    value = _param(duck_type, value)
+    if value is None:
+        return None
+    if duck_type == "BLOB":
+        return base64.b64encode(value).decode("ascii")
+    if duck_type == "DOUBLE":
+        return repr(value)  # text: exact round trip, and nan/inf survive (JSON has no spelling for them)
+    return value
+
+
+def _json_select(columns: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """(read_json columns struct, SELECT list) for a JSON temp file of ``columns``."""
+    spec, select = [], []
+    for i, (_, duck_type) in enumerate(columns):
+        json_type = "VARCHAR" if duck_type in ("BLOB", "DOUBLE") else duck_type
+        spec.append(f"'c{i}': '{json_type}'")
+        if duck_type == "BLOB":
+            select.append(f"from_base64(c{i})")
+        elif duck_type == "DOUBLE":
+            select.append(f"CAST(c{i} AS DOUBLE)")
+        else:
+            select.append(f"c{i}")
+    return "{" + ", ".join(spec) + "}", ", ".join(select)
+
+
+def _ndjson_lines(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> Iterable[str]:
+    """One JSON object per row (keys c0.., plus seq); only BLOB/DOUBLE/BOOLEAN values need converting
+    (sqlite3 already returns int and str for the other columns)."""
+    keys = [f"c{i}" for i in range(len(columns))]
+    convert = [(i, t) for i, (_, t) in enumerate(columns) if t in ("BLOB", "DOUBLE", "BOOLEAN")]
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False).encode
+    for seq, row in enumerate(rows):
+        values = list(row)
+        for i, duck_type in convert:
+            if values[i] is not None:
+                values[i] = _json_value(duck_type, values[i])
+        record = dict(zip(keys, values))
+        record["seq"] = seq
+        yield dumps(record) + "\n"
+
+
+class _Loader:
+    """Inserts rows into a DuckDB table: bulk through a JSON file, small sets by VALUES."""
+
+    def __init__(self, con: Any, small_rows: int, tmp_dir: Optional[str]):
+        self.con = con
+        self.small_rows = small_rows
+        self.tmp_dir = tmp_dir
+
+    def insert(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        names = ", ".join(f'"{c}"' for c, _ in columns)
+        if len(rows) <= self.small_rows:
+            marks = "(" + ", ".join("?" for _ in columns) + ")"
+            params = [_param(t, v) for row in rows for (_, t), v in zip(columns, row)]
+            self.con.execute(f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([marks] * len(rows)), params)
+            return len(rows)
+        fd, path = tempfile.mkstemp(prefix="mlmdlog-mirror-", suffix=".ndjson", dir=self.tmp_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.writelines(_ndjson_lines(columns, rows))
+            spec, select = _json_select(columns)
+            spec = spec[:-1] + ", 'seq': 'BIGINT'}"
+            quoted = path.replace("'", "''")
+            # ORDER BY seq: rows land in staging order, so DuckDB's rowid order (which the
+            # EventPath and ParentContext reads use) is the staging rowid order.
+            self.con.execute(f'INSERT INTO "{table}" ({names}) SELECT {select} FROM read_json('
+                             f"'{quoted}', format = 'newline_delimited', columns = {spec}) ORDER BY seq")
+        finally:
+            os.unlink(path)
+        return len(rows)
+
+
+# -- views ---------------------------------------------------------------------
+_BASE_VIEW_COLUMNS = {
+    "artifact": ("id", "name", "uri", "state", "external_id", "create_time_since_epoch",
+                 "last_update_time_since_epoch"),
+    "execution": ("id", "name", "last_known_state", "external_id", "create_time_since_epoch",
+                  "last_update_time_since_epoch"),
+    "context": ("id", "name", "external_id", "create_time_since_epoch", "last_update_time_since_epoch"),
+}
+# Which value column holds a declared property of each PropertyType.
+_VALUE_COLUMN = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "string_value",
+                 pb.STRUCT: "string_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sanitize(name: str) -> str:
+    """A name reduced to [A-Za-z0-9_] (runs of anything else become one underscore)."""
+    return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "x"
+
+
+def _unique(candidate: str, taken: set[str], fallback: str) -> str:
+    """``candidate`` unless taken (case-insensitively: DuckDB identifiers are), else ``fallback``[_n]."""
+    for name in (candidate, fallback):
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            return name
+    n = 2
+    while f"{fallback}_{n}".lower() in taken:
+        n += 1
+    taken.add(f"{fallback}_{n}".lower())
+    return f"{fallback}_{n}"
+
+
+def _flat_view(node: _Node) -> str:
+    p = "P"  # the property table's alias
+    struct = f'starts_with({p}."string_value", {_sql_text(_STRUCT_PREFIX)})'
+    return f"""CREATE OR REPLACE VIEW "{node.kind}_properties_flat" AS
+SELECT {p}."{node.owner}", N."type_id", T."name" AS "type_name", {p}."name" AS "property_name",
+    {p}."is_custom_property" <> 0 AS "is_custom_property",
+    CASE WHEN {p}."int_value" IS NOT NULL THEN 'int'
+         WHEN {p}."double_value" IS NOT NULL THEN 'double'
+         WHEN {p}."string_value" IS NOT NULL AND {struct} THEN 'struct'
+         WHEN {p}."string_value" IS NOT NULL THEN 'string'
+         WHEN {p}."proto_value" IS NOT NULL THEN 'proto'
+         WHEN {p}."bool_value" IS NOT NULL THEN 'bool'
+         WHEN {p}."byte_value" IS NOT NULL THEN 'bytes' END AS "value_type",
+    {p}."int_value", {p}."double_value",
+    CASE WHEN NOT {struct} THEN {p}."string_value" END AS "string_value",
+    {p}."bool_value",
+    CASE WHEN {struct} THEN {p}."string_value" END AS "struct_value",
+    {p}."proto_value",
+    COALESCE(CAST({p}."int_value" AS VARCHAR), CAST({p}."double_value" AS VARCHAR),
+             {p}."string_value", CAST({p}."bool_value" AS VARCHAR),
+             CAST({p}."proto_value" AS VARCHAR)) AS "value"
+FROM "{node.prop_table}" AS {p}
+JOIN "{node.table}" AS N ON N."id" = {p}."{node.owner}"
+LEFT JOIN "Type" AS T ON T."id" = N."type_id"
+"""
+
+
+def _lineage_view() -> str:
+    names = [(v.number, v.name) for v in pb.Event.Type.DESCRIPTOR.values]
+    outputs = ", ".join(str(n) for n, name in names if name.endswith("OUTPUT"))
+    type_names = " ".join(f"WHEN {n} THEN {_sql_text(name)}" for n, name in names)
+    is_output = f'E."type" IN ({outputs})'
+    return f"""CREATE OR REPLACE VIEW "lineage_edges" AS
+SELECT E."id" AS "event_id",
+    CASE WHEN {is_output} THEN 'execution' ELSE 'artifact' END AS "source_kind",
+    CASE WHEN {is_output} THEN E."execution_id" ELSE E."artifact_id" END AS "source_id",
+    CASE WHEN {is_output} THEN 'artifact' ELSE 'execution' END AS "target_kind",
+    CASE WHEN {is_output} THEN E."artifact_id" ELSE E."execution_id" END AS "target_id",
+    E."artifact_id", E."execution_id", E."type" AS "event_type",
+    CASE E."type" {type_names} END AS "event_type_name",
+    E."milliseconds_since_epoch" AS "time_ms",
+    make_timestamp(E."milliseconds_since_epoch" * 1000) AS "event_time"
+FROM "Event" AS E"""
+
+
+def _type_views(types: Sequence[tuple], properties: Sequence[tuple]) -> list[tuple[str, int, str]]:
+    """(view name, type id, CREATE VIEW) for every type: one column per declared property."""
+    props_of: dict[int, list[tuple[str, int]]] = {}
+    for type_id, name, data_type in sorted(properties, key=lambda r: (r[0], r[1])):
+        props_of.setdefault(type_id, []).append((name, data_type))
+    by_kind = {n.type_kind: n for n in NODES}
+    taken: set[str] = set()
+    out = []
+    for type_id, name, version, type_kind in sorted(types, key=lambda r: r[0]):
+        node = by_kind.get(type_kind)
+        if node is None:
+            continue
+        base = f"{node.view_prefix}_{sanitize(name)}" + (f"_{sanitize(version)}" if version else "")
+        view = _unique(base, taken, f"{base}_{type_id}")
+        base_cols = _BASE_VIEW_COLUMNS[node.kind]
+        col_taken = {c.lower() for c in base_cols}
+        select = [f'N."{c}"' for c in base_cols]
+        for prop, data_type in props_of.get(type_id, []):
+            column = _unique(sanitize(prop), col_taken, f"property_{sanitize(prop)}")
+            value = _VALUE_COLUMN.get(data_type, "string_value")
+            select.append(f'max(P."{value}") FILTER (WHERE P."name" = {_sql_text(prop)}) AS "{column}"')
+        if props_of.get(type_id):
+            sql = (f'SELECT {", ".join(select)} FROM "{node.table}" AS N '
+                   f'LEFT JOIN "{node.prop_table}" AS P ON P."{node.owner}" = N."id" '
+                   f'AND P."is_custom_property" = 0 WHERE N."type_id" = {int(type_id)} '
+                   f'GROUP BY {", ".join(select[:len(base_cols)])}')
+        else:
+            sql = f'SELECT {", ".join(select)} FROM "{node.table}" AS N WHERE N."type_id" = {int(type_id)}'
+        out.append((view, type_id, f'CREATE OR REPLACE VIEW "{view}" AS {sql}'))
+    return out
+
+
+# -- the projection ----------------------------------------------------------------
+@dataclass
+class ApplyStats:
+    """What one ``apply`` (or ``catch_up``) did."""
+
+    records: int = 0  # log records applied to staging
+    rejected: int = 0  # of which were rejected puts (an outcome row, no MLMD rows)
+    applied_offset: int = 0  # DuckDB's checkpoint after the call
+    copied: dict[str, int] = field(default_factory=dict)  # rows written to DuckDB per table
+    seconds: float = 0.0
+
+
+class DuckDbProjection:
+    """MLMD tables + analytics views in DuckDB, fed from a log through a SQLite staging projection."""
+
+    def __init__(self, duckdb_path: str, staging_sqlite_path: Optional[str] = None,
+                 small_rows: int = 64, tmp_dir: Optional[str] = None):
+        try:
+            import duckdb
+        except ImportError as exc:  # the optional extra
+            raise errors.FailedPreconditionError(
+                "The DuckDB projection needs duckdb: pip install 'mlmd-log[duckdb]'") from exc
+        self.path = duckdb_path
+        self.staging_path = staging_sqlite_path or duckdb_path + ".staging.sqlite"
+        self.con = duckdb.connect(duckdb_path)
+        self.staging = SqliteBackend(self.staging_path)
+        self.staging.create_schema()
+        self.projector = Projector(self.staging)
+        self._loader = _Loader(self.con, small_rows, tmp_dir)
+        self._create_schema()
+
+    @property
+    def connection(self) -> Any:
+        """The DuckDB connection (reads: ``Reader(p.connection, DIALECTS["duckdb"])``)."""
+        return self.con
+
+    def reader(self) -> Any:
+        from mlmd_log.query.reader import Reader
+        from mlmd_log.query.sql import DIALECTS
+        return Reader(self.con, DIALECTS["duckdb"])
+
+    def close(self) -> None:
+        self.staging.close()
+        self.con.close()
+
+    def __enter__(self) -> "DuckDbProjection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create_schema(self) -> None:
+        self.con.begin()
+        try:
+            for stmt in schema():
+                self.con.execute(stmt)
+            for node in NODES:
+                self.con.execute(_flat_view(node))
+            self.con.execute(_lineage_view())
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+    # -- checkpoints ------------------------------------------------------------
+    def checkpoint(self) -> Optional[tuple[int, int, int]]:
+        """DuckDB's (applied_offset, last_time_ms, parent_context_rowid), None before the first mirror."""
+        row = self.con.execute('SELECT "applied_offset", "last_time_ms", "parent_context_rowid" '
+                               'FROM "mlmdlog_checkpoint" WHERE "id" = 0').fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row else None
+
+    @property
+    def applied_offset(self) -> int:
+        ck = self.checkpoint()
+        return ck[0] if ck else 0
+
+    # -- applying -----------------------------------------------------------------
+    def apply(self, log: Log, batch_size: int = 20000) -> ApplyStats:
+        """Applies the next batch of ``log`` to staging, then mirrors staging into DuckDB."""
+        started = time.monotonic()
+        stats = ApplyStats()
+        self._rebuild_staging_to_duckdb(log, batch_size)
+        end = log.end_offset()
+        start = self.projector.next_offset
+        if start < end:
+            outcomes = self.projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
+            stats.records = len(outcomes)
+            stats.rejected = sum(1 for o in outcomes if o.error_code)
+        stats.copied = self.mirror()
+        stats.applied_offset = self.applied_offset
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
+        """``apply`` until DuckDB holds the whole log as it was when called."""
+        total = ApplyStats()
+        started = time.monotonic()
+        end = log.end_offset()
+        while True:
+            stats = self.apply(log, batch_size)
+            total.records += stats.records
+            total.rejected += stats.rejected
+            for table, n in stats.copied.items():
+                total.copied[table] = total.copied.get(table, 0) + n
+            total.applied_offset = stats.applied_offset
+            if stats.applied_offset >= end or (stats.records == 0 and not stats.copied):
+                break
+        total.seconds = time.monotonic() - started
+        return total
+
+    def _rebuild_staging_to_duckdb(self, log: Log, batch_size: int) -> None:
+        """A lost or older staging file is replayed up to DuckDB's offset (no mirroring)."""
+        target = self.applied_offset
+        if self.projector.next_offset >= target:
+            return
+        if log.end_offset() < target:
+            raise errors.DataLossError(f"The DuckDB projection {self.path} has applied offset {target}, "
+                                       f"beyond the end of the log ({log.end_offset()})")
+        LOG.info("duckdb: staging at offset %d is behind DuckDB (%d); replaying it", self.projector.next_offset,
+                 target)
+        while self.projector.next_offset < target:
+            start = self.projector.next_offset
+            self.projector.apply_batch(list(log.read(start, min(batch_size, target - start))))
+
+    # -- mirroring ------------------------------------------------------------------
+    def mirror(self) -> dict[str, int]:
+        """Copies what staging applied since DuckDB's checkpoint, in one DuckDB transaction.
+
+        Returns rows written per table ({} when DuckDB is already at staging's offset).
+        """
+        duck = self.checkpoint()
+        st = self.staging
+        st.conn.execute("BEGIN")  # one read snapshot of staging for the whole mirror
+        try:
+            row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            offset, last_time = (row[0], row[1]) if row else (0, 0)
+            if duck is not None and duck[0] == offset:
+                return {}
+            if duck is not None and duck[0] > offset:
+                raise errors.FailedPreconditionError(
+                    f"Staging {self.staging_path} (offset {offset}) is behind DuckDB (offset {duck[0]})")
+            self.con.begin()
+            try:
+                copied = self._copy(duck, offset, last_time)
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                raise
+            return copied
+        finally:
+            st.conn.execute("COMMIT")
+
+    def _copy(self, duck: Optional[tuple[int, int, int]], offset: int, last_time: int) -> dict[str, int]:
+        since = duck[1] if duck is not None else None
+        copied: dict[str, int] = {}
+
+        def count(table: str, n: int) -> None:
+            if n:
+                copied[table] = copied.get(table, 0) + n
+
+        if duck is None:  # first mirror: whatever is in DuckDB is not ours to keep
+            for table in TABLES:
+                self.con.execute(f'DELETE FROM "{table}"')
+        types_changed = self._replace_small_tables(count)
+        # Append-only tables. EventPath rows belong to events past DuckDB's last event.
+        last_event = self._duck_max("Event", "id")
+        count("EventPath", self._copy_rows(
+            "EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid", (last_event,)))
+        for table, key in _APPEND_BY_KEY:
+            count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
+                                         (self._duck_max(table, key),)))
+        pc_mark = duck[2] if duck is not None else 0
+        pc_rows = self.staging.rows("SELECT rowid, `context_id`, `parent_context_id` FROM `ParentContext` "
+                                    "WHERE rowid > ? ORDER BY rowid", (pc_mark,))
+        if pc_rows:
+            pc_mark = pc_rows[-1][0]
+            count("ParentContext", self._loader.insert("ParentContext", TABLES["ParentContext"],
+                                                       [r[1:] for r in pc_rows]))
+        for node in NODES:
+            self._copy_nodes(node, since, count)
+        self.con.execute('DELETE FROM "mlmdlog_checkpoint"')
+        self.con.execute('INSERT INTO "mlmdlog_checkpoint" ("id", "applied_offset", "last_time_ms", '
+                         '"parent_context_rowid") VALUES (0, ?, ?, ?)', (offset, last_time, pc_mark))
+        if types_changed or duck is None:
+            self._refresh_type_views()
+        return copied
+
+    def _duck_max(self, table: str, column: str) -> int:
+        row = self.con.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()
+        return int(row[0]) if row and row[0] is not None else -1
+
+    def _staging_select(self, table: str, alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return "SELECT " + ", ".join(f"{prefix}`{c}`" for c, _ in TABLES[table]) + f" FROM `{table}`" + \
+            (f" AS {alias}" if alias else "")
+
+    def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
+        rows = self.staging.rows(self._staging_select(table) + " " + tail, params)
+        return self._loader.insert(table, TABLES[table], rows)
+
+    def _replace_small_tables(self, count: Any) -> bool:
+        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ; True if Type* changed."""
+        changed_types = False
+        for table in _SMALL_TABLES:
+            columns = TABLES[table]
+            new = self.staging.rows(self._staging_select(table) + f" ORDER BY {_SMALL_ORDER[table]}")
+            new_norm = [tuple(_param(t, v) for (_, t), v in zip(columns, r)) for r in new]
+            order = _SMALL_ORDER[table].replace("`", '"')
+            names = ", ".join(f'"{c}"' for c, _ in columns)
+            old = [tuple(r) for r in self.con.execute(f'SELECT {names} FROM "{table}" ORDER BY {order}').fetchall()]
+            if old == new_norm:
+                continue
+            self.con.execute(f'DELETE FROM "{table}"')
+            count(table, self._loader.insert(table, columns, new))
+            changed_types = changed_types or table != "MLMDEnv"
+        return changed_types
+
+    def _copy_nodes(self, node: _Node, since: Optional[int], count: Any) -> None:
+        """Nodes changed since ``since`` (all when None) replace their DuckDB rows and properties."""
+        where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
+        params = () if since is None else (since,)
+        rows = self.staging.rows(self._staging_select(node.table) + where + " ORDER BY `id`", params)
+        if not rows:
+            return
+        if since is not None:
+            # Rows of earlier mirrors that these replace (ids in a temp table: any number of them).
+            self.con.execute('CREATE OR REPLACE TEMP TABLE "mlmdlog_mirror_ids" ("id" INTEGER)')
+            self._loader.insert("mlmdlog_mirror_ids", (("id", "INTEGER"),), [(r[0],) for r in rows])
+            self.con.execute(f'DELETE FROM "{node.table}" WHERE "id" IN (SELECT "id" FROM "mlmdlog_mirror_ids")')
+            self.con.execute(f'DELETE FROM "{node.prop_table}" WHERE "{node.owner}" IN '
+                             '(SELECT "id" FROM "mlmdlog_mirror_ids")')
+            self.con.execute('DROP TABLE "mlmdlog_mirror_ids"')
+        count(node.table, self._loader.insert(node.table, TABLES[node.table], rows))
+        prop_where = "" if since is None else " WHERE N.`last_update_time_since_epoch` >= ?"
+        props = self.staging.rows(
+            self._staging_select(node.prop_table, "P") + f" JOIN `{node.table}` AS N ON N.`id` = P.`{node.owner}`"
+            + prop_where + f" ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`", params)
+        count(node.prop_table, self._loader.insert(node.prop_table, TABLES[node.prop_table], props))
+
+    def _refresh_type_views(self) -> None:
+        """Drops the per-type views made before and creates one per current type."""
+        for (view,) in self.con.execute('SELECT "view_name" FROM "mlmdlog_type_view"').fetchall():
+            self.con.execute(f'DROP VIEW IF EXISTS "{view}"')
+        self.con.execute('DELETE FROM "mlmdlog_type_view"')
+        types = self.con.execute('SELECT "id", "name", "version", "type_kind" FROM "Type"').fetchall()
+        props = self.con.execute('SELECT "type_id", "name", "data_type" FROM "TypeProperty"').fetchall()
+        for view, type_id, sql in _type_views(types, props):
+            self.con.execute(sql)
+            self.con.execute('INSERT INTO "mlmdlog_type_view" VALUES (?, ?)', (view, type_id))
+
+    def type_views(self) -> dict[str, int]:
+        """{view name: type id} of the per-type views."""
+        return {v: t for v, t in self.con.execute(
+            'SELECT "view_name", "type_id" FROM "mlmdlog_type_view" ORDER BY "type_id"').fetchall()}
+
+
+# -- command line ----------------------------------------------------------------------
+def _duckdb_path(url: str) -> str:
+    """``duckdb:///PATH`` (as ``sqlite:///PATH``: relative unless PATH starts with /) or a plain path."""
+    for prefix in ("duckdb:///", "duckdb://"):
+        if url.startswith(prefix):
+            return url[len(prefix):]
+    if "://" in url:
+        raise errors.InvalidArgumentError(f"Expected duckdb:///PATH or a path, got {url!r}")
+    return url
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m mlmd_log.projections.duckdb --log LOG --into PATH [--follow]``."""
+    from mlmd_log.locations import open_log
+
+    parser = argparse.ArgumentParser(prog="python -m mlmd_log.projections.duckdb",
+                                     description="Project an mlmd-log log into DuckDB (MLMD tables + "
+                                                 "analytics views), through a SQLite staging projection.")
+    parser.add_argument("--log", required=True, help="FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC")
+    parser.add_argument("--into", required=True, help="duckdb:///PATH or a path to the DuckDB file")
+    parser.add_argument("--staging", default=None, help="staging SQLite file (default: PATH.staging.sqlite)")
+    parser.add_argument("--batch-size", type=int, default=20000)
+    parser.add_argument("--follow", action="store_true", help="keep applying new records until SIGTERM/SIGINT")
+    parser.add_argument("--idle-sleep", type=float, default=0.5, help="seconds between polls when caught up")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log = open_log(args.log, readonly=True)
+    projection = DuckDbProjection(_duckdb_path(args.into), args.staging)
+    try:
+        while not stop.is_set():
+            stats = projection.apply(log, args.batch_size)
+            end = log.end_offset()
+            if stats.records or stats.copied:
+                print(f"duckdb: applied through offset {stats.applied_offset} of {end} "
+                      f"({stats.records} records, {stats.rejected} rejected, "
+                      f"{sum(stats.copied.values())} rows mirrored, {stats.seconds:.2f}s)", file=sys.stderr)
+            if stats.applied_offset >= end:
+                if not args.follow:
+                    break
+                stop.wait(args.idle_sleep)
+    finally:
+        projection.close()
+        log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

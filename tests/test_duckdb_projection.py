@@ -1,0 +1,365 @@
+"""The DuckDB projection: the same log gives the same MLMD rows and reads as on SQLite,
+plus analytics views, mirrored batch by batch through a SQLite staging projection."""
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+duckdb = pytest.importorskip("duckdb")
+
+import mlmd_log as mlmd  # noqa: E402
+from mlmd_log.producer import FileLog  # noqa: E402
+from mlmd_log.projections import duckdb as duck_projection  # noqa: E402
+from mlmd_log.projections.duckdb import DuckDbProjection  # noqa: E402
+from mlmd_log.proto import metadata_store_pb2 as pb  # noqa: E402
+from mlmd_log.query.reader import Reader  # noqa: E402
+from mlmd_log.service import StoreConfig  # noqa: E402
+
+from dbdump import MLMD_TABLES, dump_tables  # noqa: E402
+from test_official_reads_ours import _populate  # noqa: E402
+
+TABLES = MLMD_TABLES + ("mlmdlog_outcome",)
+
+
+def _write_history(data_dir: str) -> None:
+    """A history with updates of existing nodes and properties, deletions of properties,
+    rejected puts, parent contexts and links, spread over many log records."""
+    store = mlmd.MetadataStore(StoreConfig.from_directory(data_dir))
+    try:
+        _populate(store)
+        data_type = store.get_artifact_type("DataSet", "v1")
+        for bad in ([pb.Artifact(type_id=data_type.id, name="d1")],                # duplicate name
+                    [pb.Artifact(type_id=999)],                                     # unknown type
+                    [pb.Artifact(type_id=data_type.id, properties={"nope": pb.Value(int_value=1)})]):
+            with pytest.raises(mlmd.errors.StatusError):
+                store.put_artifacts(bad)
+        # Type evolution: a new property (the per-type view must grow a column).
+        store.put_artifact_type(pb.ArtifactType(name="DataSet", version="v1", properties={
+            **dict(data_type.properties), "rows": pb.INT}), can_add_fields=True)
+        artifacts = store.get_artifacts()
+        first, second = artifacts[5], artifacts[6]
+        first.properties["rows"].int_value = 100
+        del first.properties["split"]                      # a deleted property
+        del first.custom_properties["note"]
+        first.custom_properties["reviewed"].bool_value = True
+        first.state = pb.Artifact.DELETED
+        store.put_artifacts([first])
+        second.uri = "/moved/6"                              # attribute-only update
+        store.put_artifacts([second])
+        second = store.get_artifacts_by_id([second.id])[0]
+        second.properties["score"].double_value = 0.25
+        store.put_artifacts([second], field_mask_paths=["properties.score"])
+        execution = store.get_executions()[0]
+        execution.last_known_state = pb.Execution.FAILED
+        execution.custom_properties["retry"].int_value = 2
+        store.put_executions([execution])
+        ctx_type = store.get_context_type("Pipeline")
+        [ctx] = store.get_contexts_by_type("Pipeline")[:1]
+        ctx.properties["owner"].string_value = "other team"
+        store.put_contexts([ctx])
+        [run] = store.put_contexts([pb.Context(type_id=ctx_type.id, name="run-x's \"quoted\"")])
+        store.put_parent_contexts([pb.ParentContext(parent_id=ctx.id, child_id=run)])
+        with pytest.raises(mlmd.errors.StatusError):                                 # a cycle
+            store.put_parent_contexts([pb.ParentContext(parent_id=run, child_id=ctx.id)])
+        store.put_attributions_and_associations([pb.Attribution(context_id=run, artifact_id=artifacts[5].id)],
+                                                [pb.Association(context_id=run, execution_id=execution.id)])
+        odd_type = store.put_execution_type(pb.ExecutionType(name="odd name!", properties={
+            "id": pb.INT, "name": pb.STRING, "ok": pb.BOOLEAN}))
+        store.put_lineage_subgraph(
+            [pb.Execution(type_id=odd_type, name="e1", properties={
+                "id": pb.Value(int_value=7), "name": pb.Value(string_value="x"), "ok": pb.Value(bool_value=False)})],
+            [pb.Artifact(type_id=data_type.id, name="sub-a", uri="/sub/a",
+                         properties={"day": pb.Value(int_value=99)})],
+            [pb.Context(type_id=ctx_type.id, name="sub")],
+            [(0, 0, pb.Event(type=pb.Event.DECLARED_OUTPUT,
+                             path=pb.Event.Path(steps=[pb.Event.Path.Step(key="out")])))])
+        # Many small records after the big ones, so later batches update earlier nodes.
+        for i in range(6):
+            a = store.get_artifacts_by_id([artifacts[i].id])[0]
+            a.custom_properties["pass"].int_value = i
+            store.put_artifacts([a])
+        store.put_artifacts([pb.Artifact(type_id=data_type.id, name="Case"), pb.Artifact(type_id=data_type.id,
+                                                                                         name="case")])
+    finally:
+        store.close()
+
+
+def _norm(value):
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(value)
+    return value
+
+
+def _normalised(dump: dict) -> dict:
+    return {t: sorted((tuple(_norm(v) for v in row) for row in rows), key=repr) for t, rows in dump.items()}
+
+
+def _dump_duckdb(con, tables=TABLES) -> dict:
+    return _normalised({t: con.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables})
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("store"))
+    _write_history(data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def projected(history, tmp_path_factory):
+    """The log projected in batches of 3 records (updates span batches), bulk path for all sets."""
+    out = tmp_path_factory.mktemp("duck")
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    projection = DuckDbProjection(str(out / "analytics.duckdb"), small_rows=0)
+    mirrored = []
+    while projection.applied_offset < log.end_offset():
+        stats = projection.apply(log, batch_size=3)
+        mirrored.append(stats)
+    yield projection, log, mirrored
+    projection.close()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def live(history):
+    conn = sqlite3.connect(f"file:{os.path.join(history, 'mlmd.sqlite')}?mode=ro", uri=True)
+    yield Reader(conn)
+    conn.close()
+
+
+def _live_dump(history: str) -> dict:
+    return _normalised(dump_tables(os.path.join(history, "mlmd.sqlite"), TABLES))
+
+
+def test_duckdb_tables_equal_the_sqlite_projection(history, projected):
+    projection, log, mirrored = projected
+    assert len(mirrored) > 10 and sum(s.rejected for s in mirrored) == 4
+    ours = _dump_duckdb(projection.connection)
+    live = _live_dump(history)
+    for table in TABLES:
+        assert ours[table] == live[table], f"{table} differs between DuckDB and SQLite projections"
+    assert projection.applied_offset == log.end_offset()
+
+
+def test_apply_again_is_a_no_op(history, projected):
+    projection, log, _ = projected
+    before = _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",))
+    stats = projection.apply(log, batch_size=3)
+    assert (stats.records, stats.copied) == (0, {})
+    assert projection.catch_up(log).records == 0
+    assert _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",)) == before
+
+
+def test_small_row_path_and_one_batch_give_the_same_tables(history, tmp_path):
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    try:
+        for batch_size, small_rows in ((5, 10_000), (100_000, 64)):
+            path = str(tmp_path / f"b{batch_size}.duckdb")
+            with DuckDbProjection(path, small_rows=small_rows) as projection:
+                projection.catch_up(log, batch_size=batch_size)
+                assert _dump_duckdb(projection.connection) == _live_dump(history)
+    finally:
+        log.close()
+
+
+def _pages(reader: Reader, method: str, size: int, field, asc: bool, filter_query: str = "", *args):
+    options = pb.ListOperationOptions(max_result_size=size, order_by_field=pb.ListOperationOptions.OrderByField(
+        field=field, is_asc=asc))
+    if filter_query:
+        options.filter_query = filter_query
+    pages = []
+    while True:
+        page = getattr(reader, method)(*args, options=options)
+        pages.append((list(page.items), page.next_page_token))
+        if not page.next_page_token:
+            return pages
+        options.next_page_token = page.next_page_token
+
+
+def test_reads_on_duckdb_equal_reads_on_sqlite(projected, live):
+    duck = projected[0].reader()
+    for reader_call in (
+            lambda r: r.get_artifacts().items, lambda r: r.get_executions().items, lambda r: r.get_contexts().items,
+            lambda r: r.get_artifact_types(), lambda r: r.get_execution_types(), lambda r: r.get_context_types(),
+            lambda r: r.get_artifact_type("DataSet", "v1"), lambda r: r.get_execution_type("Trainer"),
+            lambda r: r.get_artifacts_by_id([1, 2, 3, 14, 99]), lambda r: r.get_executions_by_id([1, 2, 5]),
+            lambda r: r.get_contexts_by_id(range(1, 10)),
+            lambda r: r.get_artifacts_by_type("DataSet", "v1").items, lambda r: r.get_artifacts_by_type("Model").items,
+            lambda r: r.get_executions_by_type("odd name!").items,
+            lambda r: r.get_artifact_by_type_and_name("DataSet", "d3", "v1"),
+            lambda r: r.get_artifacts_by_uri(["/data/1", "/moved/6"]),
+            lambda r: r.get_artifacts_by_external_ids(["ext-0", "ext-5"]),
+            lambda r: r.get_events_by_execution_ids(range(1, 10)),
+            lambda r: r.get_events_by_artifact_ids(range(1, 30)),
+            lambda r: r.get_artifacts_and_types_by_artifact_ids([1, 13, 2]),
+            lambda r: {c: r.get_artifacts_by_context(c).items for c in range(1, 8)},
+            lambda r: {c: r.get_executions_by_context(c).items for c in range(1, 8)},
+            lambda r: r.get_parent_contexts_by_contexts(range(1, 8)),
+            lambda r: r.get_children_contexts_by_contexts(range(1, 8)),
+            lambda r: r.attributions_by_artifact_ids(range(1, 30)),
+            lambda r: r.associations_by_execution_ids(range(1, 10))):
+        assert reader_call(duck) == reader_call(live)
+    assert len(duck.get_artifacts().items) == 19
+
+
+@pytest.mark.parametrize("field", [pb.ListOperationOptions.OrderByField.CREATE_TIME,
+                                   pb.ListOperationOptions.OrderByField.LAST_UPDATE_TIME,
+                                   pb.ListOperationOptions.OrderByField.ID])
+@pytest.mark.parametrize("asc", [True, False])
+def test_paged_lists_match_with_tokens(projected, live, field, asc):
+    duck = projected[0].reader()
+    for method in ("get_artifacts", "get_executions", "get_contexts"):
+        ours, theirs = _pages(duck, method, 4, field, asc), _pages(live, method, 4, field, asc)
+        assert ours == theirs
+    ours = _pages(duck, "get_artifacts_by_type", 3, field, asc, "", "DataSet", "v1")
+    assert ours == _pages(live, "get_artifacts_by_type", 3, field, asc, "", "DataSet", "v1") and len(ours) > 3
+
+
+@pytest.mark.parametrize("kind,query", [
+    ("artifact", "properties.day.int_value > 3"),
+    ("artifact", "properties.split.string_value = 'train' OR properties.split.string_value IS NULL"),
+    ("artifact", "properties.score.double_value < 0.5"),
+    ("artifact", "properties.ok.bool_value = true"),
+    ("artifact", "uri LIKE '/DATA/%'"),
+    ("artifact", "custom_properties.pass.int_value IN (1, 3)"),
+    ("artifact", "contexts_a.name = 'p0' AND type = 'DataSet'"),
+    ("artifact", "events_e.type = OUTPUT"),
+    ("artifact", "state = DELETED"),
+    ("execution", "last_known_state = FAILED OR properties.lr.double_value >= 0.3"),
+    ("context", "child_contexts_c.name = 'p1'"),
+    ("context", "parent_contexts_p.name = 'p0'"),
+    ("context", "artifacts_a.name = 'd3'"),
+])
+def test_filter_queries_match(projected, live, kind, query):
+    duck = projected[0].reader()
+    assert duck.filter_node_ids(kind, query) == live.filter_node_ids(kind, query)
+    field = pb.ListOperationOptions.OrderByField.ID
+    method = {"artifact": "get_artifacts", "execution": "get_executions", "context": "get_contexts"}[kind]
+    assert _pages(duck, method, 2, field, True, query) == _pages(live, method, 2, field, True, query)
+
+
+def test_per_type_views_flatten_declared_properties(projected, live):
+    projection = projected[0]
+    con = projection.connection
+    views = projection.type_views()
+    assert {"artifacts_DataSet_v1", "artifacts_Model", "executions_Trainer", "contexts_Pipeline",
+            "executions_odd_name"} <= set(views)
+    columns = [d[0] for d in con.execute('SELECT * FROM "artifacts_DataSet_v1" LIMIT 0').description]
+    assert columns == ["id", "name", "uri", "state", "external_id", "create_time_since_epoch",
+                       "last_update_time_since_epoch", "blob", "day", "meta", "ok", "rows", "score", "split"]
+    rows = {r[0]: r for r in con.execute('SELECT * FROM "artifacts_DataSet_v1"').fetchall()}
+    expected = live.get_artifacts_by_type("DataSet", "v1").items
+    assert sorted(rows) == [a.id for a in expected]
+    for artifact in expected:
+        row = dict(zip(columns, rows[artifact.id]))
+        props = artifact.properties
+        assert row["name"] == artifact.name and row["uri"] == artifact.uri
+        assert row["last_update_time_since_epoch"] == artifact.last_update_time_since_epoch
+        assert row["day"] == (props["day"].int_value if "day" in props else None)
+        assert row["split"] == (props["split"].string_value if "split" in props else None)
+        assert row["rows"] == (props["rows"].int_value if "rows" in props else None)
+        assert row["score"] == (props["score"].double_value if "score" in props else None)
+        assert row["ok"] == (props["ok"].bool_value if "ok" in props else None)
+    # Property names that clash with node columns get a prefix; odd type names are sanitized.
+    odd = [d[0] for d in con.execute('SELECT * FROM "executions_odd_name"').description]
+    assert odd[-3:] == ["property_id", "property_name", "ok"]
+    assert con.execute('SELECT "name", "property_id", "property_name", "ok" FROM "executions_odd_name"'
+                       ).fetchall() == [("e1", 7, "x", False)]
+
+
+def test_flat_property_views_and_lineage_edges(projected, live):
+    con = projected[0].connection
+    artifacts = live.get_artifacts().items
+    expected = sorted((a.id, name, custom, value.WhichOneof("value"))
+                      for a in artifacts
+                      for custom, props in ((False, a.properties), (True, a.custom_properties))
+                      for name, value in props.items())
+    got = con.execute('SELECT "artifact_id", "property_name", "is_custom_property", "value_type" '
+                      'FROM "artifact_properties_flat" ORDER BY ALL').fetchall()
+    kinds = {"int_value": "int", "double_value": "double", "string_value": "string", "struct_value": "struct",
+             "proto_value": "proto", "bool_value": "bool"}
+    assert got == [(i, n, c, kinds[k]) for i, n, c, k in expected]
+    assert con.execute("SELECT \"value\" FROM artifact_properties_flat WHERE artifact_id = 6 "
+                       "AND property_name = 'reviewed'").fetchall() == [("true",)]
+    assert con.execute("SELECT count(*) FROM execution_properties_flat").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM context_properties_flat").fetchone()[0] > 0
+
+    events = live.get_events_by_execution_ids([e.id for e in live.get_executions().items])
+    edges = con.execute('SELECT "source_kind", "source_id", "target_kind", "target_id", "event_type_name", '
+                        '"time_ms" FROM "lineage_edges" ORDER BY "event_id"').fetchall()
+    assert len(edges) == len(events) == 9
+    expected_edges = []
+    for e in events:
+        name = pb.Event.Type.Name(e.type)
+        if name.endswith("OUTPUT"):
+            expected_edges.append(("execution", e.execution_id, "artifact", e.artifact_id, name,
+                                   e.milliseconds_since_epoch))
+        else:
+            expected_edges.append(("artifact", e.artifact_id, "execution", e.execution_id, name,
+                                   e.milliseconds_since_epoch))
+    assert sorted(edges) == sorted(expected_edges)
+    assert {e[4] for e in edges} == {"INPUT", "OUTPUT", "DECLARED_OUTPUT"}
+
+
+def test_a_crash_between_staging_and_duckdb_is_repaired(history, tmp_path, monkeypatch):
+    """Staging ahead of DuckDB (crash after the staging commit), a mirror failing half-way,
+    and a lost staging file all end in the same tables."""
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    path = str(tmp_path / "a.duckdb")
+    try:
+        projection = DuckDbProjection(path, small_rows=2)
+        for _ in range(5):
+            projection.apply(log, batch_size=4)
+        # Staging applies two batches that never reach DuckDB.
+        for _ in range(2):
+            start = projection.projector.next_offset
+            projection.projector.apply_batch(list(log.read(start, 4)))
+        assert projection.applied_offset < projection.projector.next_offset
+        # The next mirror fails after writing some rows: nothing of it stays.
+        real_insert, calls = duck_projection._Loader.insert, []
+
+        def failing_insert(self, table, columns, rows):
+            calls.append(table)
+            if len(calls) == 3:
+                raise RuntimeError("disk full")
+            return real_insert(self, table, columns, rows)
+
+        before = _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",))
+        monkeypatch.setattr(duck_projection._Loader, "insert", failing_insert)
+        with pytest.raises(RuntimeError):
+            projection.mirror()
+        monkeypatch.undo()
+        assert _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",)) == before
+        projection.apply(log, batch_size=4)
+        projection.close()
+        # The staging file is lost: it is replayed up to DuckDB's offset, then mirroring goes on.
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + ".staging.sqlite" + suffix):
+                os.remove(path + ".staging.sqlite" + suffix)
+        projection = DuckDbProjection(path, small_rows=2)
+        assert projection.projector.next_offset == 0
+        projection.catch_up(log, batch_size=7)
+        assert _dump_duckdb(projection.connection) == _live_dump(history)
+        projection.close()
+    finally:
+        log.close()
+
+
+def test_command_line_projects_a_log(history, tmp_path, capsys):
+    path = str(tmp_path / "cli.duckdb")
+    assert duck_projection.main(["--log", os.path.join(history, "log"), "--into", f"duckdb:///{path}",
+                                 "--batch-size", "50"]) == 0
+    assert "applied through offset" in capsys.readouterr().err
+    con = duckdb.connect(path, read_only=True)
+    try:
+        assert _dump_duckdb(con) == _live_dump(history)
+        assert con.execute("SELECT count(*) FROM lineage_edges").fetchone()[0] == 9
+    finally:
+        con.close()
