@@ -69,6 +69,11 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from mlmd_log.consumer.service import ProjectorService
     from mlmd_log.locations import open_log, open_projection
 
+    if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
+        from mlmd_log.projections.duckdb import main as duckdb_main
+
+        return duckdb_main(["--log", args.log, "--into", args.into, "--batch-size", str(args.batch_size),
+                            *([] if args.until_caught_up else ["--follow"])])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
@@ -105,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Example: mlmd-log project --log kafka://127.0.0.1:9092/mlmd "
                                    "--into mysql://mlmd:mlmd@127.0.0.1:3306/mlmd")
     p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, or kafka://HOST:PORT/TOPIC")
-    p.add_argument("--into", required=True, help="sqlite:///PATH or mysql://user:pw@host:port/db")
+    p.add_argument("--into", required=True,
+                   help="sqlite:///PATH, mysql://user:pw@host:port/db or duckdb:///PATH (analytics, with views)")
     p.add_argument("--batch-size", type=int, default=2000, help="most records per projection transaction")
     p.add_argument("--report-every", type=float, default=10.0, help="seconds between lag reports")
     p.add_argument("--until-caught-up", action="store_true", help="stop once the projection reaches the log end")
