@@ -17,7 +17,7 @@ from mlmd_log.proto import metadata_store_pb2 as pb  # noqa: E402
 from mlmd_log.query.reader import Reader  # noqa: E402
 from mlmd_log.service import StoreConfig  # noqa: E402
 
-from dbdump import MLMD_TABLES, dump_tables  # noqa: E402
+from dbdump import MLMD_TABLES, dump_tables, normalised  # noqa: E402
 from test_official_reads_ours import _populate  # noqa: E402
 
 TABLES = MLMD_TABLES + ("mlmdlog_outcome",)
@@ -86,23 +86,8 @@ def _write_history(data_dir: str) -> None:
         store.close()
 
 
-def _norm(value):
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(value)
-    return value
-
-
-def _normalised(dump: dict) -> dict:
-    return {t: sorted((tuple(_norm(v) for v in row) for row in rows), key=repr) for t, rows in dump.items()}
-
-
 def _dump_duckdb(con, tables=TABLES) -> dict:
-    return _normalised({t: con.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables})
+    return normalised({t: con.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables})
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +120,7 @@ def live(history):
 
 
 def _live_dump(history: str) -> dict:
-    return _normalised(dump_tables(os.path.join(history, "mlmd.sqlite"), TABLES))
+    return normalised(dump_tables(os.path.join(history, "mlmd.sqlite"), TABLES))
 
 
 def test_duckdb_tables_equal_the_sqlite_projection(history, projected):

@@ -13,7 +13,7 @@ from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.service import StoreConfig
 
-from dbdump import MLMD_TABLES, dump_tables
+from dbdump import MLMD_TABLES, dump_tables, normalised
 from test_official_reads_ours import _populate
 
 pytestmark = pytest.mark.mysql
@@ -31,22 +31,8 @@ def _drop(target: MySqlTarget) -> None:
     db.close()
 
 
-def _norm(value):
-    """BLOB columns come back as bytes from MySQL and as text from SQLite when text was stored."""
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(value)
-    return value
-
-
-def _normalised(dump: dict) -> dict:
-    return {t: sorted((tuple(_norm(v) for v in row) for row in rows), key=repr) for t, rows in dump.items()}
-
-
 def _dump_mysql(db: MySqlBackend, tables=MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome")) -> dict:
-    return _normalised({t: db.rows(f"SELECT * FROM `{t}`") for t in tables})
+    return normalised({t: db.rows(f"SELECT * FROM `{t}`") for t in tables})
 
 
 def _write_some_history(data_dir: str) -> None:
@@ -79,7 +65,7 @@ def test_same_log_gives_same_rows_on_mysql_and_sqlite(tmp_path, mysql_url):
         replay(log, sqlite_db)
         sqlite_db.close()
         ours = _dump_mysql(mysql_db)
-        live = _normalised(dump_tables(os.path.join(data_dir, "mlmd.sqlite")))
+        live = normalised(dump_tables(os.path.join(data_dir, "mlmd.sqlite")))
         for table in ours:
             assert ours[table] == live[table], f"{table} differs between MySQL and SQLite projections"
         # Replaying again is a no-op: the checkpoint is in the same database.
