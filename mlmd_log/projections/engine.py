@@ -69,6 +69,9 @@ CONTEXT = NodeKind(
 KIND_BY_TYPE_KIND = {k.type_kind: k for k in (ARTIFACT, EXECUTION, CONTEXT)}
 _IGNORED_IN_DIFF = {"type_id", "properties", "custom_properties", "create_time_since_epoch",
                     "last_update_time_since_epoch"}
+# The Value field a property of each declared PropertyType must set.
+_VALUE_FIELD = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "string_value",
+                pb.STRUCT: "struct_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
 _ID_TABLES = ("Type", "Artifact", "Execution", "Context", "Event", "Association", "Attribution")
 
 
@@ -358,8 +361,7 @@ class Engine:
 
     @staticmethod
     def _validate_properties(node: Any, stored: StoredType, masked: Optional[set[str]] = None) -> None:
-        expected = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "string_value",
-                    pb.STRUCT: "struct_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
+        expected = _VALUE_FIELD
         for name in sorted(node.properties):
             if masked is not None and name not in masked:
                 continue
@@ -484,28 +486,33 @@ class Engine:
         Returns None (caller goes one by one) when any node would fail validation,
         so the error reported is exactly the one MLMD's one-by-one loop reports.
         """
-        expected_props = []
+        expected_by_type: dict[int, Optional[dict[str, str]]] = {}
         for node in nodes:
             if not node.HasField("type_id") or (kind is CONTEXT and not node.name):
                 return None
-            stored = self.types.by_id(node.type_id, kind.type_kind)
-            if stored is None:
+            expected = expected_by_type.get(node.type_id, False)
+            if expected is False:
+                stored = self.types.by_id(node.type_id, kind.type_kind)
+                expected = expected_by_type[node.type_id] = None if stored is None else {
+                    name: _VALUE_FIELD.get(data_type) for name, data_type in stored.properties.items()}
+            if expected is None:
                 return None
-            try:
-                self._validate_properties(node, stored)
-            except InvalidArgumentError:
-                return None
-            expected_props.append(stored)
+            props = node.properties
+            for name in props:  # (iterating keys stays in C; .items() goes through collections.abc)
+                if expected.get(name, "") != props[name].WhichOneof("value"):
+                    return None
         first = self._next_id[kind.table]
         ids = list(range(first, first + len(nodes)))
         names = ["id"] + [c for c, _ in kind.columns] + ["create_time_since_epoch", "last_update_time_since_epoch"]
-        rows = [(node_id, *(getter(node) for _, getter in kind.columns), self.now_ms, self.now_ms)
-                for node_id, node in zip(ids, nodes)]
+        getters = [getter for _, getter in kind.columns]
+        now = self.now_ms
+        rows = [(node_id, *[getter(node) for getter in getters], now, now) for node_id, node in zip(ids, nodes)]
         prop_rows = []
+        add, encode = prop_rows.append, values.encode_value
         for node_id, node in zip(ids, nodes):
             for is_custom, props in ((0, node.properties), (1, node.custom_properties)):
-                for name in sorted(props):
-                    prop_rows.append((node_id, name, is_custom, *values.encode_value(props[name])))
+                for name in props:
+                    add((node_id, name, is_custom, *encode(props[name])))
         cols = ", ".join(f"`{c}`" for c in names)
         try:
             self.db.executemany(f"INSERT INTO `{kind.table}` ({cols}) VALUES ({', '.join('?' for _ in names)})", rows)
