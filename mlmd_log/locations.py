@@ -13,8 +13,9 @@ from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 
 
-def open_log(url: str, readonly: bool = False, durability: str = "fsync") -> Log:
-    """The log a URL names. Readers open FileLogs read-only (no lock, no truncation)."""
+def open_log(url: str, readonly: bool = False, durability: str = "fsync", timeout_s: float = 30.0) -> Log:
+    """The log a URL names. Readers open FileLogs read-only (no lock, no truncation).
+    ``timeout_s`` bounds how long a Kafka log waits for the broker before UnavailableError."""
     if url in ("memory:", "memory://"):
         from mlmd_log.producer import MemoryLog
         return MemoryLog()
@@ -24,7 +25,7 @@ def open_log(url: str, readonly: bool = False, durability: str = "fsync") -> Log
         topic = parsed.path.strip("/")
         if not parsed.netloc or not topic:
             raise errors.InvalidArgumentError(f"Expected kafka://host:port/topic, got {url!r}")
-        return KafkaLog(parsed.netloc, topic, durability=durability)
+        return KafkaLog(parsed.netloc, topic, durability=durability, timeout_s=timeout_s)
     from mlmd_log.producer import FileLog
     path = url[len("file://"):] if url.startswith("file://") else url
     if "://" in path:

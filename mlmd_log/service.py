@@ -77,6 +77,12 @@ class SharedLogConfig:
     projection_url: str
     wait_timeout_s: float = 60.0
     client_name: str = "mlmd-log"
+    # How long one append waits for the log (a Kafka broker) before UnavailableError.
+    log_timeout_s: float = 30.0
+    # 0: a put fails at once with the retryable UnavailableError when the log is down.
+    # > 0: it blocks, retrying, for up to this many seconds and resumes when the log is
+    # back (the record id makes a retried append idempotent).
+    block_on_unavailable_s: float = 0.0
 
 
 class EmbeddedTransport:
@@ -201,7 +207,8 @@ def open_transport(config: Any) -> Any:
     if isinstance(config, ProjectionConfig):
         return ReadOnlyTransport(config.projection_url)
     if isinstance(config, SharedLogConfig):
-        return RemoteTransport(config.log_url, config.projection_url, config.client_name, config.wait_timeout_s)
+        return RemoteTransport(config.log_url, config.projection_url, config.client_name, config.wait_timeout_s,
+                               config.log_timeout_s, config.block_on_unavailable_s)
     if isinstance(config, str):
         return EmbeddedTransport(StoreConfig.from_directory(config))
     if isinstance(config, pb.ConnectionConfig):
@@ -253,12 +260,13 @@ class RemoteTransport:
     """
 
     def __init__(self, log_url: str, projection_url: str, client_name: str = "mlmd-log",
-                 wait_timeout_s: float = 60.0):
+                 wait_timeout_s: float = 60.0, log_timeout_s: float = 30.0, block_on_unavailable_s: float = 0.0):
         from mlmd_log.locations import open_log, open_projection
         from mlmd_log.query.service_reads import ReadService
 
         self._records = RecordFactory(client_name)
-        self.log = open_log(log_url)
+        self.block_on_unavailable_s = block_on_unavailable_s
+        self.log = self._retrying(lambda: open_log(log_url, timeout_s=log_timeout_s))
         self.db = open_projection(projection_url, create=True)
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self.wait_timeout_s = wait_timeout_s
@@ -273,7 +281,21 @@ class RemoteTransport:
             return self.reads.call(rpc, request)
 
     def append(self, payloads: list[bytes]) -> list[int]:
-        return self.log.append(payloads)
+        """Appends, retrying an unavailable log for up to ``block_on_unavailable_s``. A retry of
+        a record that did reach the log is recognised by its record id and applied once."""
+        return self._retrying(lambda: self.log.append(payloads))
+
+    def _retrying(self, action: Any) -> Any:
+        deadline = time.monotonic() + self.block_on_unavailable_s
+        pause = 0.2
+        while True:
+            try:
+                return action()
+            except errors.UnavailableError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     response = staticmethod(lambda rpc, outcome: response_of(rpc, outcome))
 

@@ -74,21 +74,30 @@ class SqlBackend:
         raise NotImplementedError
 
     def create_schema(self) -> None:
-        """Creates MLMD's v10 tables, the simple types and our bookkeeping, once."""
-        self.begin()
-        try:
-            for stmt in self.schema():
-                self.execute(stmt)
-            if self.one("SELECT COUNT(*) FROM `MLMDEnv`")[0] == 0:
-                self.execute("INSERT INTO `MLMDEnv` (`schema_version`) VALUES (?)", (ddl.SCHEMA_VERSION,))
-            if self.one("SELECT COUNT(*) FROM `Type`")[0] == 0:
-                for type_id, (name, kind) in enumerate(ddl.SIMPLE_TYPES, start=1):
-                    self.execute("INSERT INTO `Type` (`id`, `name`, `type_kind`) VALUES (?, ?, ?)",
-                                 (type_id, name, kind))
-            self.commit()
-        except BaseException:
-            self.rollback()
-            raise
+        """Creates MLMD's v10 tables, the simple types and our bookkeeping, once.
+
+        Safe when several processes open a new database at the same moment: whoever loses
+        the race to seed the tables rolls back and finds them seeded on the next attempt."""
+        for attempt in range(5):
+            self.begin()
+            try:
+                for stmt in self.schema():
+                    self.execute(stmt)
+                if self.one("SELECT COUNT(*) FROM `MLMDEnv`")[0] == 0:
+                    self.execute("INSERT INTO `MLMDEnv` (`schema_version`) VALUES (?)", (ddl.SCHEMA_VERSION,))
+                if self.one("SELECT COUNT(*) FROM `Type`")[0] == 0:
+                    for type_id, (name, kind) in enumerate(ddl.SIMPLE_TYPES, start=1):
+                        self.execute("INSERT INTO `Type` (`id`, `name`, `type_kind`) VALUES (?, ?, ?)",
+                                     (type_id, name, kind))
+                self.commit()
+                return
+            except self.integrity_errors:
+                self.rollback()  # another process seeded them first
+                if attempt == 4:
+                    raise
+            except BaseException:
+                self.rollback()
+                raise
 
     def maintain(self, from_offset: int, to_offset: int) -> None:
         """Called after a batch commits (offsets [from, to) applied): housekeeping such as

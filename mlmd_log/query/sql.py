@@ -161,8 +161,10 @@ _SQLITE_QUERIES = {
                    "WHERE `event_id` IN ({ids}) ORDER BY `event_id`, rowid",
     "parent_links_by_children": "SELECT `context_id`, `parent_context_id` FROM `ParentContext` "
                                 "WHERE `context_id` IN ({ids}) ORDER BY `context_id`, `parent_context_id`",
+    # Children of each parent ascending by id: the same on every backend (MySQL keeps no
+    # insertion order for links), and what the single-context read returns.
     "child_links_by_parents": "SELECT `context_id`, `parent_context_id` FROM `ParentContext` "
-                              "WHERE `parent_context_id` IN ({ids}) ORDER BY `parent_context_id`, rowid",
+                              "WHERE `parent_context_id` IN ({ids}) ORDER BY `parent_context_id`, `context_id`",
 }
 
 SQLITE = ReadDialect(name="sqlite", param="?", double_text_digits=15, queries=_SQLITE_QUERIES)
@@ -171,7 +173,13 @@ DIALECTS = {"sqlite": SQLITE}
 
 # MySQL/MariaDB reads: the same SQL and orders as SQLite (so every projection answers a
 # read identically), with PyMySQL's placeholder.
-MYSQL = ReadDialect(name="mysql", param="%s", double_text_digits=15, queries=_SQLITE_QUERIES)
+# EventPath has no key: InnoDB orders it by a hidden row id, so its event_id index lists a
+# path's steps in insertion order, as SQLite's rowid does.
+MYSQL = ReadDialect(name="mysql", param="%s", double_text_digits=15, queries={
+    **_SQLITE_QUERIES,
+    "event_paths": "SELECT `event_id`, `is_index_step`, `step_index`, `step_key` FROM `EventPath` "
+                   "FORCE INDEX (`idx_eventpath_event_id`) WHERE `event_id` IN ({ids}) ORDER BY `event_id`",
+})
 DIALECTS["mysql"] = MYSQL
 
 # DuckDB reads (the analytics projection, mlmd_log/projections/duckdb.py): the same SQL and
