@@ -314,23 +314,30 @@ class RemoteTransport:
 
     def wait_for_outcome(self, offset: int) -> Any:
         """Polls the projection until it has applied ``offset``; returns that record's outcome."""
+        return self.wait_for_outcomes([offset])[0]
+
+    def wait_for_outcomes(self, offsets: list[int]) -> list[Any]:
+        """Outcomes of several records, with one wait and one query for the whole range."""
         from mlmd_log.projections.projector import Outcome
 
+        last = max(offsets)
         deadline = time.monotonic() + self.wait_timeout_s
-        pause = 0.001
-        while self.applied_offset() <= offset:
+        pause = 0.0005
+        while self.applied_offset() <= last:
             if time.monotonic() > deadline:
                 raise errors.DeadlineExceededError(
-                    f"The put is durable in the log at offset {offset} but no projector applied it within "
+                    f"The put is durable in the log at offset {last} but no projector applied it within "
                     f"{self.wait_timeout_s:.0f}s: is `mlmd-log project` running for this log?")
             time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            pause = min(pause * 2, 0.005)
         with self._lock:
-            row = self.db.one("SELECT `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
-                              "WHERE `log_offset` = ?", (offset,))
-        if row is None:
-            raise errors.InternalError(f"The projection applied offset {offset} but holds no outcome for it")
-        return Outcome(offset, row[0], row[1], row[2] or "", bytes(row[3] or b""))
+            rows = self.db.rows("SELECT `log_offset`, `record_id`, `error_code`, `error_message`, `response` "
+                                "FROM `mlmdlog_outcome` WHERE `log_offset` BETWEEN ? AND ?", (min(offsets), last))
+        found = {row[0]: Outcome(row[0], row[1], row[2], row[3] or "", bytes(row[4] or b"")) for row in rows}
+        missing = [o for o in offsets if o not in found]
+        if missing:
+            raise errors.InternalError(f"The projection applied offset {missing[0]} but holds no outcome for it")
+        return [found[o] for o in offsets]
 
     def close(self) -> None:
         self.log.close()
@@ -352,8 +359,11 @@ class AsyncPuts:
         self._queue: "queue.Queue" = queue.Queue()
         self._max_batch = max_batch
         self._closed = False
+        self._resolve_queue: "queue.Queue" = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mlmd-log-async-puts", daemon=True)
+        self._resolver = threading.Thread(target=self._resolve, name="mlmd-log-async-outcomes", daemon=True)
         self._thread.start()
+        self._resolver.start()
 
     def submit(self, rpc: str, request: Any) -> Any:
         if rpc not in PUT_RPCS:
@@ -375,6 +385,8 @@ class AsyncPuts:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
+        self._resolve_queue.put(None)
+        self._resolver.join()
 
     def _run(self) -> None:
         import queue
@@ -395,19 +407,42 @@ class AsyncPuts:
             self._process(batch)
 
     def _process(self, batch: list) -> None:
+        """Appends a batch, then hands it to the resolver thread, so the next batch is
+        appended while this one's outcomes are awaited."""
         puts = [(rpc, payload, future) for rpc, payload, future in batch if rpc is not None]
+        offsets: Optional[list[int]] = None
         try:
             offsets = self._transport.append([payload for _, payload, _ in puts]) if puts else []
         except errors.StatusError as exc:
             for _, _, future in puts:
                 future.set_exception(exc)
-            offsets = None
-        if offsets is not None:
-            for (rpc, _, future), offset in zip(puts, offsets):
+        self._resolve_queue.put((puts if offsets is not None else [], offsets or [],
+                                 [future for rpc, _, future in batch if rpc is None]))
+
+    def _resolve(self) -> None:
+        while True:
+            item = self._resolve_queue.get()
+            if item is None:
+                return
+            puts, offsets, flushes = item
+            if puts:
                 try:
-                    future.set_result(self._transport.response(rpc, self._transport.wait_for_outcome(offset)))
+                    outcomes = self._outcomes(offsets)
                 except errors.StatusError as exc:
-                    future.set_exception(exc)
-        for rpc, _, future in batch:
-            if rpc is None:
+                    outcomes = [exc] * len(puts)
+                for (rpc, _, future), outcome in zip(puts, outcomes):
+                    if isinstance(outcome, errors.StatusError):
+                        future.set_exception(outcome)
+                        continue
+                    try:
+                        future.set_result(self._transport.response(rpc, outcome))
+                    except errors.StatusError as exc:
+                        future.set_exception(exc)
+            for future in flushes:
                 future.set_result(None)
+
+    def _outcomes(self, offsets: list[int]) -> list[Any]:
+        many = getattr(self._transport, "wait_for_outcomes", None)
+        if many is not None:
+            return many(offsets)
+        return [self._transport.wait_for_outcome(offset) for offset in offsets]

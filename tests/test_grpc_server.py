@@ -10,8 +10,8 @@
 Plus health, MLMD status codes and message-size limits (client deadlines: the suite's
 test_connection_config_with_grpc_client_timeout_sec_errors).
 
-Filter-query and lineage steps are the query layer's (in progress): they run when
-MLMD_ORACLE_QUERY_LAYER=1, like tests/test_official_suite.py.
+Filter-query and lineage steps are included (MLMD_ORACLE_QUERY_LAYER=0 leaves them out),
+like tests/test_official_suite.py.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.server import MetadataStoreServer, ServeConfig, load_server_config, store_config_for
 from mlmd_log.service import StoreConfig
 
-QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "0") == "1"
+QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "1") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -77,6 +77,11 @@ def norm(x):
     if hasattr(x, "ListFields"):
         x = type(x).FromString(x.SerializeToString())
         strip(x)
+        if type(x).__name__ == "LineageGraph":  # MLMD returns its edges in no fixed order
+            for field in ("events", "attributions", "associations"):
+                items = sorted(getattr(x, field), key=lambda m: m.SerializeToString(deterministic=True))
+                x.ClearField(field)
+                getattr(x, field).extend(items)
         return text_format.MessageToString(x, as_one_line=True)
     if isinstance(x, (list, tuple)):
         return [norm(v) for v in x]

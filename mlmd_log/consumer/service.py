@@ -38,7 +38,7 @@ class ProjectorStatus:
 class ProjectorService:
     """Applies ``log`` into ``db`` until stopped."""
 
-    def __init__(self, log: Log, db: SqlBackend, batch_size: int = 2000, idle_sleep: float = 0.02,
+    def __init__(self, log: Log, db: SqlBackend, batch_size: int = 2000, idle_sleep: float = 0.005,
                  retry_sleep: float = 1.0):
         self.log = log
         self.db = db

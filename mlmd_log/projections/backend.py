@@ -22,6 +22,7 @@ class Dialect:
     name: str
     param: str  # placeholder that replaces "?"
     quote: str  # identifier quote that replaces "`"
+    insert_ignore: str = "INSERT OR IGNORE"  # an insert that skips rows a unique key already has
 
     def render(self, sql: str) -> str:
         if self.param != "?":
@@ -32,8 +33,8 @@ class Dialect:
 
 
 SQLITE = Dialect("sqlite", "?", "`")
-MYSQL = Dialect("mysql", "%s", "`")
-DUCKDB = Dialect("duckdb", "?", '"')
+MYSQL = Dialect("mysql", "%s", "`", "INSERT IGNORE")
+DUCKDB = Dialect("duckdb", "?", '"', "INSERT OR IGNORE")
 
 
 class SqlBackend:

@@ -602,10 +602,13 @@ class Engine:
         return svc.PutEventsResponse()
 
     def _link(self, table: str, node_col: str, context_id: int, node_id: int) -> None:
-        """Inserts an Attribution/Association unless it is already there."""
-        if self.db.one(f"SELECT 1 FROM `{table}` WHERE `context_id` = ? AND `{node_col}` = ?",
-                       (context_id, node_id)) is None:
-            self._insert_with_id(table, ("context_id", node_col), (context_id, node_id))
+        """Inserts an Attribution/Association unless it is already there (one statement; the
+        next id is taken only when the row went in, as with MLMD's autoincrement)."""
+        new_id = self._next_id[table]
+        cur = self.db.execute(f"{self.db.dialect.insert_ignore} INTO `{table}` (`id`, `context_id`, `{node_col}`) "
+                              "VALUES (?, ?, ?)", (new_id, context_id, node_id))
+        if cur.rowcount == 1:
+            self._next_id[table] = new_id + 1
 
     def _put_put_attributions_and_associations(
             self, req: svc.PutAttributionsAndAssociationsRequest) -> svc.PutAttributionsAndAssociationsResponse:

@@ -67,13 +67,22 @@ class Projector:
         start_offset, start_time = self.next_offset, self.last_time_ms
         self.db.begin()
         try:
+            pending = []
             for offset, payload in records:
-                if offset < self.next_offset:
+                if offset < self.next_offset + len(pending):
                     continue  # already applied (a resumed reader may re-deliver)
-                if offset != self.next_offset:
-                    raise errors.DataLossError(f"Log gap: expected offset {self.next_offset}, got {offset}")
-                outcomes.append(self._apply_one(offset, payload))
+                if offset != self.next_offset + len(pending):
+                    raise errors.DataLossError(
+                        f"Log gap: expected offset {self.next_offset + len(pending)}, got {offset}")
+                pending.append((offset, decode_record(payload, offset)))
+            seen = self._earlier_outcomes([record.record_id for _, record in pending])
+            for offset, record in pending:
+                outcomes.append(self._apply_one(offset, record, seen))
                 self.next_offset = offset + 1
+            self.db.executemany(
+                "INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, `response`) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(o.offset, o.record_id, o.error_code, o.error_message or None, o.response or None) for o in outcomes])
             self.db.write_checkpoint(self.next_offset, self.last_time_ms)
             self.db.commit()
         except BaseException:
@@ -87,19 +96,28 @@ class Projector:
             LOG.warning("projection housekeeping failed (the batch is applied): %s", exc)
         return outcomes
 
-    def _apply_one(self, offset: int, payload: bytes) -> Outcome:
-        record = decode_record(payload, offset)
-        earlier = self.db.one("SELECT `log_offset`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
-                              "WHERE `record_id` = ? LIMIT 1", (record.record_id,)) if record.record_id else None
+    def _earlier_outcomes(self, record_ids: list[str]) -> dict[str, Outcome]:
+        """Outcomes already recorded for these record ids (producer retries), in one query per chunk."""
+        wanted = sorted({r for r in record_ids if r})
+        seen: dict[str, Outcome] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for offset, record_id, code, message, response in self.db.rows(
+                    "SELECT `log_offset`, `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
+                    f"WHERE `record_id` IN ({marks}) ORDER BY `log_offset`", chunk):
+                seen.setdefault(record_id, Outcome(offset, record_id, code, message or "", bytes(response or b"")))
+        return seen
+
+    def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome]) -> Outcome:
+        """Runs one record, or repeats the first outcome of an earlier record with its id."""
+        earlier = seen.get(record.record_id) if record.record_id else None
         if earlier is not None:
-            outcome = Outcome(offset, record.record_id, earlier[1], earlier[2] or "", bytes(earlier[3] or b""))
-        else:
-            self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
-            outcome = self._run(offset, record)
-        self.db.execute("INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, "
-                        "`response`) VALUES (?, ?, ?, ?, ?)",
-                        (offset, outcome.record_id, outcome.error_code, outcome.error_message or None,
-                         outcome.response or None))
+            return Outcome(offset, record.record_id, earlier.error_code, earlier.error_message, earlier.response)
+        self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
+        outcome = self._run(offset, record)
+        if record.record_id:
+            seen[record.record_id] = outcome
         return outcome
 
     def _run(self, offset: int, record: log_record_pb2.LogRecord) -> Outcome:
