@@ -154,7 +154,7 @@ class SqliteBackend(SqlBackend):
         if not readonly and path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: index inserts stay in memory
+            conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: hot index pages stay cached, memory bounded
             conn.execute("PRAGMA temp_store=MEMORY")
         conn.create_function("REGEXP", 2, _regexp, deterministic=True)
 
