@@ -37,10 +37,13 @@ import platform
 import pstats
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
+
+MIRROR = False  # --mirror: the projector applies into SQLite staging and mirrors into MariaDB
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -216,9 +219,11 @@ class Projector:
 
     def __init__(self, log_url: str, projection_url: str, batch_size: int, log_path: str):
         self.out = open(log_path, "w")
+        staging = ["--staging", log_path + ".staging.sqlite"] if MIRROR else []
         self.proc = subprocess.Popen([sys.executable, "-m", "mlmd_log.cli", "project", "--log", log_url,
                                       "--into", projection_url, "--batch-size", str(batch_size),
-                                      "--report-every", "5"], stdout=self.out, stderr=subprocess.STDOUT, cwd=ROOT)
+                                      "--report-every", "5", *staging], stdout=self.out, stderr=subprocess.STDOUT,
+                                     cwd=ROOT)
 
     def stop(self) -> int:
         self.proc.terminate()
@@ -432,6 +437,8 @@ def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
     from mlmd_log.producer.kafka_log import KafkaLog
 
     log = KafkaLog.from_url(log_url, create=False)
+    if MIRROR:
+        return _time_mirror(log, open_projection(env.projection_url(db)), batch, budget, profile)
     projection = open_projection(env.projection_url(db))
     service = ProjectorService(log, projection, batch_size=batch)
     start_offset = service.projector.next_offset
@@ -452,6 +459,36 @@ def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
     applied = status.applied_offset - start_offset
     return {"records": applied, "seconds": round(seconds, 2), "per_s": round(applied / seconds, 1),
             "batches": status.batches, "caught_up": status.lag == 0, "start_offset": start_offset}
+
+
+def _time_mirror(log: Any, target: Any, batch: int, budget: float,
+                 profile: Optional[cProfile.Profile]) -> Dict[str, Any]:
+    """The mirrored projector (SQLite staging, bulk copy into MySQL) until caught up or ``budget`` s."""
+    from mlmd_log.projections.mirror import MirroredProjection, follow
+
+    staging = tempfile.mktemp(suffix=".staging.sqlite")
+    projection = MirroredProjection(target, staging)
+    start_offset = projection.applied_offset()
+    stop = threading.Event()
+    timer = threading.Timer(budget, stop.set)
+    timer.start()
+    t0 = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    try:
+        follow(log, projection, stop, batch_size=batch, report_every=1e9, until_caught_up=True)
+    finally:
+        if profile is not None:
+            profile.disable()
+        timer.cancel()
+    seconds = time.perf_counter() - t0
+    end = projection.applied_offset()
+    caught_up = end >= log.end_offset()
+    projection.close()
+    log.close()
+    applied = end - start_offset
+    return {"records": applied, "seconds": round(seconds, 2), "per_s": round(applied / seconds, 1),
+            "batches": None, "caught_up": caught_up, "start_offset": start_offset}
 
 
 CATEGORIES = [("kafka-python (fetch, decode)", ("/kafka/",)), ("PyMySQL (protocol, socket)", ("/pymysql/",)),
@@ -588,8 +625,12 @@ def main() -> int:
     parser.add_argument("--mysql-url", default=None, help="default: `bash compose/mariadb.sh url`")
     parser.add_argument("--ref-python", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the bench databases and topics")
+    parser.add_argument("--mirror", action="store_true",
+                        help="ours: the projector applies into SQLite staging and mirrors into MariaDB in bulk")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    global MIRROR
+    MIRROR = args.mirror
     if args.quick:
         args.seconds, args.steady_seconds, args.warmup = 4.0, 4.0, 6.0
         args.prefill, args.projector_seconds, args.read_seconds, args.profile_seconds = 20_000, 5.0, 3.0, 5.0

@@ -75,6 +75,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         return duckdb_main(["--log", args.log, "--into", args.into, "--batch-size", str(args.batch_size),
                             *([] if args.until_caught_up else ["--follow"])])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.staging:  # apply into a local SQLite staging file, mirror each batch into the target in bulk
+        return _project_mirrored(args)
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
     service = ProjectorService(log, db, batch_size=args.batch_size)
@@ -85,6 +87,31 @@ def _cmd_project(args: argparse.Namespace) -> int:
         db.close()
         log.close()
     print(f"projector stopped at offset {status.applied_offset} (lag {status.lag})")
+    return 0
+
+
+def _project_mirrored(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.projections.mirror import MirroredProjection, follow
+
+    if not args.into.startswith("mysql://"):
+        raise errors.InvalidArgumentError("--staging goes with a mysql:// projection (--into)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log = open_log(args.log, readonly=True)
+    projection = MirroredProjection(open_projection(args.into), args.staging)
+    try:
+        follow(log, projection, stop, batch_size=args.batch_size, report_every=args.report_every,
+               until_caught_up=args.until_caught_up)
+        offset = projection.applied_offset()
+    finally:
+        projection.close()
+        log.close()
+    print(f"projector stopped at offset {offset} (mirrored through {args.staging})")
     return 0
 
 
@@ -115,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=2000, help="most records per projection transaction")
     p.add_argument("--report-every", type=float, default=10.0, help="seconds between lag reports")
     p.add_argument("--until-caught-up", action="store_true", help="stop once the projection reaches the log end")
+    p.add_argument("--staging", help="with mysql://: apply into this local SQLite file and mirror each batch into "
+                                     "MySQL in bulk (several times faster than one round trip per statement)")
     p.set_defaults(func=_cmd_project)
 
     p = sub.add_parser("info", help="show what a data directory holds",

@@ -1,0 +1,505 @@
+"""A projection into a remote SQL database (MySQL/MariaDB) through a local SQLite staging projection.
+
+Applying the log directly to MySQL runs the MLMD state machine there: ~15 statements per
+record, each a network round trip (a few hundred records/s). Instead the ordinary
+projector applies each batch to a private SQLite *staging* projection (in-process, no
+round trips), and what the batch changed is MIRRORED into the target in ONE target
+transaction of a few dozen multi-row statements, together with the target's checkpoint.
+The scheme is the one ``duckdb.py`` uses (its module docstring explains why each rule
+is complete); this module holds the target-independent part:
+
+* append-only tables (Event, EventPath, Attribution, Association, ParentContext,
+  mlmdlog_outcome) copy the staging rows past the target's high-water mark (max id,
+  event id or log offset read back from the target; the staging rowid of ParentContext,
+  which has no id, is kept in our own table ``mlmdlog_mirror_state``);
+* Type, TypeProperty, ParentType, MLMDEnv are small and replaced when they differ;
+* Artifact, Execution, Context: every node touched since the target's checkpoint has
+  ``last_update_time_since_epoch >= last_time_ms`` of that checkpoint; those nodes are
+  deleted from the target with their property rows and inserted again.
+
+The target's ``mlmdlog_checkpoint`` row means exactly what the direct projector writes
+(the next offset to apply, and the last record time), so writers that poll it
+(``RemoteTransport.wait_for_outcomes``) and read ``mlmdlog_outcome`` work unchanged, and
+a target built by the direct projector can be taken over (its first mirror is a full copy).
+``mlmdlog_mirror_state`` repeats the applied offset: when it disagrees with the
+checkpoint (another projector wrote the target), the next mirror is a full copy too.
+
+Crash safety: the mirror is idempotent. Staging ahead of the target (a crash between the
+two commits) makes the next mirror copy the larger window; a failed mirror leaves the
+target as it was; a lost or older staging file is replayed from the log up to the
+target's offset (the projector is deterministic: same ids, times and rowids).
+
+    follow(log, MirroredProjection(MySqlBackend(...), "staging.sqlite"), stop_event)
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from mlmd_log import errors
+from mlmd_log.producer.base import Log
+from mlmd_log.projections.backend import SqlBackend, SqliteBackend
+# The table layout and node kinds of the mirror are shared with the DuckDB projection.
+from mlmd_log.projections.duckdb import NODES, TABLES, ApplyStats, _Node
+
+LOG = logging.getLogger("mlmd_log.mirror")
+
+# Append-only tables with a monotonically assigned key: (table, key column).
+APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
+SMALL_TABLES = ("Type", "TypeProperty", "ParentType", "MLMDEnv")
+MIRROR_TABLES = tuple(TABLES)  # every table a full copy rewrites
+
+MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
+    `id` INT NOT NULL,
+    `applied_offset` BIGINT NOT NULL,
+    `parent_context_rowid` BIGINT NOT NULL,
+    PRIMARY KEY (`id`)
+) ENGINE=InnoDB"""
+
+
+@dataclass(frozen=True)
+class MirrorMark:
+    """Where the target's last mirror left off."""
+
+    applied_offset: int
+    last_time_ms: int
+    parent_context_rowid: int
+
+
+def _cell(value: Any) -> Any:
+    """A cell as both staging and target show it (MySQL returns bytes where SQLite kept text)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _canonical(rows: Sequence[Sequence[Any]]) -> list[tuple]:
+    return sorted((tuple(_cell(v) for v in r) for r in rows), key=repr)
+
+
+class MySqlMirrorTarget:
+    """The target side of the mirror on MySQL/MariaDB: multi-row writes through PyMySQL's
+    ``executemany`` in chunks, MLMD's tables untouched apart from their rows."""
+
+    max_statement_chars = 1 << 20  # PyMySQL's executemany limit too; far below max_allowed_packet
+
+    def __init__(self, db: SqlBackend, chunk_rows: int = 1000):
+        self.db = db
+        self.chunk_rows = chunk_rows
+        self.infrastructure_errors = db.infrastructure_errors
+
+    def create_schema(self) -> None:
+        self.db.create_schema()
+        self.db.execute(MIRROR_STATE_DDL)
+
+    def reconnect(self) -> None:
+        """After a lost connection: reconnect, select the database and isolation level again."""
+        conn = self.db.conn
+        conn.ping(reconnect=True)
+        database = getattr(getattr(self.db, "target", None), "database", None)
+        if database:
+            self.db.execute(f"USE `{database}`")
+        self.db.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+    # -- transaction --------------------------------------------------------------
+    def begin(self) -> None:
+        self.db.begin()
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def rollback(self) -> None:
+        self.db.rollback()
+
+    # -- reads ----------------------------------------------------------------------
+    def applied_offset(self) -> int:
+        """The checkpoint the writers poll (0 before anything was applied)."""
+        row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        return int(row[0]) if row else 0
+
+    def mark(self, lock: bool = False) -> tuple[Optional[int], Optional[MirrorMark]]:
+        """(checkpoint offset or None, the mirror's mark or None when the next mirror must be a full copy).
+
+        With ``lock`` (inside the mirror transaction) the rows are locked, so two mirrors
+        of one target serialise instead of interleaving."""
+        suffix = " FOR UPDATE" if lock else ""
+        ck = self.db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0" + suffix)
+        st = self.db.one("SELECT `applied_offset`, `parent_context_rowid` FROM `mlmdlog_mirror_state` "
+                         "WHERE `id` = 0" + suffix)
+        if ck is None:
+            return None, None
+        if st is None or int(st[0]) != int(ck[0]):
+            return int(ck[0]), None  # written by someone else (the direct projector): take over by a full copy
+        return int(ck[0]), MirrorMark(int(ck[0]), int(ck[1]), int(st[1]))
+
+    def max_key(self, table: str, column: str) -> int:
+        row = self.db.one(f"SELECT MAX(`{column}`) FROM `{table}`")
+        return int(row[0]) if row and row[0] is not None else -1
+
+    def rows(self, table: str, columns: Sequence[str]) -> list[tuple]:
+        names = ", ".join(f"`{c}`" for c in columns)
+        return self.db.rows(f"SELECT {names} FROM `{table}`")
+
+    # -- writes ---------------------------------------------------------------------
+    def clear(self, table: str) -> None:
+        self.db.execute(f"DELETE FROM `{table}`")
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        """Multi-row INSERTs of at most ``chunk_rows`` rows and ~1 MB of SQL each.
+
+        The VALUES text is built here rather than by ``executemany``: PyMySQL escapes every
+        value through a generic dispatcher, which cost more than the server's work; ints
+        and NULLs (most cells) are formatted directly, other values by the connection's own
+        ``escape`` (so strings honour the server's escaping mode)."""
+        if not rows:
+            return 0
+        names = ", ".join(f"`{c}`" for c in columns)
+        head = f"INSERT INTO `{table}` ({names}) VALUES "
+        escape = self.db.conn.escape
+        cur = self.db.conn.cursor()
+        values: list[str] = []
+        size = 0
+        for row in rows:
+            text = "(" + ",".join("NULL" if v is None else str(v) if type(v) is int else escape(v)
+                                  for v in row) + ")"
+            values.append(text)
+            size += len(text) + 1
+            if len(values) >= self.chunk_rows or size >= self.max_statement_chars:
+                cur.execute(head + ",".join(values))
+                values, size = [], 0
+        if values:
+            cur.execute(head + ",".join(values))
+        return len(rows)
+
+    def delete_nodes(self, node: _Node, ids: Sequence[int]) -> None:
+        """Deletes these nodes and all their property rows."""
+        cur = self.db.conn.cursor()
+        for start in range(0, len(ids), self.chunk_rows):
+            chunk = list(ids[start:start + self.chunk_rows])
+            marks = ", ".join("%s" for _ in chunk)
+            cur.execute(f"DELETE FROM `{node.prop_table}` WHERE `{node.owner}` IN ({marks})", chunk)
+            cur.execute(f"DELETE FROM `{node.table}` WHERE `id` IN ({marks})", chunk)
+
+    def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
+        self.db.write_checkpoint(offset, last_time_ms)
+        self.db.execute("INSERT INTO `mlmdlog_mirror_state` (`id`, `applied_offset`, `parent_context_rowid`) "
+                        "VALUES (0, ?, ?) ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
+                        "`parent_context_rowid` = VALUES(`parent_context_rowid`)", (offset, parent_context_rowid))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class MirroredProjection:
+    """MLMD tables in ``target`` (MySQL/MariaDB), fed from a log through a SQLite staging projection.
+
+    ``apply(log, batch_size)`` applies the next batch to staging and mirrors it into the
+    target in one target transaction; ``catch_up`` repeats that until the target holds the
+    log as it was when called."""
+
+    def __init__(self, target: SqlBackend, staging_sqlite_path: str, chunk_rows: int = 1000,
+                 fetch_rows: int = 20000):
+        from mlmd_log.projections.projector import Projector
+
+        self.target = MySqlMirrorTarget(target, chunk_rows)
+        self.target.create_schema()
+        self.staging_path = staging_sqlite_path
+        self.staging = SqliteBackend(staging_sqlite_path)
+        self.staging.create_schema()
+        self.projector = Projector(self.staging)
+        # The mirror reads staging through its own connection: it sees committed batches only,
+        # so ``follow`` can apply the next batch to staging while this one is mirrored.
+        self.reader = SqliteBackend(staging_sqlite_path, readonly=True)
+        self.fetch_rows = fetch_rows
+
+    @property
+    def db(self) -> SqlBackend:
+        """The target backend (reads: ``Reader(p.db.conn, DIALECTS["mysql"])``)."""
+        return self.target.db
+
+    def close(self) -> None:
+        self.reader.close()
+        self.staging.close()
+        self.target.close()
+
+    def __enter__(self) -> "MirroredProjection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def applied_offset(self) -> int:
+        """The target's applied offset: the next log offset it lacks."""
+        return self.target.applied_offset()
+
+    # -- applying -------------------------------------------------------------------
+    def apply(self, log: Log, batch_size: int = 20000) -> ApplyStats:
+        """Applies the next batch of ``log`` to staging, then mirrors staging into the target."""
+        started = time.monotonic()
+        stats = ApplyStats()
+        self._rebuild_staging_to_target(log, batch_size)
+        end = log.end_offset()
+        start = self.projector.next_offset
+        if start < end:
+            outcomes = self.projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
+            stats.records = len(outcomes)
+            stats.rejected = sum(1 for o in outcomes if o.error_code)
+        stats.copied = self.mirror()
+        stats.applied_offset = self.applied_offset()
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
+        """``apply`` until the target holds the whole log as it was when called."""
+        total = ApplyStats()
+        started = time.monotonic()
+        end = log.end_offset()
+        while True:
+            stats = self.apply(log, batch_size)
+            total.records += stats.records
+            total.rejected += stats.rejected
+            for table, n in stats.copied.items():
+                total.copied[table] = total.copied.get(table, 0) + n
+            total.applied_offset = stats.applied_offset
+            if stats.applied_offset >= end or (stats.records == 0 and not stats.copied):
+                break
+        total.seconds = time.monotonic() - started
+        return total
+
+    def _rebuild_staging_to_target(self, log: Log, batch_size: int) -> None:
+        """A lost or older staging file is replayed up to the target's offset (no mirroring)."""
+        target = self.applied_offset()
+        if self.projector.next_offset >= target:
+            return
+        if log.end_offset() < target:
+            raise errors.DataLossError(f"The target projection has applied offset {target}, beyond the end of "
+                                       f"the log ({log.end_offset()})")
+        LOG.info("mirror: staging at offset %d is behind the target (%d); replaying it",
+                 self.projector.next_offset, target)
+        while self.projector.next_offset < target:
+            start = self.projector.next_offset
+            self.projector.apply_batch(list(log.read(start, min(batch_size, target - start))))
+
+    # -- mirroring ------------------------------------------------------------------
+    def mirror(self) -> dict[str, int]:
+        """Copies what staging applied since the target's checkpoint, in one target transaction.
+
+        Returns rows written per table ({} when the target is already at staging's offset)."""
+        st = self.reader
+        st.conn.execute("BEGIN")  # one read snapshot of staging for the whole mirror
+        try:
+            row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            offset, last_time = (int(row[0]), int(row[1])) if row else (0, 0)
+            target_offset, mark = self.target.mark()
+            if mark is not None and mark.applied_offset == offset:
+                return {}
+            if target_offset is not None and target_offset > offset:
+                raise errors.FailedPreconditionError(
+                    f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
+            self.target.begin()
+            try:
+                target_offset, mark = self.target.mark(lock=True)  # again, under the lock
+                if mark is not None and mark.applied_offset == offset:
+                    self.target.rollback()
+                    return {}
+                copied = self._copy(mark, offset, last_time)
+                self.target.commit()
+            except BaseException:
+                self.target.rollback()
+                raise
+            return copied
+        finally:
+            st.conn.execute("COMMIT")
+
+    def _copy(self, mark: Optional[MirrorMark], offset: int, last_time: int) -> dict[str, int]:
+        copied: dict[str, int] = {}
+
+        def count(table: str, n: int) -> None:
+            if n:
+                copied[table] = copied.get(table, 0) + n
+
+        if mark is None:  # first mirror (or a take-over): whatever is in the target is not ours to keep
+            for table in MIRROR_TABLES:
+                self.target.clear(table)
+        self._replace_small_tables(count, full=mark is None)
+        # Append-only tables. EventPath rows belong to events past the target's last event.
+        last_event = self.target.max_key("Event", "id")
+        count("EventPath", self._copy_rows("EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid",
+                                           (last_event,)))
+        for table, key in APPEND_BY_KEY:
+            count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
+                                         (self.target.max_key(table, key),)))
+        pc_mark = mark.parent_context_rowid if mark is not None else 0
+        for chunk in self._stream("SELECT rowid, `context_id`, `parent_context_id` FROM `ParentContext` "
+                                  "WHERE rowid > ? ORDER BY rowid", (pc_mark,)):
+            pc_mark = chunk[-1][0]
+            count("ParentContext", self.target.insert("ParentContext", ("context_id", "parent_context_id"),
+                                                      [r[1:] for r in chunk]))
+        for node in NODES:
+            self._copy_nodes(node, None if mark is None else mark.last_time_ms, count)
+        self.target.write_mark(offset, last_time, pc_mark)
+        return copied
+
+    def _columns(self, table: str) -> tuple[str, ...]:
+        return tuple(c for c, _ in TABLES[table])
+
+    def _select(self, table: str, alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return "SELECT " + ", ".join(f"{prefix}`{c}`" for c in self._columns(table)) + f" FROM `{table}`" + \
+            (f" AS {alias}" if alias else "")
+
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple]]:
+        """Staging rows in chunks (memory stays bounded however large the window)."""
+        cur = self.reader.execute(sql, params)
+        while True:
+            chunk = cur.fetchmany(self.fetch_rows)
+            if not chunk:
+                return
+            yield chunk
+
+    def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
+        n = 0
+        for chunk in self._stream(self._select(table) + " " + tail, params):
+            n += self.target.insert(table, self._columns(table), chunk)
+        return n
+
+    def _replace_small_tables(self, count: Callable[[str, int], None], full: bool) -> None:
+        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ from staging."""
+        for table in SMALL_TABLES:
+            columns = self._columns(table)
+            new = self.reader.rows(self._select(table))
+            if not full and _canonical(self.target.rows(table, columns)) == _canonical(new):
+                continue
+            if not full:
+                self.target.clear(table)
+            count(table, self.target.insert(table, columns, new))
+
+    def _copy_nodes(self, node: _Node, since: Optional[int], count: Callable[[str, int], None]) -> None:
+        """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
+        where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
+        params: tuple = () if since is None else (since,)
+        existing = -1 if since is None else self.target.max_key(node.table, "id")
+        for chunk in self._stream(self._select(node.table) + where + " ORDER BY `id`", params):
+            old = [r[0] for r in chunk if r[0] <= existing]  # ids past the target's max are new: nothing to delete
+            if old:
+                self.target.delete_nodes(node, old)
+            count(node.table, self.target.insert(node.table, self._columns(node.table), chunk))
+        prop_where = "" if since is None else " WHERE N.`last_update_time_since_epoch` >= ?"
+        for chunk in self._stream(
+                self._select(node.prop_table, "P") + f" JOIN `{node.table}` AS N ON N.`id` = P.`{node.owner}`"
+                + prop_where + f" ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`", params):
+            count(node.prop_table, self.target.insert(node.prop_table, self._columns(node.prop_table), chunk))
+
+
+def _add(total: ApplyStats, stats: ApplyStats) -> None:
+    total.records += stats.records
+    total.rejected += stats.rejected
+    for table, n in stats.copied.items():
+        total.copied[table] = total.copied.get(table, 0) + n
+
+
+class _Stager(threading.Thread):
+    """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead),
+    so that the engine's work on batch N+1 overlaps the target's work on batch N."""
+
+    def __init__(self, log: Log, projection: MirroredProjection, batch_size: int, max_ahead: int,
+                 idle_sleep: float, retry_sleep: float, retryable: tuple):
+        super().__init__(name="mlmd-log-mirror-stager", daemon=True)
+        self.log, self.projection, self.batch_size, self.max_ahead = log, projection, batch_size, max_ahead
+        self.idle_sleep, self.retry_sleep, self.retryable = idle_sleep, retry_sleep, retryable
+        self.halt = threading.Event()
+        self.mirrored = projection.applied_offset()  # updated by the mirror loop
+        self.stats = ApplyStats()
+        self.idle = False  # staging is at the end of the log as last seen
+        self.failure: Optional[BaseException] = None
+
+    def run(self) -> None:
+        projector = self.projection.projector
+        while not self.halt.is_set():
+            try:
+                end = self.log.end_offset()
+                start = projector.next_offset
+                if start >= end or start - self.mirrored >= self.max_ahead:
+                    self.idle = start >= end
+                    self.halt.wait(self.idle_sleep)
+                    continue
+                self.idle = False
+                outcomes = projector.apply_batch(list(self.log.read(start, min(self.batch_size, end - start))))
+                self.stats.records += len(outcomes)
+                self.stats.rejected += sum(1 for o in outcomes if o.error_code)
+            except self.retryable as exc:
+                LOG.warning("mirror: staging: %s; retrying in %.1fs", exc, self.retry_sleep)
+                self.halt.wait(self.retry_sleep)
+            except BaseException as exc:  # noqa: BLE001 - handed to the mirror loop, which re-raises
+                self.failure = exc
+                return
+
+
+def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event, batch_size: int = 2000,
+           idle_sleep: float = 0.05, retry_sleep: float = 1.0, report_every: float = 10.0,
+           until_caught_up: bool = False, max_ahead: Optional[int] = None) -> ApplyStats:
+    """Keeps ``projection`` up to date with ``log`` until ``stop_event`` is set (or, with
+    ``until_caught_up``, until the target holds the log as last seen).
+
+    Pipelined: a thread applies batches to staging (at most ``max_ahead`` records, default
+    two batches, ahead of the target) while this loop mirrors what staging committed, so
+    the state machine and the target's inserts overlap. A database that fails (lost
+    connection, server restart) is retried after ``retry_sleep``; no record is lost or
+    applied twice, because staging and target each commit their checkpoint with their rows.
+
+    Returns the totals of what it applied and mirrored."""
+    total = ApplyStats()
+    started = last_report = time.monotonic()
+    retryable = (errors.UnavailableError, *projection.target.infrastructure_errors,
+                 *projection.staging.infrastructure_errors)
+    stager: Optional[_Stager] = None
+    try:
+        while not stop_event.is_set():
+            try:
+                if stager is None:
+                    projection._rebuild_staging_to_target(log, batch_size)
+                    stager = _Stager(log, projection, batch_size, max_ahead or 2 * batch_size, idle_sleep,
+                                     retry_sleep, retryable)
+                    stager.start()
+                if stager.failure is not None:
+                    raise stager.failure
+                idle = stager.idle  # read before mirroring: staging had reached the end before this mirror
+                batch_started = time.monotonic()
+                copied = projection.mirror()
+                applied = projection.applied_offset()
+                stager.mirrored = applied
+            except retryable as exc:
+                LOG.warning("mirror: %s; retrying in %.1fs", exc, retry_sleep)
+                stop_event.wait(retry_sleep)
+                try:
+                    projection.target.reconnect()
+                except Exception as again:  # noqa: BLE001 - the next mirror reports it
+                    LOG.warning("mirror: reconnect failed: %s", again)
+                continue
+            _add(total, ApplyStats(copied=copied))
+            total.applied_offset = applied
+            if time.monotonic() - last_report >= report_every:
+                last_report = time.monotonic()
+                end = log.end_offset()
+                LOG.info("mirror: applied through offset %d of %d (lag %d records, %d applied, last mirror %.3fs)",
+                         applied, end, max(0, end - applied), stager.stats.records,
+                         time.monotonic() - batch_started)
+            if not copied:
+                if until_caught_up and idle:
+                    break
+                stop_event.wait(idle_sleep)
+    finally:
+        if stager is not None:
+            stager.halt.set()
+            stager.join()
+            total.records, total.rejected = stager.stats.records, stager.stats.rejected
+    total.seconds = time.monotonic() - started
+    return total

@@ -1,0 +1,281 @@
+"""The mirrored MySQL projection: the log applied to a SQLite staging projection and mirrored
+into MariaDB batch by batch gives the same rows as the direct MySQL projector and SQLite."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import mlmd_log as mlmd
+from mlmd_log.consumer.replay import replay
+from mlmd_log.producer import FileLog
+from mlmd_log.producer.memory_log import MemoryLog
+from mlmd_log.producer.records import RecordFactory
+from mlmd_log.projections import mirror as mirror_module
+from mlmd_log.projections.backend import SqliteBackend
+from mlmd_log.projections.mirror import MirroredProjection, follow
+from mlmd_log.projections.mysql import MySqlBackend
+from mlmd_log.projections.projector import Projector
+from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.service import StoreConfig
+
+from dbdump import MLMD_TABLES, dump_tables, normalised
+from test_mysql_projection import _drop, _dump_mysql, _fresh_database, _write_some_history
+
+pytestmark = pytest.mark.mysql
+
+TABLES = MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome")
+
+
+def _write_updates(data_dir: str) -> None:
+    """Updates of existing nodes and properties (so later batches rewrite earlier nodes),
+    a deleted property, a parent context and links, a rejected cycle."""
+    store = mlmd.MetadataStore(StoreConfig.from_directory(data_dir))
+    try:
+        artifacts = store.get_artifacts()
+        first = artifacts[0]
+        if first.custom_properties:
+            del first.custom_properties[sorted(first.custom_properties)[0]]
+        first.custom_properties["reviewed"].bool_value = True
+        first.state = pb.Artifact.DELETED
+        store.put_artifacts([first])
+        second = artifacts[1]
+        second.uri = "/moved/1"
+        store.put_artifacts([second])
+        execution = store.get_executions()[0]
+        execution.last_known_state = pb.Execution.FAILED
+        execution.custom_properties["retry"].int_value = 2
+        store.put_executions([execution])
+        ctx_type = store.put_context_type(pb.ContextType(name="Run"))
+        [parent, child] = store.put_contexts([pb.Context(type_id=ctx_type, name="p"),
+                                             pb.Context(type_id=ctx_type, name="c's \"quoted\"")])
+        store.put_parent_contexts([pb.ParentContext(parent_id=parent, child_id=child)])
+        with pytest.raises(mlmd.errors.StatusError):
+            store.put_parent_contexts([pb.ParentContext(parent_id=child, child_id=parent)])
+        store.put_attributions_and_associations([pb.Attribution(context_id=child, artifact_id=first.id)],
+                                                [pb.Association(context_id=child, execution_id=execution.id)])
+        for i in range(4):
+            a = store.get_artifacts_by_id([artifacts[i % 2].id])[0]
+            a.custom_properties["pass"].int_value = i
+            store.put_artifacts([a])
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("store"))
+    _write_some_history(data_dir)
+    _write_updates(data_dir)
+    return data_dir
+
+
+@pytest.fixture
+def target(mysql_url):
+    target = _fresh_database(mysql_url)
+    yield target
+    _drop(target)
+
+
+def _live(history: str) -> dict:
+    return normalised(dump_tables(os.path.join(history, "mlmd.sqlite"), TABLES))
+
+
+def _mirrored(target, staging: str) -> MirroredProjection:
+    return MirroredProjection(MySqlBackend(target), staging)
+
+
+def test_mirror_equals_direct_mysql_and_sqlite(history, target, mysql_url, tmp_path):
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    direct_target = _fresh_database(mysql_url)
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        batches = 0
+        while projection.applied_offset() < log.end_offset():
+            projection.apply(log, batch_size=3)
+            batches += 1
+        assert batches > 5
+        assert projection.apply(log, batch_size=3).copied == {}  # nothing new: a no-op
+        mirrored = _dump_mysql(projection.db, TABLES)
+        direct = MySqlBackend(direct_target)
+        direct.create_schema()
+        replay(log, direct, batch_size=7)
+        expected = _dump_mysql(direct, TABLES)
+        direct.close()
+        live = _live(history)
+        for table in TABLES:
+            assert mirrored[table] == expected[table], f"{table}: mirror differs from the direct MySQL projector"
+            assert mirrored[table] == live[table], f"{table}: mirror differs from the SQLite projection"
+        assert mirrored["mlmdlog_checkpoint"][0][1] == log.end_offset()
+        projection.close()
+    finally:
+        log.close()
+        _drop(direct_target)
+
+
+def test_crashes_between_staging_and_mysql_are_repaired(history, target, tmp_path, monkeypatch):
+    """Staging ahead of MySQL, a mirror failing half-way and a lost staging file all end equal."""
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    staging = str(tmp_path / "staging.sqlite")
+    try:
+        projection = _mirrored(target, staging)
+        for _ in range(5):
+            projection.apply(log, batch_size=4)
+        # Staging applies two batches that never reach MySQL (a crash after the staging commit).
+        for _ in range(2):
+            start = projection.projector.next_offset
+            projection.projector.apply_batch(list(log.read(start, 4)))
+        assert projection.applied_offset() < projection.projector.next_offset
+        # The next mirror fails after writing some rows: nothing of it stays.
+        real_insert, calls = mirror_module.MySqlMirrorTarget.insert, []
+
+        def failing_insert(self, table, columns, rows):
+            calls.append(table)
+            if len([c for c in calls if c]) == 4:
+                raise RuntimeError("connection lost")
+            return real_insert(self, table, columns, rows)
+
+        before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
+        monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "insert", failing_insert)
+        with pytest.raises(RuntimeError):
+            projection.mirror()
+        monkeypatch.undo()
+        assert len(calls) == 4
+        assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
+        projection.apply(log, batch_size=4)
+        projection.close()
+        # The staging file is lost: it is replayed up to MySQL's offset, then mirroring goes on.
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(staging + suffix):
+                os.remove(staging + suffix)
+        projection = _mirrored(target, staging)
+        assert projection.projector.next_offset == 0
+        projection.catch_up(log, batch_size=7)
+        assert _dump_mysql(projection.db, TABLES) == _live(history)
+        projection.close()
+    finally:
+        log.close()
+
+
+def test_takes_over_a_database_of_the_direct_projector(history, target, tmp_path):
+    """A MySQL projection written by the direct projector (no mirror state) is taken over by a full copy."""
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    try:
+        direct = MySqlBackend(target)
+        direct.create_schema()
+        Projector(direct).apply_batch(list(log.read(0, log.end_offset() // 2)))
+        direct.close()
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        stats = projection.catch_up(log, batch_size=5)
+        assert stats.applied_offset == log.end_offset()
+        assert _dump_mysql(projection.db, TABLES) == _live(history)
+        projection.close()
+    finally:
+        log.close()
+
+
+def test_follow_applies_until_stopped(history, target, tmp_path):
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        stop = threading.Event()
+        thread = threading.Thread(target=follow, args=(log, projection, stop, 6), daemon=True)
+        thread.start()
+        watcher = MySqlBackend(target)  # its own connection: the follower thread owns the projection's
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            row = watcher.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            if row and row[0] >= log.end_offset():
+                break
+            time.sleep(0.05)
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert _dump_mysql(watcher, TABLES) == _live(history)
+        watcher.close()
+        projection.close()
+    finally:
+        log.close()
+
+
+# -- throughput (printed, not asserted) ---------------------------------------------------
+def _pipeline_log(steps: int) -> MemoryLog:
+    """Types, a seed artifact, then ``steps`` put_execution records (input seed, output model, a run context)."""
+    log, records = MemoryLog(), RecordFactory("mirror-bench")
+    at = pb.ArtifactType(name="Examples", properties={"span": pb.INT})
+    mt = pb.ArtifactType(name="Model", properties={"version": pb.INT})
+    et = pb.ExecutionType(name="Trainer", properties={"step": pb.INT})
+    log.append([records.make("PutTypes", svc.PutTypesRequest(
+        artifact_types=[at, mt], execution_types=[et],
+        context_types=[pb.ContextType(name="PipelineRun")])).SerializeToString()])
+    scratch = SqliteBackend(":memory:")
+    scratch.create_schema()
+    projector = Projector(scratch)
+    types = svc.PutTypesResponse.FromString(projector.apply_batch(list(log.read(0, 1)))[0].response)
+    ex_type, model_type = types.artifact_type_ids
+    [trainer_type], [run_type] = types.execution_type_ids, types.context_type_ids
+    seed = pb.Artifact(type_id=ex_type, uri="bench://examples", properties={"span": pb.Value(int_value=1)})
+    log.append([records.make("PutArtifacts", svc.PutArtifactsRequest(artifacts=[seed])).SerializeToString()])
+    seed.id = svc.PutArtifactsResponse.FromString(projector.apply_batch(list(log.read(1, 1)))[0].response) \
+        .artifact_ids[0]
+    scratch.close()
+    payloads = []
+    for step in range(1, steps + 1):
+        request = svc.PutExecutionRequest(
+            execution=pb.Execution(type_id=trainer_type, last_known_state=pb.Execution.COMPLETE))
+        request.execution.properties["step"].int_value = step
+        pair = request.artifact_event_pairs.add()
+        pair.artifact.CopyFrom(seed)
+        pair.event.type = pb.Event.INPUT
+        pair = request.artifact_event_pairs.add()
+        pair.artifact.type_id = model_type
+        pair.artifact.uri = f"bench://w{step % 8}/model/{step}"
+        pair.artifact.properties["version"].int_value = step
+        pair.event.type = pb.Event.OUTPUT
+        request.contexts.add(type_id=run_type, name=f"run-{step % 8}")
+        request.options.reuse_context_if_already_exist = True
+        payloads.append(records.make("PutExecution", request).SerializeToString())
+    log.append(payloads)
+    return log
+
+
+def test_throughput_mirror_vs_direct(target, mysql_url, tmp_path, capsys):
+    steps = int(os.environ.get("MLMD_MIRROR_BENCH_STEPS", "5000"))
+    log = _pipeline_log(steps)
+    records = log.end_offset()
+    direct_target, follow_target = _fresh_database(mysql_url), _fresh_database(mysql_url)
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        started = time.perf_counter()
+        stats = projection.catch_up(log, batch_size=2000)
+        mirror_seconds = time.perf_counter() - started
+        assert stats.applied_offset == records
+        mirrored = _dump_mysql(projection.db, TABLES)
+        projection.close()
+
+        projection = _mirrored(follow_target, str(tmp_path / "follow.sqlite"))
+        started = time.perf_counter()
+        stats = follow(log, projection, threading.Event(), batch_size=2000, until_caught_up=True)
+        follow_seconds = time.perf_counter() - started
+        assert stats.applied_offset == records and stats.records == records
+        assert _dump_mysql(projection.db, TABLES) == mirrored
+        projection.close()
+
+        direct = MySqlBackend(direct_target)
+        direct.create_schema()
+        started = time.perf_counter()
+        replay(log, direct, batch_size=2000)
+        direct_seconds = time.perf_counter() - started
+        assert _dump_mysql(direct, TABLES) == mirrored
+        direct.close()
+        with capsys.disabled():
+            print(f"\nmirror throughput, {records} records (put_execution): "
+                  f"apply/catch_up {records / mirror_seconds:,.0f} records/s ({mirror_seconds:.2f}s), "
+                  f"follow (pipelined) {records / follow_seconds:,.0f} records/s ({follow_seconds:.2f}s), "
+                  f"direct projector {records / direct_seconds:,.0f} records/s ({direct_seconds:.2f}s)")
+    finally:
+        _drop(direct_target)
+        _drop(follow_target)
