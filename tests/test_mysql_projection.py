@@ -74,3 +74,26 @@ def test_same_log_gives_same_rows_on_mysql_and_sqlite(tmp_path, mysql_url):
     finally:
         log.close()
         _drop(target)
+
+
+def test_redelivered_batch_leaves_checkpoint_unchanged_without_error(tmp_path, mysql_url):
+    """A batch whose records were all applied already rewrites an identical checkpoint: MySQL
+    reports 0 rows changed for that UPDATE, which must not be mistaken for a missing row."""
+    from mlmd_log.projections.projector import Projector
+
+    data_dir = str(tmp_path / "store")
+    _write_some_history(data_dir)
+    target = _fresh_database(mysql_url)
+    log = FileLog(os.path.join(data_dir, "log"), readonly=True)
+    try:
+        db = MySqlBackend(target)
+        db.create_schema()
+        batch = list(log.read(0, 5))
+        projector = Projector(db)
+        assert len(projector.apply_batch(batch)) == 5
+        assert projector.apply_batch(batch) == []  # redelivered: nothing applied, no error
+        assert db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")[0] == 5
+        db.close()
+    finally:
+        log.close()
+        _drop(target)

@@ -83,6 +83,13 @@ class MySqlBackend(SqlBackend):
     def schema(self) -> list[str]:
         return [stmt.replace("{collation}", self._collation) for stmt in ddl.MYSQL_MLMD + ddl.MYSQL_LOG]
 
+    def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
+        # One upsert: MySQL's UPDATE reports rows *changed*, so an unchanged checkpoint
+        # would look absent to the generic update-then-insert.
+        self.execute("INSERT INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) VALUES (0, ?, ?) "
+                     "ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
+                     "`last_time_ms` = VALUES(`last_time_ms`)", (applied_offset, last_time_ms))
+
     def begin(self) -> None:
         self.execute("START TRANSACTION")
 
