@@ -106,7 +106,7 @@ def _project_mirrored(args: argparse.Namespace) -> int:
     projection = MirroredProjection(open_projection(args.into), args.staging)
     try:
         follow(log, projection, stop, batch_size=args.batch_size, report_every=args.report_every,
-               until_caught_up=args.until_caught_up)
+               until_caught_up=args.until_caught_up, idle_sleep=0.005)  # short polls: writers wait on us
         offset = projection.applied_offset()
     finally:
         projection.close()
