@@ -48,6 +48,7 @@ class SqlBackend:
     def __init__(self, conn: Any):
         self.conn = conn
         self._sql_cache: dict[str, str] = {}
+        self._cursor: Any = None
 
     def sql(self, text: str) -> str:
         out = self._sql_cache.get(text)
@@ -56,8 +57,12 @@ class SqlBackend:
         return out
 
     def execute(self, text: str, params: Sequence[Any] = ()) -> Any:
-        cur = self.conn.cursor()
-        cur.execute(self.sql(text), tuple(params))
+        """Runs one statement on the backend's own cursor. Callers consume the result (rows,
+        rowcount) before the next statement, so one cursor serves them all."""
+        cur = self._cursor
+        if cur is None:
+            cur = self._cursor = self.conn.cursor()
+        cur.execute(self.sql(text), params if type(params) is tuple else tuple(params))
         return cur
 
     def executemany(self, text: str, rows: Iterable[Sequence[Any]]) -> None:

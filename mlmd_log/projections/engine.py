@@ -186,6 +186,7 @@ class Engine:
         self.db = db
         self.types = TypeRegistry(db)
         self._reader: Any = None
+        self._insert_sql: dict[tuple, str] = {}
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
         self.reload_counters()
@@ -203,16 +204,15 @@ class Engine:
         self._next_id = dict(snapshot)
         self.types.invalidate()
 
-    def _take_id(self, table: str) -> int:
-        new_id = self._next_id[table]
-        self._next_id[table] = new_id + 1
-        return new_id
-
     def _insert_with_id(self, table: str, columns: Sequence[str], params: Sequence[Any]) -> int:
         new_id = self._next_id[table]
-        cols = ", ".join(f"`{c}`" for c in ("id", *columns))
-        marks = ", ".join("?" for _ in range(len(columns) + 1))
-        self.db.execute(f"INSERT INTO `{table}` ({cols}) VALUES ({marks})", (new_id, *params))
+        key = (table, tuple(columns))
+        sql = self._insert_sql.get(key)
+        if sql is None:
+            cols = ", ".join(f"`{c}`" for c in ("id", *columns))
+            marks = ", ".join("?" for _ in range(len(columns) + 1))
+            sql = self._insert_sql[key] = f"INSERT INTO `{table}` ({cols}) VALUES ({marks})"
+        self.db.execute(sql, (new_id, *params))
         self._next_id[table] = new_id + 1
         return new_id
 

@@ -358,7 +358,8 @@ class MirroredProjection:
 
     def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple]]:
         """Staging rows in chunks (memory stays bounded however large the window)."""
-        cur = self.reader.execute(sql, params)
+        cur = self.reader.conn.cursor()  # its own cursor: the stream outlives single statements
+        cur.execute(self.reader.sql(sql), tuple(params))
         while True:
             chunk = cur.fetchmany(self.fetch_rows)
             if not chunk:
