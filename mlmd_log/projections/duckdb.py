@@ -57,6 +57,7 @@ from mlmd_log import errors
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
+from mlmd_log.projections.staged import ApplyStats, StagedProjection
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 LOG = logging.getLogger("mlmd_log.duckdb")
@@ -346,18 +347,7 @@ def _type_views(types: Sequence[tuple], properties: Sequence[tuple]) -> list[tup
 
 
 # -- the projection ----------------------------------------------------------------
-@dataclass
-class ApplyStats:
-    """What one ``apply`` (or ``catch_up``) did."""
-
-    records: int = 0  # log records applied to staging
-    rejected: int = 0  # of which were rejected puts (an outcome row, no MLMD rows)
-    applied_offset: int = 0  # DuckDB's checkpoint after the call
-    copied: dict[str, int] = field(default_factory=dict)  # rows written to DuckDB per table
-    seconds: float = 0.0
-
-
-class DuckDbProjection:
+class DuckDbProjection(StagedProjection):
     """MLMD tables + analytics views in DuckDB, fed from a log through a SQLite staging projection."""
 
     def __init__(self, duckdb_path: str, staging_sqlite_path: Optional[str] = None,
@@ -422,52 +412,10 @@ class DuckDbProjection:
         return ck[0] if ck else 0
 
     # -- applying -----------------------------------------------------------------
-    def apply(self, log: Log, batch_size: int = 20000) -> ApplyStats:
-        """Applies the next batch of ``log`` to staging, then mirrors staging into DuckDB."""
-        started = time.monotonic()
-        stats = ApplyStats()
-        self._rebuild_staging_to_duckdb(log, batch_size)
-        end = log.end_offset()
-        start = self.projector.next_offset
-        if start < end:
-            outcomes = self.projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
-            stats.records = len(outcomes)
-            stats.rejected = sum(1 for o in outcomes if o.error_code)
-        stats.copied = self.mirror()
-        stats.applied_offset = self.applied_offset
-        stats.seconds = time.monotonic() - started
-        return stats
+    target_name = "DuckDB"
 
-    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
-        """``apply`` until DuckDB holds the whole log as it was when called."""
-        total = ApplyStats()
-        started = time.monotonic()
-        end = log.end_offset()
-        while True:
-            stats = self.apply(log, batch_size)
-            total.records += stats.records
-            total.rejected += stats.rejected
-            for table, n in stats.copied.items():
-                total.copied[table] = total.copied.get(table, 0) + n
-            total.applied_offset = stats.applied_offset
-            if stats.applied_offset >= end or (stats.records == 0 and not stats.copied):
-                break
-        total.seconds = time.monotonic() - started
-        return total
-
-    def _rebuild_staging_to_duckdb(self, log: Log, batch_size: int) -> None:
-        """A lost or older staging file is replayed up to DuckDB's offset (no mirroring)."""
-        target = self.applied_offset
-        if self.projector.next_offset >= target:
-            return
-        if log.end_offset() < target:
-            raise errors.DataLossError(f"The DuckDB projection {self.path} has applied offset {target}, "
-                                       f"beyond the end of the log ({log.end_offset()})")
-        LOG.info("duckdb: staging at offset %d is behind DuckDB (%d); replaying it", self.projector.next_offset,
-                 target)
-        while self.projector.next_offset < target:
-            start = self.projector.next_offset
-            self.projector.apply_batch(list(log.read(start, min(batch_size, target - start))))
+    def _target_offset(self) -> int:
+        return self.applied_offset
 
     # -- mirroring ------------------------------------------------------------------
     def mirror(self) -> dict[str, int]:

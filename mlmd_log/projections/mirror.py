@@ -43,7 +43,8 @@ from mlmd_log import errors
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 # The table layout and node kinds of the mirror are shared with the DuckDB projection.
-from mlmd_log.projections.duckdb import NODES, TABLES, ApplyStats, _Node
+from mlmd_log.projections.duckdb import NODES, TABLES, _Node
+from mlmd_log.projections.staged import ApplyStats, StagedProjection
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
@@ -198,7 +199,7 @@ class MySqlMirrorTarget:
         self.db.close()
 
 
-class MirroredProjection:
+class MirroredProjection(StagedProjection):
     """MLMD tables in ``target`` (MySQL/MariaDB), fed from a log through a SQLite staging projection.
 
     ``apply(log, batch_size)`` applies the next batch to staging and mirrors it into the
@@ -240,53 +241,10 @@ class MirroredProjection:
         """The target's applied offset: the next log offset it lacks."""
         return self.target.applied_offset()
 
-    # -- applying -------------------------------------------------------------------
-    def apply(self, log: Log, batch_size: int = 20000) -> ApplyStats:
-        """Applies the next batch of ``log`` to staging, then mirrors staging into the target."""
-        started = time.monotonic()
-        stats = ApplyStats()
-        self._rebuild_staging_to_target(log, batch_size)
-        end = log.end_offset()
-        start = self.projector.next_offset
-        if start < end:
-            outcomes = self.projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
-            stats.records = len(outcomes)
-            stats.rejected = sum(1 for o in outcomes if o.error_code)
-        stats.copied = self.mirror()
-        stats.applied_offset = self.applied_offset()
-        stats.seconds = time.monotonic() - started
-        return stats
+    target_name = "MySQL"
 
-    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
-        """``apply`` until the target holds the whole log as it was when called."""
-        total = ApplyStats()
-        started = time.monotonic()
-        end = log.end_offset()
-        while True:
-            stats = self.apply(log, batch_size)
-            total.records += stats.records
-            total.rejected += stats.rejected
-            for table, n in stats.copied.items():
-                total.copied[table] = total.copied.get(table, 0) + n
-            total.applied_offset = stats.applied_offset
-            if stats.applied_offset >= end or (stats.records == 0 and not stats.copied):
-                break
-        total.seconds = time.monotonic() - started
-        return total
-
-    def _rebuild_staging_to_target(self, log: Log, batch_size: int) -> None:
-        """A lost or older staging file is replayed up to the target's offset (no mirroring)."""
-        target = self.applied_offset()
-        if self.projector.next_offset >= target:
-            return
-        if log.end_offset() < target:
-            raise errors.DataLossError(f"The target projection has applied offset {target}, beyond the end of "
-                                       f"the log ({log.end_offset()})")
-        LOG.info("mirror: staging at offset %d is behind the target (%d); replaying it",
-                 self.projector.next_offset, target)
-        while self.projector.next_offset < target:
-            start = self.projector.next_offset
-            self.projector.apply_batch(list(log.read(start, min(batch_size, target - start))))
+    def _target_offset(self) -> int:
+        return self.applied_offset()
 
     # -- mirroring ------------------------------------------------------------------
     def mirror(self) -> dict[str, int]:
@@ -400,13 +358,6 @@ class MirroredProjection:
             count(node.prop_table, self.target.insert(node.prop_table, self._columns(node.prop_table), chunk))
 
 
-def _add(total: ApplyStats, stats: ApplyStats) -> None:
-    total.records += stats.records
-    total.rejected += stats.rejected
-    for table, n in stats.copied.items():
-        total.copied[table] = total.copied.get(table, 0) + n
-
-
 class _Stager(threading.Thread):
     """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead),
     so that the engine's work on batch N+1 overlaps the target's work on batch N."""
@@ -466,7 +417,7 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
         while not stop_event.is_set():
             try:
                 if stager is None:
-                    projection._rebuild_staging_to_target(log, batch_size)
+                    projection._rebuild_staging(log, batch_size)
                     stager = _Stager(log, projection, batch_size, max_ahead or 2 * batch_size, idle_sleep,
                                      retry_sleep, retryable)
                     stager.start()
@@ -485,7 +436,7 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
                 except Exception as again:  # noqa: BLE001 - the next mirror reports it
                     LOG.warning("mirror: reconnect failed: %s", again)
                 continue
-            _add(total, ApplyStats(copied=copied))
+            total.add(ApplyStats(copied=copied))
             total.applied_offset = applied
             if time.monotonic() - last_report >= report_every:
                 last_report = time.monotonic()

@@ -1,0 +1,91 @@
+"""What the staged projections share: apply to a SQLite staging projection, then mirror.
+
+``DuckDbProjection`` (analytics) and ``MirroredProjection`` (MySQL) both run the MLMD state
+machine on a local SQLite staging file and copy each applied batch into their target in
+one target transaction. This base holds the loop they share; a subclass supplies
+``_target_offset()`` (the target's checkpoint) and ``mirror()`` (the copy).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from mlmd_log import errors
+from mlmd_log.producer.base import Log
+
+LOG = logging.getLogger("mlmd_log.staged")
+
+
+@dataclass
+class ApplyStats:
+    """What one ``apply`` (or ``catch_up``) did."""
+
+    records: int = 0  # log records applied to staging
+    rejected: int = 0  # of which were rejected puts (an outcome row, no MLMD rows)
+    applied_offset: int = 0  # the target's checkpoint after the call
+    copied: dict[str, int] = field(default_factory=dict)  # rows written to the target per table
+    seconds: float = 0.0
+
+    def add(self, other: "ApplyStats") -> None:
+        self.records += other.records
+        self.rejected += other.rejected
+        for table, n in other.copied.items():
+            self.copied[table] = self.copied.get(table, 0) + n
+
+
+class StagedProjection:
+    """The apply/catch-up loop over ``self.projector`` (staging) and ``mirror()`` (target)."""
+
+    projector: object
+    target_name = "target"
+
+    def _target_offset(self) -> int:
+        raise NotImplementedError
+
+    def mirror(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def apply(self, log: Log, batch_size: int = 20000) -> ApplyStats:
+        """Applies the next batch of ``log`` to staging, then mirrors staging into the target."""
+        started = time.monotonic()
+        stats = ApplyStats()
+        self._rebuild_staging(log, batch_size)
+        end = log.end_offset()
+        start = self.projector.next_offset
+        if start < end:
+            outcomes = self.projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
+            stats.records = len(outcomes)
+            stats.rejected = sum(1 for o in outcomes if o.error_code)
+        stats.copied = self.mirror()
+        stats.applied_offset = self._target_offset()
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
+        """``apply`` until the target holds the whole log as it was when called."""
+        total = ApplyStats()
+        started = time.monotonic()
+        end = log.end_offset()
+        while True:
+            stats = self.apply(log, batch_size)
+            total.add(stats)
+            total.applied_offset = stats.applied_offset
+            if stats.applied_offset >= end or (stats.records == 0 and not stats.copied):
+                break
+        total.seconds = time.monotonic() - started
+        return total
+
+    def _rebuild_staging(self, log: Log, batch_size: int) -> None:
+        """A lost or older staging file is replayed up to the target's offset (no mirroring)."""
+        target = self._target_offset()
+        if self.projector.next_offset >= target:
+            return
+        if log.end_offset() < target:
+            raise errors.DataLossError(f"The {self.target_name} projection has applied offset {target}, beyond "
+                                       f"the end of the log ({log.end_offset()})")
+        LOG.info("%s: staging at offset %d is behind the target (%d); replaying it", self.target_name,
+                 self.projector.next_offset, target)
+        while self.projector.next_offset < target:
+            start = self.projector.next_offset
+            self.projector.apply_batch(list(log.read(start, min(batch_size, target - start))))
