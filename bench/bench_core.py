@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 from typing import Any, Dict, List, Optional
+from benchlib import median_runs, ref_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -41,20 +42,6 @@ TARGETS: Dict[str, tuple] = {
 }
 
 
-def ref_python(explicit: Optional[str]) -> str:
-    """The interpreter that has ml-metadata 1.17.1: --ref-python, $MLMD_REF_PYTHON, or scripts/ref_venv.sh."""
-    if explicit:
-        return explicit
-    if os.environ.get("MLMD_REF_PYTHON"):
-        return os.environ["MLMD_REF_PYTHON"]
-    default = os.path.join(ROOT, ".venv-ref", "bin", "python")
-    if os.path.exists(default):
-        return default
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "ref_venv.sh")], check=True,
-                         capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
 def run_side(python: str, impl: str, args: argparse.Namespace) -> Dict[str, Any]:
     cmd = [python, WORKLOAD, "--impl", impl, "--scale", str(args.scale), "--only", args.workloads]
     if args.dir:
@@ -65,15 +52,6 @@ def run_side(python: str, impl: str, args: argparse.Namespace) -> Dict[str, Any]
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"{impl} side failed with exit code {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def median_runs(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Per workload, the run whose throughput is the median of the repeats."""
-    merged = dict(runs[0], workloads={}, repeats=len(runs))
-    for name in runs[0]["workloads"]:
-        stats = sorted((r["workloads"][name] for r in runs), key=lambda s: s["ops_per_s"])
-        merged["workloads"][name] = stats[(len(stats) - 1) // 2]
-    return merged
 
 
 def fmt_rate(x: Optional[float]) -> str:

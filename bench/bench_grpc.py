@@ -49,6 +49,7 @@ import grpc
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.proto import metadata_store_service_pb2_grpc as rpc
+from benchlib import ref_python
 
 port, worker, start_at, stop_at = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 rng = random.Random(worker)
@@ -211,19 +212,6 @@ while time.time() < stop_at:
     prev = model
 print(json.dumps({"lat_us": {"put_execution (pipeline step)": lat}, "errors": retries, "acked": len(lat), "lost": 0}))
 '''
-
-
-def ref_python(explicit: Optional[str]) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("MLMD_REF_PYTHON"):
-        return os.environ["MLMD_REF_PYTHON"]
-    default = os.path.join(ROOT, ".venv-ref", "bin", "python")
-    if os.path.exists(default):
-        return default
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "ref_venv.sh")], check=True,
-                         capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 class Server:

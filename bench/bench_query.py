@@ -35,6 +35,7 @@ WORKLOAD = os.path.join(HERE, "query_workload.py")
 sys.path.insert(0, HERE)
 from bench_core import fmt_lat, fmt_rate, ref_python  # noqa: E402
 from query_workload import ALL_WORKLOADS, FILTER_GROUPS  # noqa: E402
+from benchlib import median_runs
 
 FILTER_TARGET = 5.0
 LINEAGE_TARGET = 1.0
@@ -70,15 +71,6 @@ def run_side(python: str, impl: str, args: argparse.Namespace) -> Dict[str, Any]
     if proc.returncode != 0:
         raise SystemExit(f"{impl} side failed with exit code {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def median_runs(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Per workload, the run whose throughput is the median of the repeats."""
-    merged = dict(runs[0], workloads={}, repeats=len(runs))
-    for name in runs[0]["workloads"]:
-        stats = sorted((r["workloads"][name] for r in runs), key=lambda s: s["ops_per_s"])
-        merged["workloads"][name] = stats[(len(stats) - 1) // 2]
-    return merged
 
 
 def same_results(o: Dict[str, Any], r: Dict[str, Any]) -> List[int]:

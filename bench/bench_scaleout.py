@@ -42,6 +42,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
+from benchlib import ref_python
 
 MIRROR = False  # --mirror: the projector applies into SQLite staging and mirrors into MariaDB
 
@@ -53,15 +54,6 @@ WORKER = os.path.join(HERE, "scaleout_worker.py")
 TARGET_RATIO = 10.0  # aggregate steps/s ours (async) / theirs
 TARGET_PROJECTOR_RPS = 20_000  # records/s the projector sustains ...
 TARGET_LAG_S = 2.0  # ... with lag under this, in asynchronous mode
-
-
-def ref_python(explicit: Optional[str]) -> str:
-    for candidate in (explicit, os.environ.get("MLMD_REF_PYTHON"), os.path.join(ROOT, ".venv-ref", "bin", "python")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "ref_venv.sh")], check=True,
-                         capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def mysql_base_url(explicit: Optional[str]) -> str:

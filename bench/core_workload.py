@@ -28,23 +28,10 @@ import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List
+from benchlib import import_impl, percentile_ms as percentile
 
 BATCH = 100  # artifacts per batched put, ids per batched read
 PRELOAD = 10_000  # artifacts in the store the reads run against
-
-
-def import_impl(impl: str) -> tuple[Any, Any]:
-    """Returns (the library module, its metadata_store_pb2)."""
-    if impl == "ref":
-        import ml_metadata as lib
-        from ml_metadata.proto import metadata_store_pb2 as pb
-    elif impl == "ours":
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        import mlmd_log as lib
-        from mlmd_log.proto import metadata_store_pb2 as pb
-    else:
-        raise SystemExit(f"--impl must be ours or ref, not {impl!r}")
-    return lib, pb
 
 
 class Fixture:
@@ -79,13 +66,6 @@ class Fixture:
         if close is not None:
             close()
         self.store = None
-
-
-def percentile(sorted_ns: List[int], q: float) -> float:
-    if not sorted_ns:
-        return float("nan")
-    k = min(len(sorted_ns) - 1, max(0, int(round(q * (len(sorted_ns) - 1)))))
-    return sorted_ns[k] / 1e6
 
 
 def timed_loop(call: Callable[[int], None], count: int, budget_s: float, warmup: int) -> Dict[str, float]:

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional
+from benchlib import import_impl, percentile_ms as percentile
 
 GENERATOR_VERSION = 1  # bump when the dataset changes; cached stores are rebuilt
 SEED = 20261125
@@ -49,20 +50,6 @@ STATES = ("LIVE", "PENDING", "MARKED_FOR_DELETION", "DELETED")
 LIMIT = 100  # ListOptions.limit of every filter query
 HOPS = 20  # max_num_hops of every lineage query
 VARIANTS = 8  # query variants per workload
-
-
-def import_impl(impl: str) -> tuple[Any, Any]:
-    """(the library module, its metadata_store_pb2)."""
-    if impl == "ref":
-        import ml_metadata as lib
-        from ml_metadata.proto import metadata_store_pb2 as pb
-    elif impl == "ours":
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        import mlmd_log as lib
-        from mlmd_log.proto import metadata_store_pb2 as pb
-    else:
-        raise SystemExit(f"--impl must be ours or ref, not {impl!r}")
-    return lib, pb
 
 
 def experiments_at(scale: float) -> int:
@@ -248,13 +235,6 @@ def resolve_times(store: Any, pb: Any, text: str, type_ids: Dict[str, int]) -> s
 
 
 # -- timing --------------------------------------------------------------------
-
-def percentile(sorted_ns: List[int], q: float) -> float:
-    if not sorted_ns:
-        return float("nan")
-    k = min(len(sorted_ns) - 1, max(0, int(round(q * (len(sorted_ns) - 1)))))
-    return sorted_ns[k] / 1e6
-
 
 def timed_cycle(call: Callable[[int], Any], variants: int, count: int, budget_s: float) -> Dict[str, Any]:
     """One untimed pass over the variants (their results are returned for the check),

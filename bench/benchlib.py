@@ -1,0 +1,52 @@
+"""Helpers every benchmark here shares (stdlib only: the workloads import this under the
+reference interpreter too)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ref_python(explicit: Optional[str] = None) -> str:
+    """The interpreter with ml-metadata 1.17.1: --ref-python, $MLMD_REF_PYTHON, .venv-ref, or
+    whatever scripts/ref_venv.sh creates."""
+    for candidate in (explicit, os.environ.get("MLMD_REF_PYTHON"), os.path.join(ROOT, ".venv-ref", "bin", "python")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "ref_venv.sh")], check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def import_impl(impl: str) -> tuple[Any, Any]:
+    """(the library module, its metadata_store_pb2) for ``ours`` or ``ref``."""
+    if impl == "ref":
+        import ml_metadata as lib
+        from ml_metadata.proto import metadata_store_pb2 as pb
+    elif impl == "ours":
+        sys.path.insert(0, ROOT)
+        import mlmd_log as lib
+        from mlmd_log.proto import metadata_store_pb2 as pb
+    else:
+        raise SystemExit(f"--impl must be ours or ref, not {impl!r}")
+    return lib, pb
+
+
+def percentile_ms(sorted_ns: Sequence[int], q: float) -> float:
+    """The q-quantile (nearest rank) of sorted nanosecond timings, in milliseconds."""
+    if not sorted_ns:
+        return float("nan")
+    k = min(len(sorted_ns) - 1, max(0, int(round(q * (len(sorted_ns) - 1)))))
+    return sorted_ns[k] / 1e6
+
+
+def median_runs(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per workload, the run whose throughput is the median of the repeats."""
+    merged = dict(runs[0], workloads={}, repeats=len(runs))
+    for name in runs[0]["workloads"]:
+        stats = sorted((r["workloads"][name] for r in runs), key=lambda s: s["ops_per_s"])
+        merged["workloads"][name] = stats[(len(stats) - 1) // 2]
+    return merged
