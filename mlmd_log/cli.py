@@ -75,6 +75,9 @@ def _cmd_project(args: argparse.Namespace) -> int:
         return duckdb_main(["--log", args.log, "--into", args.into, "--batch-size", str(args.batch_size),
                             *([] if args.until_caught_up else ["--follow"])])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # kafka-python logs its own connection failures with tracebacks; we report an
+    # unavailable broker ourselves (UnavailableError, retried), so keep its noise out.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     if args.staging:  # apply into a local SQLite staging file, mirror each batch into the target in bulk
         return _project_mirrored(args)
     log = open_log(args.log, readonly=True)

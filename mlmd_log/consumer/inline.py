@@ -7,6 +7,7 @@ fsync and one commit instead of one each.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Optional
 
@@ -15,15 +16,29 @@ from mlmd_log.producer.base import Log
 from mlmd_log.projections.projector import Outcome, Projector
 
 APPLY_BATCH = 512
+COMMIT_INTERVAL_S = 0.05  # how stale the projection file may be for other processes
+COMMIT_RECORDS = 5000  # most records applied before a commit regardless of time
+
+LOG = logging.getLogger("mlmd_log.inline")
 
 
 class InlineApplier:
-    """Owns a log and the projector that follows it, in one process."""
+    """Owns a log and the projector that follows it, in one process.
 
-    def __init__(self, log: Log, projector: Projector):
+    Puts are acknowledged once their record is durable in the log and applied; the
+    projection's transaction is committed in the background every COMMIT_INTERVAL_S (or
+    every COMMIT_RECORDS records), so a stream of small puts pays for one commit, not one
+    each. Reads in this process share the connection and see every applied put; other
+    processes reading the projection file see it up to COMMIT_INTERVAL_S later. A crash
+    loses only uncommitted projection rows, which catch-up re-applies from the log."""
+
+    def __init__(self, log: Log, projector: Projector, commit_interval_s: float = COMMIT_INTERVAL_S):
         self.log = log
         self.projector = projector
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered by close() under the transport's lock
+        self._commit_interval_s = commit_interval_s
+        self._closed = threading.Event()
+        self._committer: Optional[threading.Thread] = None
         self._fresh: dict[int, Outcome] = {}
         # Payloads appended by submitters in this process but not applied yet: applying
         # them from memory saves reading back what was just written.
@@ -46,11 +61,42 @@ class InlineApplier:
             batch = self._next_batch(end)
             if not batch:
                 break
-            for outcome in self.projector.apply_batch(batch):
+            deferred = keep and self._commit_interval_s > 0
+            for outcome in self.projector.apply_batch(batch, commit=not deferred):
                 if keep:
                     self._fresh[outcome.offset] = outcome
             applied += len(batch)
+        if self.projector.in_transaction:
+            self._start_committer()
+            if self.projector.next_offset - self._committed_offset() >= COMMIT_RECORDS:
+                self.projector.commit()
         return applied
+
+    def _committed_offset(self) -> int:
+        committed = self.projector._committed
+        return committed[1] if committed is not None else self.projector.next_offset
+
+    def _start_committer(self) -> None:
+        if self._committer is None:
+            self._committer = threading.Thread(target=self._commit_loop, name="mlmd-log-commit", daemon=True)
+            self._committer.start()
+
+    def _commit_loop(self) -> None:
+        while not self._closed.wait(self._commit_interval_s):
+            # A bounded wait for the lock: close() may hold it while it joins this thread.
+            if self.lock.acquire(timeout=self._commit_interval_s):
+                try:
+                    self.commit()
+                finally:
+                    self.lock.release()
+
+    def commit(self) -> None:
+        """Commits whatever was applied and not committed yet."""
+        with self.lock:
+            try:
+                self.projector.commit()
+            except Exception as exc:  # noqa: BLE001 - back at the last commit; catch-up re-applies
+                LOG.warning("projection commit failed, will re-apply from the log: %s", exc)
 
     def _next_batch(self, end: int) -> list[tuple[int, bytes]]:
         """The next records to apply: from memory when this process wrote them, else from the log."""
@@ -95,4 +141,8 @@ class InlineApplier:
         return outcome
 
     def close(self) -> None:
+        self._closed.set()
+        if self._committer is not None:
+            self._committer.join()
+        self.commit()
         self.log.close()

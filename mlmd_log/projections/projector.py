@@ -59,13 +59,26 @@ class Projector:
         self.engine = Engine(db)
         row = db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
         self.next_offset, self.last_time_ms = (row[0], row[1]) if row else (0, 0)
+        # State as of the last commit, while a deferred transaction is open (see apply_batch).
+        self._committed: Optional[tuple[dict, int, int]] = None
 
-    def apply_batch(self, records: Iterable[tuple[int, bytes]]) -> list[Outcome]:
-        """Applies consecutive records starting at ``next_offset`` in one transaction."""
+    @property
+    def in_transaction(self) -> bool:
+        return self._committed is not None
+
+    def apply_batch(self, records: Iterable[tuple[int, bytes]], commit: bool = True) -> list[Outcome]:
+        """Applies consecutive records starting at ``next_offset`` in one transaction.
+
+        With ``commit=False`` the transaction (rows, outcomes, checkpoint) stays open and
+        the next batches join it until ``commit()``: one commit for many small batches. The
+        log is durable already, so an uncommitted projection costs nothing on a crash but
+        re-applying those records. If a batch fails, everything since the last commit is
+        rolled back and the projector returns to that commit's state."""
         outcomes: list[Outcome] = []
-        snapshot = self.engine.snapshot()
-        start_offset, start_time = self.next_offset, self.last_time_ms
-        self.db.begin()
+        if self._committed is None:
+            self._committed = (self.engine.snapshot(), self.next_offset, self.last_time_ms)
+            self.db.begin()
+        start_offset = self.next_offset
         try:
             pending = []
             for offset, payload in records:
@@ -84,17 +97,38 @@ class Projector:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(o.offset, o.record_id, o.error_code, o.error_message or None, o.response or None) for o in outcomes])
             self.db.write_checkpoint(self.next_offset, self.last_time_ms)
+        except BaseException:
+            self.abandon()
+            raise
+        if commit:
+            self.commit()
+        return outcomes
+
+    def commit(self) -> None:
+        """Commits the open transaction (no-op without one)."""
+        if self._committed is None:
+            return
+        committed_offset = self._committed[1]
+        try:
             self.db.commit()
         except BaseException:
-            self.db.rollback()
-            self.engine.restore(snapshot)
-            self.next_offset, self.last_time_ms = start_offset, start_time
+            self.abandon()
             raise
+        self._committed = None
         try:  # after the commit: housekeeping must never undo or fail an applied batch
-            self.db.maintain(start_offset, self.next_offset)
+            self.db.maintain(committed_offset, self.next_offset)
         except Exception as exc:  # noqa: BLE001
             LOG.warning("projection housekeeping failed (the batch is applied): %s", exc)
-        return outcomes
+
+    def abandon(self) -> None:
+        """Rolls back to the last commit, in the database and in memory."""
+        if self._committed is None:
+            return
+        snapshot, offset, last_time = self._committed
+        self._committed = None
+        self.db.rollback()
+        self.engine.restore(snapshot)
+        self.next_offset, self.last_time_ms = offset, last_time
 
     def _earlier_outcomes(self, record_ids: list[str]) -> dict[str, Outcome]:
         """Outcomes already recorded for these record ids (producer retries), in one query per chunk."""
