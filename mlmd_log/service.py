@@ -34,6 +34,8 @@ class StoreConfig:
     durability: str = "fsync"
     readonly: bool = False
     must_exist: bool = False
+    # Another projection instead of the SQLite file (``mysql://...``), applied inline.
+    projection_url: Optional[str] = None
 
     @classmethod
     def from_directory(cls, directory: str, durability: str = "fsync") -> "StoreConfig":
@@ -53,10 +55,21 @@ class StoreConfig:
             mode = config.sqlite.connection_mode
             return cls(uri + ".log", uri, "fsync", readonly=mode == pb.SqliteMetadataSourceConfig.READONLY,
                        must_exist=mode == pb.SqliteMetadataSourceConfig.READWRITE)
-        if which in ("mysql", "postgresql"):
-            raise errors.UnimplementedError(
-                f"ConnectionConfig.{which} is not supported by the embedded store yet; use sqlite or "
-                "fake_database (the MySQL projection fed from Kafka is the scale-out deployment).")
+        if which == "mysql":
+            # MLMD's MySQL config names only the database; the log goes in ./mlmd-data unless
+            # the caller (e.g. `mlmd-log serve --log-dir`) says where.
+            from urllib.parse import quote
+
+            m = config.mysql
+            if m.HasField("ssl_options"):
+                raise errors.UnimplementedError("MySQLDatabaseConfig.ssl_options is not supported yet")
+            host = m.host or "127.0.0.1"
+            url = (f"mysql://{quote(m.user or 'root', safe='')}:{quote(m.password, safe='')}@{host}:{m.port or 3306}/"
+                   f"{m.database}" + (f"?socket={m.socket}" if m.socket else ""))
+            log = os.path.join(DEFAULT_DATA_DIR, f"log-mysql-{host}-{m.port or 3306}-{m.database}")
+            return cls(log, ":memory:", "fsync", projection_url=url)
+        if which == "postgresql":
+            raise errors.UnimplementedError("ConnectionConfig.postgresql is not supported; use sqlite or mysql")
         raise errors.InvalidArgumentError("ConnectionConfig has no backend set (fake_database, sqlite ...)")
 
 
@@ -104,14 +117,19 @@ class EmbeddedTransport:
                 raise errors.NotFoundError(f"SQLite projection {config.sqlite_path} does not exist")
             self.db = SqliteBackend(config.sqlite_path, readonly=True)
         else:
-            parent = os.path.dirname(os.path.abspath(config.sqlite_path))
-            if config.sqlite_path != ":memory:":
-                os.makedirs(parent, exist_ok=True)
-            self.db = SqliteBackend(config.sqlite_path)
-            self.db.create_schema()
+            if config.projection_url:
+                from mlmd_log.locations import open_projection
+
+                self.db = open_projection(config.projection_url)
+            else:
+                parent = os.path.dirname(os.path.abspath(config.sqlite_path))
+                if config.sqlite_path != ":memory:":
+                    os.makedirs(parent, exist_ok=True)
+                self.db = SqliteBackend(config.sqlite_path)
+                self.db.create_schema()
             self._log = self._open_log(config)
             self._applier = InlineApplier(self._log, Projector(self.db))
-        self.reads = ReadService(self.db.conn)
+        self.reads = ReadService(self.db.conn, self.db.dialect.name)
         if self._applier is not None:
             self._lock = self._applier.lock  # reads and applies share the projection connection
         atexit.register(self.close)

@@ -97,3 +97,44 @@ def test_redelivered_batch_leaves_checkpoint_unchanged_without_error(tmp_path, m
     finally:
         log.close()
         _drop(target)
+
+
+def test_mysql_connection_config_embedded_store_and_official_library_reads_it(tmp_path, mysql_url, ref_python,
+                                                                             monkeypatch):
+    """ConnectionConfig.mysql works as in ml-metadata (the log goes to ./mlmd-data), and the
+    official library opens the MySQL projection we wrote and reads the same artifacts."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    target = _fresh_database(mysql_url)
+    config = pb.ConnectionConfig()
+    config.mysql.host, config.mysql.port, config.mysql.database = target.host, target.port, target.database
+    config.mysql.user, config.mysql.password = target.user, target.password
+    try:
+        store = mlmd.MetadataStore(config)
+        type_id = store.put_artifact_type(pb.ArtifactType(name="Data", properties={"n": pb.INT}))
+        ids = store.put_artifacts([pb.Artifact(type_id=type_id, uri=f"/d/{i}", properties={"n": pb.Value(int_value=i)})
+                                   for i in range(3)])
+        with pytest.raises(mlmd.errors.AlreadyExistsError):
+            store.put_artifact_type(pb.ArtifactType(name="Data", properties={"n": pb.STRING}))
+        ours = [a.SerializeToString(deterministic=True) for a in store.get_artifacts_by_id(ids)]
+        store.close()
+        assert os.path.isdir(tmp_path / "mlmd-data")  # the log, beside the caller
+        reopened = mlmd.MetadataStore(config)
+        assert [a.uri for a in reopened.get_artifacts_by_id(ids)] == ["/d/0", "/d/1", "/d/2"]
+        reopened.close()
+
+        script = ("import sys, base64\nfrom ml_metadata import metadata_store\n"
+                  "from ml_metadata.proto import metadata_store_pb2 as pb\n"
+                  "c = pb.ConnectionConfig()\n"
+                  f"c.mysql.host, c.mysql.port, c.mysql.database = {target.host!r}, {target.port}, {target.database!r}\n"
+                  f"c.mysql.user, c.mysql.password = {target.user!r}, {target.password!r}\n"
+                  "s = metadata_store.MetadataStore(c)\n"
+                  f"for a in s.get_artifacts_by_id({ids}): print(base64.b64encode(a.SerializeToString(deterministic=True)).decode())\n")
+        run = subprocess.run([ref_python, "-c", script], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        import base64
+        theirs = [base64.b64decode(line) for line in run.stdout.split()]
+        assert theirs == ours
+    finally:
+        _drop(target)

@@ -3,7 +3,8 @@
 The file given with ``--config`` is a text-format ``MetadataStoreServerConfig``, the
 same file the official ``metadata_store_server`` reads with
 ``--metadata_store_server_config_file``: a ``connection_config`` (sqlite,
-fake_database; mysql once the scale-out projection serves it) and an ``ssl_config``.
+fake_database, or mysql: a MySQL projection applied inline, its log under ``--log-dir``)
+and an ``ssl_config``.
 Settings that MLMD's config has no field for (where the log lives, its durability,
 thread pool, message size, shutdown grace) are command-line flags, so one config
 file works for both servers.
