@@ -156,6 +156,9 @@ SQLITE_LOG: list[str] = [
     # mlmdlog_* so they are recognisably ours; columns and MLMD's own indexes are untouched.
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_association_execution` ON `Association`(`execution_id`)",
+    # uri prefix filters (`uri LIKE 'gs://bucket/%'`): SQLite's LIKE ignores ASCII case, so
+    # only a NOCASE index lets it seek instead of scanning every artifact.
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_artifact_uri_nocase` ON `Artifact`(`uri` COLLATE NOCASE)",
 ]
 
 
