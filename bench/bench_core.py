@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 from typing import Any, Dict, List, Optional

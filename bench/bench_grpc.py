@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional
+from benchlib import ref_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -49,7 +50,6 @@ import grpc
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.proto import metadata_store_service_pb2_grpc as rpc
-from benchlib import ref_python
 
 port, worker, start_at, stop_at = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 rng = random.Random(worker)

@@ -641,7 +641,7 @@ def main() -> int:
         if args.only in (None, "b"):
             results["b"] = part_b(args, env)
             results["b"]["batch_size"] = args.batch_size
-            print(f"\n## B. projector: Kafka -> MariaDB\n")
+            print("\n## B. projector: Kafka -> MariaDB\n")
             print(print_part_b(results["b"]), flush=True)
     finally:
         if not args.keep:

@@ -39,9 +39,8 @@ def open_projection(url: str, create: bool = True) -> SqlBackend:
         from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
         db: SqlBackend = MySqlBackend(MySqlTarget.from_url(url))
     else:
-        if url.startswith("sqlite:///"):
+        if url.startswith("sqlite:///"):  # sqlite:///rel/path, sqlite:////abs/path, sqlite:///:memory:
             path = url[len("sqlite:///"):]
-            path = path if path == ":memory:" or path.startswith("/") else path
         elif url.startswith("sqlite://"):
             path = url[len("sqlite://"):]
         elif "://" in url:

@@ -105,7 +105,6 @@ class EmbeddedTransport:
         from mlmd_log.query.service_reads import ReadService
 
         self.config = config
-        self._lock: Any = threading.RLock()
         self._records = RecordFactory(client_name)
         if config.must_exist and not os.path.exists(config.sqlite_path):
             raise errors.NotFoundError(f"SQLite projection {config.sqlite_path} does not exist "
@@ -130,8 +129,8 @@ class EmbeddedTransport:
             self._log = self._open_log(config)
             self._applier = InlineApplier(self._log, Projector(self.db))
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
-        if self._applier is not None:
-            self._lock = self._applier.lock  # reads and applies share the projection connection
+        # Reads and applies share the projection connection, so they share the applier's lock.
+        self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
         atexit.register(self.close)
 
     @staticmethod
@@ -164,7 +163,7 @@ class EmbeddedTransport:
     def wait_for_outcome(self, offset: int) -> Any:
         return self._writable().outcome_for(offset)
 
-    response = staticmethod(lambda rpc, outcome: response_of(rpc, outcome))
+    response = staticmethod(response_of)
 
     def close(self) -> None:
         with self._lock:
@@ -315,7 +314,7 @@ class RemoteTransport:
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
-    response = staticmethod(lambda rpc, outcome: response_of(rpc, outcome))
+    response = staticmethod(response_of)
 
     def _refresh_snapshot(self) -> None:
         """Ends the read transaction so the next statement sees the projector's commits."""
@@ -336,7 +335,7 @@ class RemoteTransport:
 
     def wait_for_outcomes(self, offsets: list[int]) -> list[Any]:
         """Outcomes of several records, with one wait and one query for the whole range."""
-        from mlmd_log.projections.projector import Outcome
+        from mlmd_log.projections.projector import read_outcomes
 
         last = max(offsets)
         deadline = time.monotonic() + self.wait_timeout_s
@@ -349,9 +348,7 @@ class RemoteTransport:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
         with self._lock:
-            rows = self.db.rows("SELECT `log_offset`, `record_id`, `error_code`, `error_message`, `response` "
-                                "FROM `mlmdlog_outcome` WHERE `log_offset` BETWEEN ? AND ?", (min(offsets), last))
-        found = {row[0]: Outcome(row[0], row[1], row[2], row[3] or "", bytes(row[4] or b"")) for row in rows}
+            found = {o.offset: o for o in read_outcomes(self.db, "`log_offset` BETWEEN ? AND ?", (min(offsets), last))}
         missing = [o for o in offsets if o not in found]
         if missing:
             raise errors.InternalError(f"The projection applied offset {missing[0]} but holds no outcome for it")

@@ -10,10 +10,10 @@ import sys
 import threading
 import time
 
-import pytest
 
 from mlmd_log import MetadataStore
-from mlmd_log.consumer.replay import open_projection, replay
+from mlmd_log.consumer.replay import replay
+from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog
 from mlmd_log.service import StoreConfig
 

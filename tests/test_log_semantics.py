@@ -17,7 +17,8 @@ import pytest
 import mlmd_log
 from mlmd_log import errors
 from mlmd_log.consumer.inline import InlineApplier
-from mlmd_log.consumer.replay import open_projection, replay
+from mlmd_log.consumer.replay import replay
+from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog, MemoryLog
 from mlmd_log.producer.records import RecordFactory
 from mlmd_log.projections.backend import SqliteBackend

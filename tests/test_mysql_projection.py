@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 import mlmd_log as mlmd
-from mlmd_log.consumer.replay import open_projection, replay
+from mlmd_log.consumer.replay import replay
+from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog
 from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
 from mlmd_log.proto import metadata_store_pb2 as pb

@@ -37,7 +37,6 @@ pymysql = pytest.importorskip("pymysql")
 import mlmd_log as mlmd  # noqa: E402
 from mlmd_log.consumer.replay import replay  # noqa: E402
 from mlmd_log.locations import open_log, open_projection  # noqa: E402
-from mlmd_log.producer.kafka_log import KafkaLog  # noqa: E402
 from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget  # noqa: E402
 from mlmd_log.proto import metadata_store_pb2 as pb  # noqa: E402
 from mlmd_log.query.service_reads import ReadService  # noqa: E402

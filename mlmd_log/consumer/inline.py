@@ -50,7 +50,7 @@ class InlineApplier:
         with self.lock:
             return self._apply_pending(keep=False)
 
-    def _apply_pending(self, keep: bool, wanted: Optional[int] = None) -> int:
+    def _apply_pending(self, keep: bool) -> int:
         applied = 0
         end = self.log.end_offset()
         if self.projector.next_offset > end:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from mlmd_log.producer.base import Log
-from mlmd_log.locations import open_projection  # noqa: F401  (re-exported for callers)
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.projector import Projector
 

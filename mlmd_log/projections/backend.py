@@ -7,7 +7,6 @@ savepoint per record, and the checkpoint row written in the same transaction.
 """
 from __future__ import annotations
 
-import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -139,10 +138,6 @@ class SqlBackend:
         self.conn.close()
 
 
-def _regexp(pattern: str, value: Any) -> bool:
-    return value is not None and re.search(pattern, str(value)) is not None
-
-
 class SqliteBackend(SqlBackend):
     """SQLite projection. Needs no fsync of its own: the log is the source of truth."""
 
@@ -161,7 +156,6 @@ class SqliteBackend(SqlBackend):
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: hot index pages stay cached, memory bounded
             conn.execute("PRAGMA temp_store=MEMORY")
-        conn.create_function("REGEXP", 2, _regexp, deterministic=True)
 
     def schema(self) -> list[str]:
         return ddl.SQLITE_MLMD + ddl.SQLITE_LOG

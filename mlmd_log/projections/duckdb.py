@@ -49,15 +49,13 @@ import signal
 import sys
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
-from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
-from mlmd_log.projections.staged import ApplyStats, StagedProjection
+from mlmd_log.projections.staged import StagedProjection
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 LOG = logging.getLogger("mlmd_log.duckdb")

@@ -216,9 +216,6 @@ class Engine:
         self._next_id[table] = new_id + 1
         return new_id
 
-    def _unique_violation(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.db.integrity_errors)
-
     # -- dispatch -----------------------------------------------------------
     def apply(self, kind: str, request: pb_message.Message, time_ms: int) -> pb_message.Message:
         """Applies one request at log time ``time_ms``; returns its response or raises StatusError."""

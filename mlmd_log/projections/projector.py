@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -35,6 +35,16 @@ class Outcome:
     def raise_if_error(self) -> None:
         if self.error_code:
             raise errors.make_exception(self.error_message, self.error_code)
+
+
+_OUTCOME_COLUMNS = "SELECT `log_offset`, `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
+
+
+def read_outcomes(db: SqlBackend, where: str, params: Sequence) -> list[Outcome]:
+    """Stored outcomes matching ``where`` (SQL after WHERE), in log order."""
+    return [Outcome(offset, record_id, code, message or "", bytes(response or b""))
+            for offset, record_id, code, message, response in
+            db.rows(_OUTCOME_COLUMNS + f"WHERE {where} ORDER BY `log_offset`", params)]
 
 
 def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
@@ -78,7 +88,6 @@ class Projector:
         if self._committed is None:
             self._committed = (self.engine.snapshot(), self.next_offset, self.last_time_ms)
             self.db.begin()
-        start_offset = self.next_offset
         try:
             pending = []
             for offset, payload in records:
@@ -136,11 +145,8 @@ class Projector:
         seen: dict[str, Outcome] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            for offset, record_id, code, message, response in self.db.rows(
-                    "SELECT `log_offset`, `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
-                    f"WHERE `record_id` IN ({marks}) ORDER BY `log_offset`", chunk):
-                seen.setdefault(record_id, Outcome(offset, record_id, code, message or "", bytes(response or b"")))
+            for outcome in read_outcomes(self.db, f"`record_id` IN ({', '.join('?' for _ in chunk)})", chunk):
+                seen.setdefault(outcome.record_id, outcome)
         return seen
 
     def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome]) -> Outcome:
@@ -166,7 +172,7 @@ class Projector:
         except errors.StatusError as exc:
             self._undo(snapshot)
             return Outcome(offset, record.record_id, exc.error_code, exc.message)
-        except self.db.integrity_errors as exc:  # a constraint the engine did not translate
+        except self.db.integrity_errors:  # a constraint the engine did not translate
             self._undo(snapshot)
             return Outcome(offset, record.record_id, errors.INTERNAL,
                            f"A uniqueness constraint was violated applying log record at offset {offset}")
@@ -185,8 +191,5 @@ class Projector:
         self.engine.restore(snapshot)
 
     def outcome_at(self, offset: int) -> Optional[Outcome]:
-        row = self.db.one("SELECT `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
-                          "WHERE `log_offset` = ?", (offset,))
-        if row is None:
-            return None
-        return Outcome(offset, row[0], row[1], row[2] or "", bytes(row[3] or b""))
+        found = read_outcomes(self.db, "`log_offset` = ?", (offset,))
+        return found[0] if found else None
