@@ -94,17 +94,16 @@ def _cmd_project(args: argparse.Namespace) -> int:
 
 
 def _project_mirrored(args: argparse.Namespace) -> int:
-    import signal
     import threading
 
+    from mlmd_log.consumer.service import stop_on_signals
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.projections.mirror import MirroredProjection, follow
 
     if not args.into.startswith("mysql://"):
         raise errors.InvalidArgumentError("--staging goes with a mysql:// projection (--into)")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     log = open_log(args.log, readonly=True)
     projection = MirroredProjection(open_projection(args.into), args.staging)
     try:

@@ -246,29 +246,36 @@ class ProjectionConfig:
 class ReadOnlyTransport:
     """MLMD's reads over one projection; no log, so no writes."""
 
-    def __init__(self, projection_url: str):
+    def __init__(self, projection_url: str, create: bool = False):
         from mlmd_log.locations import open_projection
         from mlmd_log.query.service_reads import ReadService
 
-        self.db = open_projection(projection_url, create=False)
+        self.db = open_projection(projection_url, create=create)
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self._lock = threading.Lock()
 
     def call(self, rpc: str, request: Any) -> Any:
         if rpc in PUT_RPCS:
-            raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
+            return self._put(rpc, request)
         with self._lock:
-            try:  # start a fresh snapshot so the projector's latest commits are visible
-                self.db.conn.commit()
-            except Exception:
-                pass
+            self._refresh_snapshot()
             return self.reads.call(rpc, request)
+
+    def _put(self, rpc: str, request: Any) -> Any:
+        raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
+
+    def _refresh_snapshot(self) -> None:
+        """Ends the read transaction so the next statement sees the projector's commits."""
+        try:
+            self.db.conn.commit()
+        except Exception:  # sqlite3 outside a transaction, or nothing to end
+            pass
 
     def close(self) -> None:
         self.db.close()
 
 
-class RemoteTransport:
+class RemoteTransport(ReadOnlyTransport):
     """A writer in one of many processes: puts go to a shared log (Kafka), a projector
     service applies them, and the writer waits for its record's outcome in the projection.
 
@@ -278,24 +285,17 @@ class RemoteTransport:
 
     def __init__(self, log_url: str, projection_url: str, client_name: str = "mlmd-log",
                  wait_timeout_s: float = 60.0, log_timeout_s: float = 30.0, block_on_unavailable_s: float = 0.0):
-        from mlmd_log.locations import open_log, open_projection
-        from mlmd_log.query.service_reads import ReadService
+        from mlmd_log.locations import open_log
 
         self._records = RecordFactory(client_name)
         self.block_on_unavailable_s = block_on_unavailable_s
         self.log = self._retrying(lambda: open_log(log_url, timeout_s=log_timeout_s))
-        self.db = open_projection(projection_url, create=True)
-        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        super().__init__(projection_url, create=True)
         self.wait_timeout_s = wait_timeout_s
-        self._lock = threading.Lock()
 
-    def call(self, rpc: str, request: Any) -> Any:
-        if rpc in PUT_RPCS:
-            [offset] = self.append([self._records.make(rpc, request).SerializeToString()])
-            return response_of(rpc, self.wait_for_outcome(offset))
-        with self._lock:
-            self._refresh_snapshot()
-            return self.reads.call(rpc, request)
+    def _put(self, rpc: str, request: Any) -> Any:
+        [offset] = self.append([self._records.make(rpc, request).SerializeToString()])
+        return response_of(rpc, self.wait_for_outcome(offset))
 
     def append(self, payloads: list[bytes]) -> list[int]:
         """Appends, retrying an unavailable log for up to ``block_on_unavailable_s``. A retry of
@@ -315,13 +315,6 @@ class RemoteTransport:
                 pause = min(pause * 2, 5.0)
 
     response = staticmethod(response_of)
-
-    def _refresh_snapshot(self) -> None:
-        """Ends the read transaction so the next statement sees the projector's commits."""
-        try:
-            self.db.conn.commit()
-        except Exception:  # sqlite3 outside a transaction, or nothing to end
-            pass
 
     def applied_offset(self) -> int:
         with self._lock:
@@ -356,7 +349,7 @@ class RemoteTransport:
 
     def close(self) -> None:
         self.log.close()
-        self.db.close()
+        super().close()
 
 
 class AsyncPuts:

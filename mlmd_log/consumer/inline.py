@@ -68,13 +68,9 @@ class InlineApplier:
             applied += len(batch)
         if self.projector.in_transaction:
             self._start_committer()
-            if self.projector.next_offset - self._committed_offset() >= COMMIT_RECORDS:
+            if self.projector.uncommitted_records >= COMMIT_RECORDS:
                 self.projector.commit()
         return applied
-
-    def _committed_offset(self) -> int:
-        committed = self.projector._committed
-        return committed[1] if committed is not None else self.projector.next_offset
 
     def _start_committer(self) -> None:
         if self._committer is None:

@@ -54,8 +54,7 @@ class ProjectorService:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT finish the batch in flight, then stop."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop())
+        stop_on_signals(self.stop_event)
 
     def step(self) -> int:
         """Applies at most one batch; returns how many records it applied."""
@@ -92,6 +91,12 @@ class ProjectorService:
                     break
                 self.stop_event.wait(self.idle_sleep)
         return self.status
+
+
+def stop_on_signals(stop: threading.Event) -> dict:
+    """SIGTERM and SIGINT set ``stop`` (a long-running command ends between batches).
+    Returns the previous handlers, for callers that restore them."""
+    return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _log_status(status: ProjectorStatus) -> None:

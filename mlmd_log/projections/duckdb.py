@@ -45,7 +45,6 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import tempfile
 import threading
@@ -560,6 +559,7 @@ def _duckdb_path(url: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m mlmd_log.projections.duckdb --log LOG --into PATH [--follow]``."""
+    from mlmd_log.consumer.service import stop_on_signals
     from mlmd_log.locations import open_log
 
     parser = argparse.ArgumentParser(prog="python -m mlmd_log.projections.duckdb",
@@ -575,8 +575,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     log = open_log(args.log, readonly=True)
     projection = DuckDbProjection(_duckdb_path(args.into), args.staging)
     try:

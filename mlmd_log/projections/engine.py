@@ -90,42 +90,11 @@ class StoredType:
     properties: dict[str, int] = field(default_factory=dict)
     parent_id: Optional[int] = None
 
-    def to_proto(self, registry: "TypeRegistry") -> pb_message.Message:
-        msg = KIND_BY_TYPE_KIND[self.kind].type_message(id=self.id, name=self.name)
-        if self.version is not None:
-            msg.version = self.version
-        if self.description is not None:
-            msg.description = self.description
-        if self.external_id is not None:
-            msg.external_id = self.external_id
-        for key in sorted(self.properties):
-            msg.properties[key] = self.properties[key]
-        if self.kind == EXECUTION_KIND:
-            if self.input_type is not None:
-                msg.input_type.CopyFrom(values.struct_type_from_json(self.input_type))
-            if self.output_type is not None:
-                msg.output_type.CopyFrom(values.struct_type_from_json(self.output_type))
-        if self.parent_id is not None:
-            parent = registry.by_id(self.parent_id)
-            if parent is not None:
-                enum_value = base_type_enum(type(msg), parent.name)
-                if enum_value is not None:
-                    msg.base_type = enum_value
-        return msg
-
 
 def system_type_name(type_message: type, enum_number: int) -> str:
     """The simple type name ('mlmd.Dataset' ...) behind a base_type enum value."""
     enum_desc = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
     return enum_desc.values_by_number[enum_number].GetOptions().Extensions[_SYSTEM_TYPE_EXT].type_name
-
-
-def base_type_enum(type_message: type, simple_name: str) -> Optional[int]:
-    enum_desc = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
-    for value in enum_desc.values:
-        if value.GetOptions().Extensions[_SYSTEM_TYPE_EXT].type_name == simple_name:
-            return value.number
-    return None
 
 
 class TypeRegistry:

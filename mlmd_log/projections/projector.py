@@ -76,6 +76,11 @@ class Projector:
     def in_transaction(self) -> bool:
         return self._committed is not None
 
+    @property
+    def uncommitted_records(self) -> int:
+        """Records applied in the open (deferred) transaction."""
+        return 0 if self._committed is None else self.next_offset - self._committed[1]
+
     def apply_batch(self, records: Iterable[tuple[int, bytes]], commit: bool = True) -> list[Outcome]:
         """Applies consecutive records starting at ``next_offset`` in one transaction.
 

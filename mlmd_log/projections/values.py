@@ -1,7 +1,7 @@
 """How MLMD property values and type structs are stored in the v10 tables.
 
-One place for the encoding, used by the projector (writes) and the query layer
-(reads), so both agree with what the official library writes and reads:
+The writing side of the encoding (the projector); the query layer's Reader decodes
+the same columns and takes STRUCT_PREFIX from here. What the official library does:
 - doubles pass through C++ ``std::to_string`` in MLMD, i.e. six decimals;
 - ``struct_value`` lives in ``string_value`` as ``mlmd-struct::`` + base64(Struct);
 - ``proto_value`` lives in ``proto_value`` as base64(Any), as text;
@@ -51,15 +51,9 @@ def encode_value(value: pb.Value) -> tuple[Any, Any, Any, Any, Any, Any]:
 
 
 def struct_type_to_json(message: Optional[pb.ArtifactStructType]) -> Optional[str]:
-    """ArtifactStructType as the compact JSON MLMD stores in Type.input_type/output_type."""
+    """ArtifactStructType as the compact JSON MLMD stores in Type.input_type/output_type
+    (the Reader parses it back with json_format)."""
     if message is None:
         return None
     as_dict = json_format.MessageToDict(message, preserving_proto_field_name=False)
     return json.dumps(as_dict, separators=(",", ":"))
-
-
-def struct_type_from_json(text: Optional[str]) -> Optional[pb.ArtifactStructType]:
-    """Parses Type.input_type/output_type back into an ArtifactStructType."""
-    if text is None:
-        return None
-    return json_format.Parse(text, pb.ArtifactStructType())

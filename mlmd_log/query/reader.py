@@ -17,6 +17,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 from google.protobuf import json_format, struct_pb2
 
 from mlmd_log import errors
+from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query import filter_sql, paging
 from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, SQLITE, TYPE_COLUMNS, ReadDialect
@@ -29,8 +30,6 @@ SIMPLE_TYPE_NAMES = frozenset({
     "mlmd.Transform", "mlmd.Process", "mlmd.Evaluate", "mlmd.Deploy",
 })
 
-# struct_value is stored in string_value as this prefix + base64(serialized Struct).
-STRUCT_PREFIX = "mlmd-struct::"
 
 
 class Page(NamedTuple):

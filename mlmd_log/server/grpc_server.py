@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import grpc
 
 from mlmd_log import errors
+from mlmd_log.consumer.service import stop_on_signals
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.proto import metadata_store_service_pb2_grpc as rpc_pb
 from mlmd_log.server.config import HEALTH_SERVICE_NAME, ServeConfig
@@ -210,7 +211,7 @@ def serve(config: ServeConfig, announce: Callable[[str], None] = lambda line: pr
     """Runs a server until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit code."""
     server = MetadataStoreServer(config).start()
     stop_requested = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = stop_on_signals(stop_requested)
     announce(f"mlmd-log serve: listening on {config.host}:{server.port} "
              f"({'TLS' if config.ssl is not None else 'insecure'}; {_describe(config.store)})")
     try:
