@@ -33,8 +33,12 @@ def open_log(url: str, readonly: bool = False, durability: str = "fsync", timeou
     return FileLog(path, readonly=readonly, durability=durability)
 
 
-def open_projection(url: str, create: bool = True) -> SqlBackend:
-    """The projection a URL names, with its schema created if ``create``."""
+def open_projection(url: str, create: bool = True, readonly: bool = False) -> SqlBackend:
+    """The projection a URL names: its schema created if ``create``; otherwise it must
+    already hold MLMD's tables (NotFoundError / FailedPreconditionError, not a SQL error
+    on the first read). ``readonly`` opens a SQLite file without write access."""
+    import os
+
     if url.startswith("mysql://"):
         from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
         db: SqlBackend = MySqlBackend(MySqlTarget.from_url(url))
@@ -48,7 +52,22 @@ def open_projection(url: str, create: bool = True) -> SqlBackend:
                 f"Unsupported projection URL {url!r}: expected sqlite:///PATH or mysql://user:pass@host:port/db")
         else:
             path = url
-        db = SqliteBackend(path)
+        if not create and path != ":memory:" and not os.path.exists(path):
+            raise errors.NotFoundError(f"No projection at {path}")
+        db = SqliteBackend(path, readonly=readonly and not create)
     if create:
         db.create_schema()
+    else:
+        _require_mlmd_schema(db, url)
     return db
+
+
+def _require_mlmd_schema(db: SqlBackend, url: str) -> None:
+    try:
+        row = db.one("SELECT `schema_version` FROM `MLMDEnv`")
+    except db.infrastructure_errors as exc:
+        db.close()
+        raise errors.FailedPreconditionError(f"{url} holds no MLMD tables (MLMDEnv): {exc}") from exc
+    if row is None or row[0] != 10:
+        db.close()
+        raise errors.FailedPreconditionError(f"{url} is not an MLMD schema version 10 store (MLMDEnv: {row})")

@@ -250,7 +250,7 @@ class ReadOnlyTransport:
         from mlmd_log.locations import open_projection
         from mlmd_log.query.service_reads import ReadService
 
-        self.db = open_projection(projection_url, create=create)
+        self.db = open_projection(projection_url, create=create, readonly=not create)
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self._lock = threading.Lock()
 

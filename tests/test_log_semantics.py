@@ -382,3 +382,20 @@ def test_empty_connection_config_is_an_mlmd_error_and_a_runtime_error():
         mlmd_log.MetadataStore(pb.ConnectionConfig())
     assert isinstance(info.value, RuntimeError)  # what ml-metadata raises ("Unset")
     assert isinstance(info.value, errors.InvalidArgumentError)
+
+
+def test_read_only_view_of_a_missing_or_foreign_projection_fails_clearly(tmp_path):
+    """ProjectionConfig on nothing, or on a database without MLMD's tables, is an MLMD error
+    at construction (and leaves no file behind), not a SQL error at the first read."""
+    import sqlite3
+
+    from mlmd_log.service import ProjectionConfig
+
+    missing = tmp_path / "missing.sqlite"
+    with pytest.raises(errors.NotFoundError):
+        mlmd_log.MetadataStore(ProjectionConfig(f"sqlite:///{missing}"))
+    assert not missing.exists()
+    foreign = tmp_path / "foreign.sqlite"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(errors.FailedPreconditionError):
+        mlmd_log.MetadataStore(ProjectionConfig(f"sqlite:///{foreign}"))
