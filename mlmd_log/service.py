@@ -58,16 +58,13 @@ class StoreConfig:
         if which == "mysql":
             # MLMD's MySQL config names only the database; the log goes in ./mlmd-data unless
             # the caller (e.g. `mlmd-log serve --log-dir`) says where.
-            from urllib.parse import quote
+            from mlmd_log.projections.mysql import MySqlTarget
 
-            m = config.mysql
-            if m.HasField("ssl_options"):
+            if config.mysql.HasField("ssl_options"):
                 raise errors.UnimplementedError("MySQLDatabaseConfig.ssl_options is not supported yet")
-            host = m.host or "127.0.0.1"
-            url = (f"mysql://{quote(m.user or 'root', safe='')}:{quote(m.password, safe='')}@{host}:{m.port or 3306}/"
-                   f"{m.database}" + (f"?socket={m.socket}" if m.socket else ""))
-            log = os.path.join(DEFAULT_DATA_DIR, f"log-mysql-{host}-{m.port or 3306}-{m.database}")
-            return cls(log, ":memory:", "fsync", projection_url=url)
+            target = MySqlTarget.from_connection_config(config.mysql)
+            log = os.path.join(DEFAULT_DATA_DIR, f"log-mysql-{target.host}-{target.port}-{target.database}")
+            return cls(log, ":memory:", "fsync", projection_url=target.url)
         if which == "postgresql":
             raise errors.UnimplementedError("ConnectionConfig.postgresql is not supported; use sqlite or mysql")
         raise errors.InvalidArgumentError("ConnectionConfig has no backend set (fake_database, sqlite ...)")

@@ -2,17 +2,17 @@
 the store of tests/test_filter.py is replayed from its log into MySQL and queried there."""
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
 import mlmd_log as mlmd
 from mlmd_log.consumer.replay import replay
-from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
+from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.service import ProjectionConfig
 
 import test_filter
+from mysqldb import drop, fresh_database
 
 pytestmark = pytest.mark.mysql
 
@@ -21,20 +21,15 @@ pytestmark = pytest.mark.mysql
 def mysql_store(mysql_url):
     seeded = test_filter._ns["seed"](mlmd, pb)
     log = seeded._transport._applier.log  # the in-memory log behind the seeded store
-    base = MySqlTarget.from_url(mysql_url)
-    target = MySqlTarget(base.host, base.port, base.user, base.password, f"mlmdlog_filter_{uuid.uuid4().hex[:8]}",
-                         base.socket)
+    target = fresh_database(mysql_url, "mlmdlog_filter")
     db = MySqlBackend(target)
     db.create_schema()
     assert replay(log, db).records == log.end_offset()
     db.close()
-    url = f"mysql://{target.user}:{target.password}@{target.host}:{target.port}/{target.database}"
-    store = mlmd.MetadataStore(ProjectionConfig(url))
+    store = mlmd.MetadataStore(ProjectionConfig(target.url))
     yield store
     store.close()
-    db = MySqlBackend(target)
-    db.execute(f"DROP DATABASE `{target.database}`")
-    db.close()
+    drop(target)
 
 
 @pytest.mark.parametrize("kind,query,expected", test_filter.CASES, ids=[c[1] for c in test_filter.CASES])

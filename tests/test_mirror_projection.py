@@ -23,7 +23,8 @@ from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.service import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables, normalised
-from test_mysql_projection import _drop, _dump_mysql, _fresh_database, _write_some_history
+from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
+from test_mysql_projection import _write_some_history
 
 pytestmark = pytest.mark.mysql
 

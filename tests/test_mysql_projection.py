@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
@@ -10,30 +9,15 @@ import mlmd_log as mlmd
 from mlmd_log.consumer.replay import replay
 from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog
-from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
+from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.service import StoreConfig
 
-from dbdump import MLMD_TABLES, dump_tables, normalised
+from dbdump import dump_tables, normalised
+from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
 from test_official_reads_ours import _populate
 
 pytestmark = pytest.mark.mysql
-
-
-def _fresh_database(url: str) -> MySqlTarget:
-    target = MySqlTarget.from_url(url)
-    return MySqlTarget(target.host, target.port, target.user, target.password,
-                       f"mlmdlog_test_{uuid.uuid4().hex[:10]}", target.socket)
-
-
-def _drop(target: MySqlTarget) -> None:
-    db = MySqlBackend(target)
-    db.execute(f"DROP DATABASE IF EXISTS `{target.database}`")
-    db.close()
-
-
-def _dump_mysql(db: MySqlBackend, tables=MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome")) -> dict:
-    return normalised({t: db.rows(f"SELECT * FROM `{t}`") for t in tables})
 
 
 def _write_some_history(data_dir: str) -> None:

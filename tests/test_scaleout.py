@@ -35,6 +35,7 @@ pytest.importorskip("kafka")
 pymysql = pytest.importorskip("pymysql")
 
 import mlmd_log as mlmd  # noqa: E402
+from mysqldb import drop as _drop, dump_mysql, fresh_database  # noqa: E402
 from mlmd_log.consumer.replay import replay  # noqa: E402
 from mlmd_log.locations import open_log, open_projection  # noqa: E402
 from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget  # noqa: E402
@@ -58,23 +59,15 @@ ALL_TABLES = MLMD_TABLES + OUR_TABLES
 
 
 def _fresh_database(url: str) -> MySqlTarget:
-    target = MySqlTarget.from_url(url)
-    return MySqlTarget(target.host, target.port, target.user, target.password,
-                       f"mlmdlog_scaleout_{uuid.uuid4().hex[:10]}", target.socket)
-
-
-def _drop(target: MySqlTarget) -> None:
-    db = MySqlBackend(target)
-    db.execute(f"DROP DATABASE IF EXISTS `{target.database}`")
-    db.close()
+    return fresh_database(url, "mlmdlog_scaleout")
 
 
 def _dump_mysql(db: MySqlBackend) -> dict:
-    return normalised({t: db.rows(f"SELECT * FROM `{t}`") for t in ALL_TABLES})
+    return dump_mysql(db, ALL_TABLES)
 
 
 def _url(target: MySqlTarget) -> str:
-    return f"mysql://{target.user}:{target.password}@{target.host}:{target.port}/{target.database}"
+    return target.url
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ the official MySQL schema; multi-row inserts come from PyMySQL's executemany.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from mlmd_log import errors
 from mlmd_log.projections import ddl
@@ -34,6 +34,16 @@ class MySqlTarget:
         query = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part)
         return cls(parsed.hostname or "127.0.0.1", parsed.port or 3306, unquote(parsed.username or "root"),
                    unquote(parsed.password or ""), parsed.path.strip("/"), query.get("socket"))
+
+    @property
+    def url(self) -> str:
+        """This target as a ``mysql://`` URL (the inverse of ``from_url``)."""
+        user, password = quote(self.user, safe=""), quote(self.password, safe="")
+        tail = f"?socket={self.socket}" if self.socket else ""
+        return f"mysql://{user}:{password}@{self.host}:{self.port}/{self.database}{tail}"
+
+    def with_database(self, database: str) -> "MySqlTarget":
+        return replace(self, database=database)
 
     @classmethod
     def from_connection_config(cls, config: Any) -> "MySqlTarget":
