@@ -48,13 +48,14 @@ import re
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
-from mlmd_log.projections.staged import StagedProjection
+from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_ORDER, SMALL_TABLES, TABLES, NodeTables,
+                                         StagedProjection)
+from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 LOG = logging.getLogger("mlmd_log.duckdb")
@@ -63,38 +64,6 @@ LOG = logging.getLogger("mlmd_log.duckdb")
 # MLMD v10 tables with the same names and columns (in the same order) as ddl.SQLITE_MLMD,
 # in DuckDB types. No PRIMARY KEY / UNIQUE: the staging SQLite enforces them, and DuckDB's
 # constraint indexes slow bulk loads and dislike delete + re-insert of a key in one transaction.
-_PROPERTY_COLUMNS = (("name", "VARCHAR"), ("is_custom_property", "TINYINT"), ("int_value", "BIGINT"),
-                     ("double_value", "DOUBLE"), ("string_value", "VARCHAR"), ("byte_value", "BLOB"),
-                     ("proto_value", "BLOB"), ("bool_value", "BOOLEAN"))
-_TIMES = (("create_time_since_epoch", "BIGINT"), ("last_update_time_since_epoch", "BIGINT"))
-
-TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "Type": (("id", "INTEGER"), ("name", "VARCHAR"), ("version", "VARCHAR"), ("type_kind", "TINYINT"),
-             ("description", "VARCHAR"), ("input_type", "VARCHAR"), ("output_type", "VARCHAR"),
-             ("external_id", "VARCHAR")),
-    "TypeProperty": (("type_id", "INTEGER"), ("name", "VARCHAR"), ("data_type", "INTEGER")),
-    "ParentType": (("type_id", "INTEGER"), ("parent_type_id", "INTEGER")),
-    "Artifact": (("id", "INTEGER"), ("type_id", "INTEGER"), ("uri", "VARCHAR"), ("state", "INTEGER"),
-                 ("name", "VARCHAR"), ("external_id", "VARCHAR"), *_TIMES),
-    "ArtifactProperty": (("artifact_id", "INTEGER"), *_PROPERTY_COLUMNS),
-    "Execution": (("id", "INTEGER"), ("type_id", "INTEGER"), ("last_known_state", "INTEGER"),
-                  ("name", "VARCHAR"), ("external_id", "VARCHAR"), *_TIMES),
-    "ExecutionProperty": (("execution_id", "INTEGER"), *_PROPERTY_COLUMNS),
-    "Event": (("id", "INTEGER"), ("artifact_id", "INTEGER"), ("execution_id", "INTEGER"), ("type", "INTEGER"),
-              ("milliseconds_since_epoch", "BIGINT")),
-    "EventPath": (("event_id", "INTEGER"), ("is_index_step", "TINYINT"), ("step_index", "BIGINT"),
-                  ("step_key", "VARCHAR")),
-    "MLMDEnv": (("schema_version", "INTEGER"),),
-    "Context": (("id", "INTEGER"), ("type_id", "INTEGER"), ("name", "VARCHAR"), ("external_id", "VARCHAR"),
-                *_TIMES),
-    "ContextProperty": (("context_id", "INTEGER"), *_PROPERTY_COLUMNS),
-    "ParentContext": (("context_id", "INTEGER"), ("parent_context_id", "INTEGER")),
-    "Association": (("id", "INTEGER"), ("context_id", "INTEGER"), ("execution_id", "INTEGER")),
-    "Attribution": (("id", "INTEGER"), ("context_id", "INTEGER"), ("artifact_id", "INTEGER")),
-    "mlmdlog_outcome": (("log_offset", "BIGINT"), ("record_id", "VARCHAR"), ("error_code", "INTEGER"),
-                        ("error_message", "VARCHAR"), ("response", "BLOB")),
-}
-MLMD_TABLES = tuple(t for t in TABLES if not t.startswith("mlmdlog_"))
 
 # DuckDB's checkpoint: the staging position it mirrors, plus the one high-water mark that
 # cannot be read back from DuckDB's own rows (ParentContext has no id: staging rowid).
@@ -115,29 +84,7 @@ def schema() -> list[str]:
     return out + [CHECKPOINT_DDL, TYPE_VIEWS_DDL]
 
 
-# -- node kinds ----------------------------------------------------------------
-@dataclass(frozen=True)
-class _Node:
-    kind: str  # artifact | execution | context
-    table: str
-    prop_table: str
-    owner: str
-    type_kind: int
-    view_prefix: str
-
-
-NODES = (_Node("artifact", "Artifact", "ArtifactProperty", "artifact_id", 1, "artifacts"),
-         _Node("execution", "Execution", "ExecutionProperty", "execution_id", 0, "executions"),
-         _Node("context", "Context", "ContextProperty", "context_id", 2, "contexts"))
-
-# Append-only tables with a monotonically assigned key: (table, key column).
-_APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
-_SMALL_TABLES = ("Type", "TypeProperty", "ParentType", "MLMDEnv")
-_SMALL_ORDER = {"Type": "`id`", "TypeProperty": "`type_id`, `name`", "ParentType": "`type_id`, `parent_type_id`",
-                "MLMDEnv": "`schema_version`"}
-
 # -- moving rows into DuckDB -----------------------------------------------------
-_STRUCT_PREFIX = "mlmd-struct::"
 
 
 def _param(duck_type: str, value: Any) -> Any:
@@ -266,9 +213,9 @@ def _unique(candidate: str, taken: set[str], fallback: str) -> str:
     return f"{fallback}_{n}"
 
 
-def _flat_view(node: _Node) -> str:
+def _flat_view(node: NodeTables) -> str:
     p = "P"  # the property table's alias
-    struct = f'starts_with({p}."string_value", {_sql_text(_STRUCT_PREFIX)})'
+    struct = f'starts_with({p}."string_value", {_sql_text(STRUCT_PREFIX)})'
     return f"""CREATE OR REPLACE VIEW "{node.kind}_properties_flat" AS
 SELECT {p}."{node.owner}", N."type_id", T."name" AS "type_name", {p}."name" AS "property_name",
     {p}."is_custom_property" <> 0 AS "is_custom_property",
@@ -458,7 +405,7 @@ class DuckDbProjection(StagedProjection):
         last_event = self._duck_max("Event", "id")
         count("EventPath", self._copy_rows(
             "EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid", (last_event,)))
-        for table, key in _APPEND_BY_KEY:
+        for table, key in APPEND_BY_KEY:
             count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
                                          (self._duck_max(table, key),)))
         pc_mark = duck[2] if duck is not None else 0
@@ -493,11 +440,11 @@ class DuckDbProjection(StagedProjection):
     def _replace_small_tables(self, count: Any) -> bool:
         """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ; True if Type* changed."""
         changed_types = False
-        for table in _SMALL_TABLES:
+        for table in SMALL_TABLES:
             columns = TABLES[table]
-            new = self.staging.rows(self._staging_select(table) + f" ORDER BY {_SMALL_ORDER[table]}")
+            new = self.staging.rows(self._staging_select(table) + f" ORDER BY {SMALL_ORDER[table]}")
             new_norm = [tuple(_param(t, v) for (_, t), v in zip(columns, r)) for r in new]
-            order = _SMALL_ORDER[table].replace("`", '"')
+            order = SMALL_ORDER[table].replace("`", '"')
             names = ", ".join(f'"{c}"' for c, _ in columns)
             old = [tuple(r) for r in self.con.execute(f'SELECT {names} FROM "{table}" ORDER BY {order}').fetchall()]
             if old == new_norm:
@@ -507,7 +454,7 @@ class DuckDbProjection(StagedProjection):
             changed_types = changed_types or table != "MLMDEnv"
         return changed_types
 
-    def _copy_nodes(self, node: _Node, since: Optional[int], count: Any) -> None:
+    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Any) -> None:
         """Nodes changed since ``since`` (all when None) replace their DuckDB rows and properties."""
         where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
         params = () if since is None else (since,)

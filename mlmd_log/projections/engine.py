@@ -66,7 +66,6 @@ CONTEXT = NodeKind(
     (("type_id", lambda n: n.type_id), ("name", lambda n: n.name), ("external_id", _opt("external_id"))),
     ("type_id", "name", "external_id"),
 )
-KIND_BY_TYPE_KIND = {k.type_kind: k for k in (ARTIFACT, EXECUTION, CONTEXT)}
 _IGNORED_IN_DIFF = {"type_id", "properties", "custom_properties", "create_time_since_epoch",
                     "last_update_time_since_epoch"}
 # The Value field a property of each declared PropertyType must set.
@@ -189,19 +188,19 @@ class Engine:
     def apply(self, kind: str, request: pb_message.Message, time_ms: int) -> pb_message.Message:
         """Applies one request at log time ``time_ms``; returns its response or raises StatusError."""
         self.now_ms = time_ms
-        handler = getattr(self, "_put_" + kind, None)
+        handler = getattr(self, "_apply_" + kind, None)
         if handler is None:
             raise UnimplementedError(f"Unknown log request kind: {kind}")
         return handler(request)
 
     # -- types --------------------------------------------------------------
-    def _put_put_artifact_type(self, req: svc.PutArtifactTypeRequest) -> svc.PutArtifactTypeResponse:
+    def _apply_put_artifact_type(self, req: svc.PutArtifactTypeRequest) -> svc.PutArtifactTypeResponse:
         return svc.PutArtifactTypeResponse(type_id=self._upsert_single_type(req, req.artifact_type, ARTIFACT_KIND))
 
-    def _put_put_execution_type(self, req: svc.PutExecutionTypeRequest) -> svc.PutExecutionTypeResponse:
+    def _apply_put_execution_type(self, req: svc.PutExecutionTypeRequest) -> svc.PutExecutionTypeResponse:
         return svc.PutExecutionTypeResponse(type_id=self._upsert_single_type(req, req.execution_type, EXECUTION_KIND))
 
-    def _put_put_context_type(self, req: svc.PutContextTypeRequest) -> svc.PutContextTypeResponse:
+    def _apply_put_context_type(self, req: svc.PutContextTypeRequest) -> svc.PutContextTypeResponse:
         return svc.PutContextTypeResponse(type_id=self._upsert_single_type(req, req.context_type, CONTEXT_KIND))
 
     def _upsert_single_type(self, req: Any, type_msg: Any, kind: int) -> int:
@@ -209,7 +208,7 @@ class Engine:
             raise UnimplementedError("Must match all fields.")
         return self._upsert_types([type_msg], kind, req.can_add_fields, req.can_omit_fields)[0]
 
-    def _put_put_types(self, req: svc.PutTypesRequest) -> svc.PutTypesResponse:
+    def _apply_put_types(self, req: svc.PutTypesRequest) -> svc.PutTypesResponse:
         if not req.all_fields_match:
             raise UnimplementedError("Must match all fields.")
         resp = svc.PutTypesResponse()
@@ -500,7 +499,7 @@ class Engine:
                 return ids
         return [self._upsert_node(kind, node, mask) for node in nodes]
 
-    def _put_put_artifacts(self, req: svc.PutArtifactsRequest) -> svc.PutArtifactsResponse:
+    def _apply_put_artifacts(self, req: svc.PutArtifactsRequest) -> svc.PutArtifactsResponse:
         resp = svc.PutArtifactsResponse()
         mask = list(req.update_mask.paths)
         if not req.options.abort_if_latest_updated_time_changed:
@@ -521,11 +520,11 @@ class Engine:
             resp.artifact_ids.append(self._upsert_node(ARTIFACT, artifact, mask))
         return resp
 
-    def _put_put_executions(self, req: svc.PutExecutionsRequest) -> svc.PutExecutionsResponse:
+    def _apply_put_executions(self, req: svc.PutExecutionsRequest) -> svc.PutExecutionsResponse:
         mask = list(req.update_mask.paths)
         return svc.PutExecutionsResponse(execution_ids=self._upsert_many(EXECUTION, req.executions, mask))
 
-    def _put_put_contexts(self, req: svc.PutContextsRequest) -> svc.PutContextsResponse:
+    def _apply_put_contexts(self, req: svc.PutContextsRequest) -> svc.PutContextsResponse:
         mask = list(req.update_mask.paths)
         return svc.PutContextsResponse(context_ids=self._upsert_many(CONTEXT, req.contexts, mask))
 
@@ -562,7 +561,7 @@ class Engine:
             self.db.executemany("INSERT INTO `EventPath` (`event_id`, `is_index_step`, `step_index`, `step_key`) "
                                 "VALUES (?, ?, ?, ?)", rows)
 
-    def _put_put_events(self, req: svc.PutEventsRequest) -> svc.PutEventsResponse:
+    def _apply_put_events(self, req: svc.PutEventsRequest) -> svc.PutEventsResponse:
         for event in req.events:
             self._create_event(event, validated=False)
         return svc.PutEventsResponse()
@@ -576,7 +575,7 @@ class Engine:
         if cur.rowcount == 1:
             self._next_id[table] = new_id + 1
 
-    def _put_put_attributions_and_associations(
+    def _apply_put_attributions_and_associations(
             self, req: svc.PutAttributionsAndAssociationsRequest) -> svc.PutAttributionsAndAssociationsResponse:
         for link, table, node_col, node_table, node_word in (
                 *((a, "Attribution", "artifact_id", "Artifact", "Artifact") for a in req.attributions),
@@ -592,7 +591,7 @@ class Engine:
             self._link(table, node_col, link.context_id, getattr(link, node_col))
         return svc.PutAttributionsAndAssociationsResponse()
 
-    def _put_put_parent_contexts(self, req: svc.PutParentContextsRequest) -> svc.PutParentContextsResponse:
+    def _apply_put_parent_contexts(self, req: svc.PutParentContextsRequest) -> svc.PutParentContextsResponse:
         for link in req.parent_contexts:
             if not link.HasField("parent_id") or not link.HasField("child_id"):
                 raise InvalidArgumentError(f"Missing parent / child id in the parent_context: {_short(link)}")
@@ -643,7 +642,7 @@ class Engine:
         row = self.db.one("SELECT `id` FROM `Artifact` WHERE `external_id` = ?", (external_id,))
         return row[0] if row else None
 
-    def _put_put_execution(self, req: svc.PutExecutionRequest) -> svc.PutExecutionResponse:
+    def _apply_put_execution(self, req: svc.PutExecutionRequest) -> svc.PutExecutionResponse:
         if not req.HasField("execution"):
             raise InvalidArgumentError(f"No execution is found: {_short(req)}")
         resp = svc.PutExecutionResponse()
@@ -703,7 +702,7 @@ class Engine:
                                        f"{_short(pair)}")
         self._create_event(event, validated=True)
 
-    def _put_put_lineage_subgraph(self, req: svc.PutLineageSubgraphRequest) -> svc.PutLineageSubgraphResponse:
+    def _apply_put_lineage_subgraph(self, req: svc.PutLineageSubgraphRequest) -> svc.PutLineageSubgraphResponse:
         _check_event_edges(req)
         for kind, nodes in ((ARTIFACT, req.artifacts), (EXECUTION, req.executions), (CONTEXT, req.contexts)):
             self._batch_validate(kind, nodes)

@@ -43,14 +43,11 @@ from mlmd_log import errors
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 # The table layout and node kinds of the mirror are shared with the DuckDB projection.
-from mlmd_log.projections.duckdb import NODES, TABLES, _Node
-from mlmd_log.projections.staged import ApplyStats, StagedProjection
+from mlmd_log.projections.staged import APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables, StagedProjection
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
 # Append-only tables with a monotonically assigned key: (table, key column).
-APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
-SMALL_TABLES = ("Type", "TypeProperty", "ParentType", "MLMDEnv")
 MIRROR_TABLES = tuple(TABLES)  # every table a full copy rewrites
 
 MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
@@ -180,7 +177,7 @@ class MySqlMirrorTarget:
             cur.execute(head + ",".join(values))
         return len(rows)
 
-    def delete_nodes(self, node: _Node, ids: Sequence[int]) -> None:
+    def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:
         """Deletes these nodes and all their property rows."""
         cur = self.db.conn.cursor()
         for start in range(0, len(ids), self.chunk_rows):
@@ -341,7 +338,7 @@ class MirroredProjection(StagedProjection):
                 self.target.clear(table)
             count(table, self.target.insert(table, columns, new))
 
-    def _copy_nodes(self, node: _Node, since: Optional[int], count: Callable[[str, int], None]) -> None:
+    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None]) -> None:
         """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
         where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
         params: tuple = () if since is None else (since,)

@@ -16,6 +16,61 @@ from mlmd_log.producer.base import Log
 
 LOG = logging.getLogger("mlmd_log.staged")
 
+# -- what is mirrored ------------------------------------------------------------
+# MLMD v10 tables with the same names and columns (in the same order) as ddl.SQLITE_MLMD,
+# with DuckDB column types (the MySQL mirror uses the names only).
+_PROPERTY_COLUMNS = (("name", "VARCHAR"), ("is_custom_property", "TINYINT"), ("int_value", "BIGINT"),
+                     ("double_value", "DOUBLE"), ("string_value", "VARCHAR"), ("byte_value", "BLOB"),
+                     ("proto_value", "BLOB"), ("bool_value", "BOOLEAN"))
+_TIMES = (("create_time_since_epoch", "BIGINT"), ("last_update_time_since_epoch", "BIGINT"))
+
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "Type": (("id", "INTEGER"), ("name", "VARCHAR"), ("version", "VARCHAR"), ("type_kind", "TINYINT"),
+             ("description", "VARCHAR"), ("input_type", "VARCHAR"), ("output_type", "VARCHAR"),
+             ("external_id", "VARCHAR")),
+    "TypeProperty": (("type_id", "INTEGER"), ("name", "VARCHAR"), ("data_type", "INTEGER")),
+    "ParentType": (("type_id", "INTEGER"), ("parent_type_id", "INTEGER")),
+    "Artifact": (("id", "INTEGER"), ("type_id", "INTEGER"), ("uri", "VARCHAR"), ("state", "INTEGER"),
+                 ("name", "VARCHAR"), ("external_id", "VARCHAR"), *_TIMES),
+    "ArtifactProperty": (("artifact_id", "INTEGER"), *_PROPERTY_COLUMNS),
+    "Execution": (("id", "INTEGER"), ("type_id", "INTEGER"), ("last_known_state", "INTEGER"),
+                  ("name", "VARCHAR"), ("external_id", "VARCHAR"), *_TIMES),
+    "ExecutionProperty": (("execution_id", "INTEGER"), *_PROPERTY_COLUMNS),
+    "Event": (("id", "INTEGER"), ("artifact_id", "INTEGER"), ("execution_id", "INTEGER"), ("type", "INTEGER"),
+              ("milliseconds_since_epoch", "BIGINT")),
+    "EventPath": (("event_id", "INTEGER"), ("is_index_step", "TINYINT"), ("step_index", "BIGINT"),
+                  ("step_key", "VARCHAR")),
+    "MLMDEnv": (("schema_version", "INTEGER"),),
+    "Context": (("id", "INTEGER"), ("type_id", "INTEGER"), ("name", "VARCHAR"), ("external_id", "VARCHAR"),
+                *_TIMES),
+    "ContextProperty": (("context_id", "INTEGER"), *_PROPERTY_COLUMNS),
+    "ParentContext": (("context_id", "INTEGER"), ("parent_context_id", "INTEGER")),
+    "Association": (("id", "INTEGER"), ("context_id", "INTEGER"), ("execution_id", "INTEGER")),
+    "Attribution": (("id", "INTEGER"), ("context_id", "INTEGER"), ("artifact_id", "INTEGER")),
+    "mlmdlog_outcome": (("log_offset", "BIGINT"), ("record_id", "VARCHAR"), ("error_code", "INTEGER"),
+                        ("error_message", "VARCHAR"), ("response", "BLOB")),
+}
+
+@dataclass(frozen=True)
+class NodeTables:
+    kind: str  # artifact | execution | context
+    table: str
+    prop_table: str
+    owner: str
+    type_kind: int
+    view_prefix: str
+
+
+NODES = (NodeTables("artifact", "Artifact", "ArtifactProperty", "artifact_id", 1, "artifacts"),
+         NodeTables("execution", "Execution", "ExecutionProperty", "execution_id", 0, "executions"),
+         NodeTables("context", "Context", "ContextProperty", "context_id", 2, "contexts"))
+
+# Append-only tables with a monotonically assigned key: (table, key column).
+APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
+SMALL_TABLES = ("Type", "TypeProperty", "ParentType", "MLMDEnv")
+SMALL_ORDER = {"Type": "`id`", "TypeProperty": "`type_id`, `name`", "ParentType": "`type_id`, `parent_type_id`",
+               "MLMDEnv": "`schema_version`"}
+
 
 @dataclass
 class ApplyStats:

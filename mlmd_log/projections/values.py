@@ -20,8 +20,6 @@ from mlmd_log.proto import metadata_store_pb2 as pb
 
 STRUCT_PREFIX = "mlmd-struct::"
 
-# Column order of the property tables after (owner id, name, is_custom_property).
-VALUE_COLUMNS = ("int_value", "double_value", "string_value", "byte_value", "proto_value", "bool_value")
 
 
 def mlmd_double(value: float) -> float:
@@ -30,7 +28,7 @@ def mlmd_double(value: float) -> float:
 
 
 def encode_value(value: pb.Value) -> tuple[Any, Any, Any, Any, Any, Any]:
-    """A Value as the tuple of VALUE_COLUMNS to insert."""
+    """A Value as the property table's (int, double, string, byte, proto, bool) columns."""
     kind = value.WhichOneof("value")
     if kind == "int_value":
         return (value.int_value, None, None, None, None, None)

@@ -109,11 +109,6 @@ class Reader:
         return bool(self._rows(name, params))
 
     # ------------------------------------------------------------------ values
-    def _value(self, row: Sequence) -> pb.Value:
-        value = pb.Value()
-        self._fill_value(value, row)
-        return value
-
     def _fill_value(self, value: pb.Value, row: Sequence) -> None:
         """Sets the stored value of one property row on ``value`` (in place: no copies)."""
         int_v, double_v, string_v, proto_v, bool_v = row
