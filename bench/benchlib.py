@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,3 +51,24 @@ def median_runs(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
         stats = sorted((r["workloads"][name] for r in runs), key=lambda s: s["ops_per_s"])
         merged["workloads"][name] = stats[(len(stats) - 1) // 2]
     return merged
+
+
+def time_calls(call: Callable[[int], Any], count: int, budget_s: float) -> Dict[str, float]:
+    """Calls ``call(i)`` for i in 0..count-1, stopping early after ``budget_s`` seconds;
+    throughput and latency percentiles of those calls."""
+    lat: List[int] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    deadline = start + int(budget_s * 1e9)
+    for i in range(count):
+        t0 = clock()
+        call(i)
+        t1 = clock()
+        lat.append(t1 - t0)
+        if t1 > deadline:
+            break
+    elapsed = (clock() - start) / 1e9
+    lat.sort()
+    return {"calls": len(lat), "seconds": elapsed, "ops_per_s": len(lat) / elapsed,
+            "p50_ms": percentile_ms(lat, 0.50), "p99_ms": percentile_ms(lat, 0.99),
+            "mean_ms": sum(lat) / len(lat) / 1e6}

@@ -26,9 +26,8 @@ import random
 import shutil
 import sys
 import tempfile
-import time
 from typing import Any, Callable, Dict, List
-from benchlib import import_impl, percentile_ms as percentile
+from benchlib import import_impl, time_calls
 
 BATCH = 100  # artifacts per batched put, ids per batched read
 PRELOAD = 10_000  # artifacts in the store the reads run against
@@ -72,22 +71,7 @@ def timed_loop(call: Callable[[int], None], count: int, budget_s: float, warmup:
     """Runs ``call(i)`` ``warmup`` times untimed, then up to ``count`` times or ``budget_s`` seconds."""
     for i in range(warmup):
         call(-1 - i)
-    lat: List[int] = []
-    clock = time.perf_counter_ns
-    start = clock()
-    deadline = start + int(budget_s * 1e9)
-    for i in range(count):
-        t0 = clock()
-        call(i)
-        t1 = clock()
-        lat.append(t1 - t0)
-        if t1 > deadline:
-            break
-    elapsed = (clock() - start) / 1e9
-    lat.sort()
-    return {"calls": len(lat), "seconds": elapsed, "ops_per_s": len(lat) / elapsed,
-            "p50_ms": percentile(lat, 0.50), "p99_ms": percentile(lat, 0.99),
-            "mean_ms": sum(lat) / len(lat) / 1e6}
+    return time_calls(call, count, budget_s)
 
 
 # -- workloads ----------------------------------------------------------------

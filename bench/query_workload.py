@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional
-from benchlib import import_impl, percentile_ms as percentile
+from benchlib import import_impl, time_calls
 
 GENERATOR_VERSION = 1  # bump when the dataset changes; cached stores are rebuilt
 SEED = 20261125
@@ -240,22 +240,7 @@ def timed_cycle(call: Callable[[int], Any], variants: int, count: int, budget_s:
     """One untimed pass over the variants (their results are returned for the check),
     then ``call(i % variants)`` up to ``count`` times or ``budget_s`` seconds."""
     results = [call(v) for v in range(variants)]
-    lat: List[int] = []
-    clock = time.perf_counter_ns
-    start = clock()
-    deadline = start + int(budget_s * 1e9)
-    for i in range(count):
-        t0 = clock()
-        call(i % variants)
-        t1 = clock()
-        lat.append(t1 - t0)
-        if t1 > deadline:
-            break
-    elapsed = (clock() - start) / 1e9
-    lat.sort()
-    return {"calls": len(lat), "seconds": elapsed, "ops_per_s": len(lat) / elapsed,
-            "p50_ms": percentile(lat, 0.50), "p99_ms": percentile(lat, 0.99),
-            "mean_ms": sum(lat) / len(lat) / 1e6, "results": results}
+    return {**time_calls(lambda i: call(i % variants), count, budget_s), "results": results}
 
 
 def explain_ours(store: Any, call: Callable[[int], Any]) -> List[Dict[str, Any]]:
