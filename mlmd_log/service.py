@@ -349,6 +349,13 @@ class RemoteTransport(ReadOnlyTransport):
         super().close()
 
 
+def _as_status_error(exc: BaseException) -> errors.StatusError:
+    """An MLMD error for a future: StatusErrors as they are, anything else as INTERNAL."""
+    if isinstance(exc, errors.StatusError):
+        return exc
+    return errors.InternalError(f"Asynchronous put failed: {type(exc).__name__}: {exc}")
+
+
 class AsyncPuts:
     """High-throughput puts: ``submit`` returns a Future at once; a background thread
     appends queued records in batches and resolves each Future with the put's response
@@ -418,9 +425,9 @@ class AsyncPuts:
         offsets: Optional[list[int]] = None
         try:
             offsets = self._transport.append([payload for _, payload, _ in puts]) if puts else []
-        except errors.StatusError as exc:
+        except Exception as exc:  # noqa: BLE001 - every future must end, or flush() would wait forever
             for _, _, future in puts:
-                future.set_exception(exc)
+                future.set_exception(_as_status_error(exc))
         self._resolve_queue.put((puts if offsets is not None else [], offsets or [],
                                  [future for rpc, _, future in batch if rpc is None]))
 
@@ -433,8 +440,8 @@ class AsyncPuts:
             if puts:
                 try:
                     outcomes = self._outcomes(offsets)
-                except errors.StatusError as exc:
-                    outcomes = [exc] * len(puts)
+                except Exception as exc:  # noqa: BLE001 - as in _process
+                    outcomes = [_as_status_error(exc)] * len(puts)
                 for (rpc, _, future), outcome in zip(puts, outcomes):
                     if isinstance(outcome, errors.StatusError):
                         future.set_exception(outcome)

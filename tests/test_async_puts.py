@@ -29,3 +29,26 @@ def test_futures_carry_ids_and_errors(tmp_path):
         assert len(store.get_artifacts()) == 500
     finally:
         store.close()
+
+
+def test_a_failing_log_ends_every_future_and_flush_returns(tmp_path):
+    """A log that fails in an unexpected way (not an MLMD error) still resolves the futures
+    with an MLMD error, so flush() does not wait forever."""
+    store = mlmd.MetadataStore(StoreConfig.from_directory(str(tmp_path)))
+    try:
+        type_id = store.put_artifact_type(pb.ArtifactType(name="T"))
+        transport = store._transport
+
+        def broken_append(payloads):
+            raise OSError("disk on fire")
+
+        transport.append = broken_append
+        puts = store.async_puts()
+        futures = [puts.submit("PutArtifacts", svc.PutArtifactsRequest(artifacts=[pb.Artifact(type_id=type_id)]))
+                   for _ in range(3)]
+        puts.flush(timeout=10)
+        for future in futures:
+            assert isinstance(future.exception(timeout=1), mlmd.errors.InternalError)
+            assert "disk on fire" in future.exception().message
+    finally:
+        store.close()
