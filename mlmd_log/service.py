@@ -212,21 +212,21 @@ class GrpcTransport:
         self._channel.close()
 
 
-def open_transport(config: Any) -> Any:
-    """The transport a MetadataStore config asks for."""
+def open_transport(config: Any, client_name: str = "mlmd-log") -> Any:
+    """The transport a MetadataStore config asks for; ``client_name`` goes in the records' envelopes."""
     if config is None:
-        return EmbeddedTransport(StoreConfig.from_directory(DEFAULT_DATA_DIR))
+        return EmbeddedTransport(StoreConfig.from_directory(DEFAULT_DATA_DIR), client_name)
     if isinstance(config, StoreConfig):
-        return EmbeddedTransport(config)
+        return EmbeddedTransport(config, client_name)
     if isinstance(config, ProjectionConfig):
         return ReadOnlyTransport(config.projection_url)
     if isinstance(config, SharedLogConfig):
         return RemoteTransport(config.log_url, config.projection_url, config.client_name, config.wait_timeout_s,
                                config.log_timeout_s, config.block_on_unavailable_s)
     if isinstance(config, str):
-        return EmbeddedTransport(StoreConfig.from_directory(config))
+        return EmbeddedTransport(StoreConfig.from_directory(config), client_name)
     if isinstance(config, pb.ConnectionConfig):
-        return EmbeddedTransport(StoreConfig.from_connection_config(config))
+        return EmbeddedTransport(StoreConfig.from_connection_config(config), client_name)
     if isinstance(config, pb.MetadataStoreClientConfig):
         return GrpcTransport(config)
     raise ValueError("MetadataStore is expecting either proto.ConnectionConfig or proto.MetadataStoreClientConfig")

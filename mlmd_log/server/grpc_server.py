@@ -194,9 +194,9 @@ class MetadataStoreServer:
 
 def _open_store(store: Any) -> Any:
     """The transport behind the server: an embedded store, or a writer on a shared log."""
-    from mlmd_log.service import EmbeddedTransport, StoreConfig, open_transport
+    from mlmd_log.service import open_transport
 
-    return EmbeddedTransport(store, "mlmd-log-server") if isinstance(store, StoreConfig) else open_transport(store)
+    return open_transport(store, "mlmd-log-server")
 
 
 def _describe(store: Any) -> str:
