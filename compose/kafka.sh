@@ -34,16 +34,8 @@ CONFIG="$HOME_DIR/server.properties"
 START_TIMEOUT="${MLMD_KAFKA_START_TIMEOUT:-90}"
 
 say() { echo "kafka.sh: $*" >&2; }
-
-running_pid() {
-  # The broker's pid if our pid file names a live java process, else nothing.
-  [ -f "$PID_FILE" ] || return 1
-  local pid
-  pid="$(cat "$PID_FILE")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -q "kafka.Kafka" "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
-}
+# shellcheck source=proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 is_ready() { python3 "$READY" "$BOOTSTRAP" "${1:-0}"; }
 
@@ -145,7 +137,7 @@ EOF
 start() {
   local started pid
   started=$(date +%s.%N)
-  if pid="$(running_pid)"; then
+  if pid="$(running_pid "kafka.Kafka")"; then
     if is_ready "$START_TIMEOUT"; then
       say "already running (pid $pid) on $BOOTSTRAP"
       return 0
@@ -190,28 +182,17 @@ start() {
 
 stop() {
   local pid
-  if ! pid="$(running_pid)"; then
+  if ! pid="$(running_pid "kafka.Kafka")"; then
     rm -f "$PID_FILE"
     say "not running"
     return 0
   fi
-  kill -TERM "$pid"
-  for _ in $(seq 1 120); do  # up to 30 s for a controlled shutdown
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "broker pid $pid did not stop in 30s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f "$PID_FILE"
-  say "stopped (pid $pid)"
+  stop_pid "$pid" 30  # for a controlled shutdown
 }
 
 status() {
   local pid
-  if pid="$(running_pid)" && is_ready 0; then
+  if pid="$(running_pid "kafka.Kafka")" && is_ready 0; then
     echo "running pid=$pid bootstrap=$BOOTSTRAP data=$DATA_DIR"
     return 0
   fi

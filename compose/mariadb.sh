@@ -31,15 +31,8 @@ START_TIMEOUT="${MLMD_MARIADB_START_TIMEOUT:-60}"
 URL="mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PORT/$DATABASE"
 
 say() { echo "mariadb.sh: $*" >&2; }
-
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid
-  pid="$(cat "$PID_FILE")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -q "mariadbd\|mysqld" "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
-}
+# shellcheck source=proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 as_root() { mariadb --no-defaults --protocol=socket --socket="$SOCKET" -uroot "$@"; }
 
@@ -98,7 +91,7 @@ port_taken() {
 
 start() {
   local pid started=$SECONDS
-  if pid="$(running_pid)"; then
+  if pid="$(running_pid "mariadbd\\|mysqld")"; then
     create_db_and_user
     if accepts_tcp_login; then
       say "already running (pid $pid): $URL"
@@ -144,26 +137,16 @@ start() {
 
 stop() {
   local pid
-  if ! pid="$(running_pid)"; then
+  if ! pid="$(running_pid "mariadbd\\|mysqld")"; then
     say "not running"
     return 0
   fi
-  kill -TERM "$pid"
-  for _ in $(seq 1 300); do  # up to 60 s: InnoDB flushes on a clean shutdown
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "mariadbd pid $pid did not stop in 60s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$PID_FILE"
-  say "stopped (pid $pid)"
+  stop_pid "$pid" 60  # InnoDB flushes on a clean shutdown
 }
 
 status() {
   local pid
-  if pid="$(running_pid)" && accepts_tcp_login; then
+  if pid="$(running_pid "mariadbd\\|mysqld")" && accepts_tcp_login; then
     echo "running pid=$pid url=$URL"
     return 0
   fi
