@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log.projections import ddl
 
@@ -22,6 +22,7 @@ class Dialect:
     param: str  # placeholder that replaces "?"
     quote: str  # identifier quote that replaces "`"
     insert_ignore: str = "INSERT OR IGNORE"  # an insert that skips rows a unique key already has
+    int_limit: Optional[int] = None  # property int_value is INT (32 bits) on MySQL, 64 bits on SQLite
 
     def render(self, sql: str) -> str:
         if self.param != "?":
@@ -32,7 +33,7 @@ class Dialect:
 
 
 SQLITE = Dialect("sqlite", "?", "`")
-MYSQL = Dialect("mysql", "%s", "`", "INSERT IGNORE")
+MYSQL = Dialect("mysql", "%s", "`", "INSERT IGNORE", int_limit=2 ** 31)
 DUCKDB = Dialect("duckdb", "?", '"', "INSERT OR IGNORE")
 
 
@@ -104,9 +105,10 @@ class SqlBackend:
                 self.rollback()
                 raise
 
-    def maintain(self, from_offset: int, to_offset: int) -> None:
-        """Called after a batch commits (offsets [from, to) applied): housekeeping such as
-        refreshing the query planner's statistics. Changes plans, never results."""
+    def maintain(self, rows_before: int, rows_after: int) -> None:
+        """Called after a batch commits, with how many rows the projection had created at the
+        previous call and now: housekeeping such as refreshing the query planner's
+        statistics. Changes plans, never results."""
 
     def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
         """Records the applied log position (inside the caller's transaction)."""
@@ -170,9 +172,10 @@ class SqliteBackend(SqlBackend):
         self.conn.execute("PRAGMA analysis_limit=1000")
         self.conn.execute("ANALYZE")
 
-    def maintain(self, from_offset: int, to_offset: int) -> None:
-        # Re-analyze as the log doubles (1k, 2k, 4k ... records): cheap, and plans stay good.
-        if to_offset >= 1024 and (to_offset.bit_length() > max(from_offset, 1).bit_length()):
+    def maintain(self, rows_before: int, rows_after: int) -> None:
+        # Re-analyze as the projection doubles (1k, 2k, 4k ... rows): cheap, and plans stay
+        # good. Rows, not log records: one put_lineage_subgraph can create thousands.
+        if rows_after >= 1024 and (rows_after.bit_length() > max(rows_before, 1).bit_length()):
             self.analyze()
 
     def begin(self) -> None:

@@ -152,6 +152,9 @@ SQLITE_LOG: list[str] = [
     `error_message` TEXT,
     `response` BLOB)""",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
+    # Each node's serialized read form (projections/node_pb.py).
+    *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
+      for kind in ("artifact", "execution", "context")),
     # Extra indexes for neighbour filters and lineage (by node, not by context). Named
     # mlmdlog_* so they are recognisably ours; columns and MLMD's own indexes are untouched.
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
@@ -322,6 +325,8 @@ MYSQL_LOG: list[str] = [
     PRIMARY KEY (`log_offset`),
     KEY `idx_mlmdlog_outcome_record_id` (`record_id`)
 """ + _MYSQL_TABLE_TAIL,
+    *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
+      "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in ("artifact", "execution", "context")),
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_association_execution` ON `Association`(`execution_id`)",
 ]

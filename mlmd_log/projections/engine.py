@@ -18,10 +18,11 @@ from mlmd_log.errors import (
     AbortedError, AlreadyExistsError, FailedPreconditionError, InvalidArgumentError,
     NotFoundError, OutOfRangeError, UnimplementedError,
 )
-from mlmd_log.projections import values
+from mlmd_log.projections import node_pb, values
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.query.sql import DIALECTS as READ_DIALECTS
 
 EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = 0, 1, 2
 _SYSTEM_TYPE_EXT = pb.system_type_extension
@@ -154,6 +155,7 @@ class Engine:
         self.db = db
         self.types = TypeRegistry(db)
         self._reader: Any = None
+        self._read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
         self._insert_sql: dict[tuple, str] = {}
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
@@ -164,6 +166,10 @@ class Engine:
         for table in _ID_TABLES:
             row = self.db.one(f"SELECT MAX(`id`) FROM `{table}`")
             self._next_id[table] = (row[0] or 0) + 1
+
+    def rows_created(self) -> int:
+        """Nodes, types, events and links ever created: how big the projection has grown."""
+        return sum(self._next_id.values()) - len(self._next_id)
 
     def snapshot(self) -> dict[str, int]:
         return dict(self._next_id)
@@ -353,7 +359,30 @@ class Engine:
                                      f"({kind.name} names are unique per type, external ids globally)") from exc
         self._write_properties(kind, node_id, node.properties, {}, False, None)
         self._write_properties(kind, node_id, node.custom_properties, {}, True, None)
+        self._write_read_forms(kind, [(node_id, node)])
         return node_id
+
+    def _write_read_forms(self, kind: NodeKind, created: Iterable[tuple[int, Any]]) -> None:
+        """The serialized read form of new nodes (``node_pb``), beside their rows."""
+        rows = []
+        by_id, read_double, limit = self.types.by_id, self._read_double, self.db.dialect.int_limit
+        for node_id, node in created:
+            data = node_pb.encode(kind.name, kind.message, node, node_id, by_id(node.type_id).name,
+                                  self.now_ms, read_double, limit)
+            if data is not None:
+                rows.append((node_id, data))
+        if rows:
+            self.db.executemany(f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
+
+    def _rewrite_read_form(self, kind: NodeKind, node_id: int) -> None:
+        """After an update: the read form as the tables now give it."""
+        found = self.reader.nodes_from_tables(kind.name, [node_id])
+        table = node_pb.TABLES[kind.name]
+        if found:
+            self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)",
+                            (node_id, found[0].SerializeToString()))
+        else:
+            self.db.execute(f"DELETE FROM `{table}` WHERE `id` = ?", (node_id,))
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
                           is_custom: bool, names: Optional[set[str]]) -> int:
@@ -382,15 +411,16 @@ class Engine:
 
     def load_node(self, kind: NodeKind, node_id: int) -> Optional[Any]:
         """The stored node exactly as MLMD's access object reads it back (type name, values)."""
-        found = self._reader_method(kind)([node_id])
+        found = self.reader.nodes(kind.name, [node_id])
         return found[0] if found else None
 
-    def _reader_method(self, kind: NodeKind) -> Callable[[list[int]], list]:
+    @property
+    def reader(self) -> Any:
+        """A Reader on the projection's own connection (it sees this transaction's rows)."""
         if self._reader is None:
             from mlmd_log.query.reader import Reader
-            from mlmd_log.query.sql import DIALECTS
-            self._reader = Reader(self.db.conn, DIALECTS[self.db.dialect.name])
-        return getattr(self._reader, f"get_{kind.name}s_by_id")
+            self._reader = Reader(self.db.conn, READ_DIALECTS[self.db.dialect.name])
+        return self._reader
 
     def _update_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), force_time: bool = False) -> int:
         """MLMD's UpdateNodeImpl: validate against the stored node, write only what changed."""
@@ -437,6 +467,7 @@ class Engine:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
                                            f"is already used: {_short(node)}") from exc
+            self._rewrite_read_form(kind, node.id)
         return node.id
 
     def _upsert_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), validate: bool = True,
@@ -485,6 +516,7 @@ class Engine:
             raise AlreadyExistsError(f"Given node already exists: one of the {len(nodes)} new {kind.name}s "
                                      "reuses a name (per type) or an external id") from exc
         self._next_id[kind.table] = first + len(nodes)
+        self._write_read_forms(kind, zip(ids, nodes))
         if prop_rows:
             self.db.executemany(
                 f"INSERT INTO `{kind.prop_table}` (`{kind.owner}`, `name`, `is_custom_property`, `int_value`, "

@@ -48,7 +48,8 @@ from mlmd_log.projections.staged import APPEND_BY_KEY, NODES, SMALL_TABLES, TABL
 LOG = logging.getLogger("mlmd_log.mirror")
 
 # Append-only tables with a monotonically assigned key: (table, key column).
-MIRROR_TABLES = tuple(TABLES)  # every table a full copy rewrites
+READ_FORMS = {node.kind: f"mlmdlog_{node.kind}_pb" for node in NODES}  # projections/node_pb.py
+MIRROR_TABLES = tuple(TABLES) + tuple(READ_FORMS.values())  # every table a full copy rewrites
 
 MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
     `id` INT NOT NULL,
@@ -184,6 +185,7 @@ class MySqlMirrorTarget:
             chunk = list(ids[start:start + self.chunk_rows])
             marks = ", ".join("%s" for _ in chunk)
             cur.execute(f"DELETE FROM `{node.prop_table}` WHERE `{node.owner}` IN ({marks})", chunk)
+            cur.execute(f"DELETE FROM `{READ_FORMS[node.kind]}` WHERE `id` IN ({marks})", chunk)
             cur.execute(f"DELETE FROM `{node.table}` WHERE `id` IN ({marks})", chunk)
 
     def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
@@ -353,6 +355,10 @@ class MirroredProjection(StagedProjection):
                 self._select(node.prop_table, "P") + f" JOIN `{node.table}` AS N ON N.`id` = P.`{node.owner}`"
                 + prop_where + f" ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`", params):
             count(node.prop_table, self.target.insert(node.prop_table, self._columns(node.prop_table), chunk))
+        forms = READ_FORMS[node.kind]
+        for chunk in self._stream(f"SELECT F.`id`, F.`pb` FROM `{forms}` AS F JOIN `{node.table}` AS N "
+                                  f"ON N.`id` = F.`id`{prop_where} ORDER BY F.`id`", params):
+            count(forms, self.target.insert(forms, ("id", "pb"), chunk))
 
 
 class _Stager(threading.Thread):

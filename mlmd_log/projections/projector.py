@@ -67,6 +67,7 @@ class Projector:
     def __init__(self, db: SqlBackend):
         self.db = db
         self.engine = Engine(db)
+        self._rows_at_maintain = 0  # (so a reopened projection refreshes its statistics once)
         row = db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
         self.next_offset, self.last_time_ms = (row[0], row[1]) if row else (0, 0)
         # State as of the last commit, while a deferred transaction is open (see apply_batch).
@@ -122,15 +123,16 @@ class Projector:
         """Commits the open transaction (no-op without one)."""
         if self._committed is None:
             return
-        committed_offset = self._committed[1]
         try:
             self.db.commit()
         except BaseException:
             self.abandon()
             raise
         self._committed = None
+        rows = self.engine.rows_created()
         try:  # after the commit: housekeeping must never undo or fail an applied batch
-            self.db.maintain(committed_offset, self.next_offset)
+            self.db.maintain(self._rows_at_maintain, rows)
+            self._rows_at_maintain = rows
         except Exception as exc:  # noqa: BLE001
             LOG.warning("projection housekeeping failed (the batch is applied): %s", exc)
 

@@ -56,6 +56,7 @@ _ARTIFACT = _Kind("artifact", pb.Artifact, pb.ArtifactType, ARTIFACT_TYPE_KIND)
 _EXECUTION = _Kind("execution", pb.Execution, pb.ExecutionType, EXECUTION_TYPE_KIND)
 _CONTEXT = _Kind("context", pb.Context, pb.ContextType, CONTEXT_TYPE_KIND)
 _KINDS = {k.type_message: k for k in (_ARTIFACT, _EXECUTION, _CONTEXT)}
+_BY_NAME = {k.name: k for k in (_ARTIFACT, _EXECUTION, _CONTEXT)}
 
 
 # Which Type columns each MLMD query selects (and so which fields it returns).
@@ -83,6 +84,8 @@ class Reader:
     def __init__(self, conn, dialect: ReadDialect = SQLITE):
         self._conn = conn
         self._d = dialect
+        self._node_pb: Optional[bool] = None if dialect.node_pb else False  # None: not probed yet
+        self.read_double = dialect.read_double
 
     # ------------------------------------------------------------------ SQL helpers
     def _rows(self, name: str, params: Sequence = (), n_ids: int = 0) -> list:
@@ -274,10 +277,39 @@ class Reader:
         return nodes
 
     def _nodes(self, kind: _Kind, ids: Sequence[int]) -> list:
-        """Nodes with these ids, ascending by id, each once; missing ids are skipped."""
+        """Nodes with these ids, ascending by id, each once; missing ids are skipped.
+
+        From their serialized read forms where the writer keeps them (node_pb), from
+        the tables for the rest."""
         if not ids:
             return []
-        return self._nodes_from_rows(kind, self._node_rows(kind, ids))
+        if not self._has_node_pb():
+            return self._nodes_from_rows(kind, self._node_rows(kind, ids))
+        unique = sorted(set(ids))
+        parse = kind.node.FromString
+        stored = {node_id: data for node_id, data in self._rows_in(f"{kind.name}_pbs", unique)}
+        if len(stored) == len(unique):
+            return [parse(stored[node_id]) for node_id in unique]
+        built = {node.id: node for node in self._nodes_from_rows(
+            kind, self._node_rows(kind, [i for i in unique if i not in stored]))}
+        return [parse(stored[i]) if i in stored else built[i] for i in unique if i in stored or i in built]
+
+    def _has_node_pb(self) -> bool:
+        if self._node_pb is None:
+            try:  # a store written by the official library, or by an older mlmd-log, has no such table
+                self._rows("artifact_pbs", (-1,), 1)
+                self._node_pb = True
+            except Exception:  # noqa: BLE001 - any driver's "no such table"
+                self._node_pb = False
+        return self._node_pb
+
+    def nodes(self, kind: str, ids: Sequence[int]) -> list:
+        """``kind`` ("artifact" | "execution" | "context") nodes by id, ascending."""
+        return self._nodes(_BY_NAME[kind], list(ids))
+
+    def nodes_from_tables(self, kind: str, ids: Sequence[int]) -> list:
+        """As ``nodes``, always built from MLMD's tables (the source of the read forms)."""
+        return self._nodes_from_rows(_BY_NAME[kind], self._node_rows(_BY_NAME[kind], list(ids))) if ids else []
 
     def _types_of_node_rows(self, kind: _Kind, rows: list) -> list:
         """Node types as MLMD derives them from a node query: deduped in node order,
