@@ -33,9 +33,13 @@ def _property_table(table: str, owner: str, text: str, blob: str) -> str:
 
 
 def _property_indexes(table: str, prefix: str) -> list[str]:
+    # MLMD's value indexes, extended by the owner's id: a property filter then reads the
+    # matching owners from the index alone (filter_sql's IN subqueries), and an
+    # equality match comes out in owner order. MLMD's own use of them is unchanged (the
+    # extra column is last).
     return [
         f"CREATE INDEX IF NOT EXISTS `idx_{prefix}_property_{kind}` ON `{table}`"
-        f"(`name`, `is_custom_property`, `{kind}_value`) WHERE `{kind}_value` IS NOT NULL"
+        f"(`name`, `is_custom_property`, `{kind}_value`, `{prefix}_id`) WHERE `{kind}_value` IS NOT NULL"
         for kind in ("int", "double", "string")
     ]
 

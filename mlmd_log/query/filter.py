@@ -585,12 +585,41 @@ def _condition(node, parser: _Parser, tok: Token) -> Expr:
                 f"(it is of type {node.type})")
 
 
+# MLMD rewrites enum predicates textually before it parses: for each predicate it finds
+# (field, operator, value), it replaces every predicate on that field with that value,
+# whatever its operator, and fails when a replacement finds nothing left to replace.
+# So two predicates on one enum field with the same value (``state = LIVE AND state =
+# LIVE``, ``events_a.type = INPUT OR events_b.type != INPUT``) are an invalid query
+# there, and here. Fields per node kind, in MLMD's order; regexes as MLMD's (RE2 classes
+# spelled for Python).
+_ENUM_OPERATOR = r"(=|!=|(?i:\sNOT\s*IN\s)|(?i:\sIN\s))"
+_ENUM_VALUE = r"(\w+\b|\((\s*\w+\s*[,]*\s*\w+\s*)*\))"
+_ENUM_FIELDS = {"artifact": (r"state", r"events_\w+\.type"),
+                "execution": (r"last_known_state", r"events_\w+\.type"),
+                "context": (r"state", r"last_known_state")}
+
+
+def _check_enum_rewrites(text: str, kind: str) -> None:
+    for field in _ENUM_FIELDS[kind]:
+        rewritten = text
+        for found in re.finditer(rf"\b({field})\s*{_ENUM_OPERATOR}\s*{_ENUM_VALUE}", text):
+            literal = found.group(3)
+            rewritten, replaced = re.subn(rf"\b({field})\s*{_ENUM_OPERATOR}\s*{re.escape(literal)}",
+                                          " _ ", rewritten)
+            if not replaced:
+                raise errors.InvalidArgumentError(
+                    f"Invalid `filter_query`: Query cannot be rewritten successfully for matched enum "
+                    f"predicate: {found.group(1)} {found.group(2)} {literal} (MLMD rejects a second "
+                    f"predicate on the same enum field and value) in: {text}")
+
+
 def parse(text: str, kind: str) -> Expr:
     """The AST of ``text`` for nodes of ``kind`` ("artifact" | "execution" | "context").
 
     Raises InvalidArgumentError (with position and expectation) for any bad query."""
     if kind not in ATTRIBUTES:
         raise errors.InvalidArgumentError(f"unknown node kind {kind!r}")
+    _check_enum_rewrites(text, kind)
     try:
         return _Parser(text, kind).parse()
     except errors.InvalidArgumentError:

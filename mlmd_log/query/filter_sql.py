@@ -23,29 +23,26 @@ KIND_TABLES = {
     "context": ("Context", "ContextProperty", "context_id", 2),
 }
 
-# Joins of a neighbour prefix for a base kind: (SQL with {b} base alias, {n} neighbour
-# alias, {l} link alias, {t} neighbour-type alias), neighbour kind or None for events.
-_CONTEXT_VIA_ATTRIBUTION = ("JOIN `Attribution` AS {l} ON {l}.`artifact_id` = {b}.`id` "
-                            "JOIN `Context` AS {n} ON {n}.`id` = {l}.`context_id` "
-                            "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`")
-_CONTEXT_VIA_ASSOCIATION = ("JOIN `Association` AS {l} ON {l}.`execution_id` = {b}.`id` "
-                            "JOIN `Context` AS {n} ON {n}.`id` = {l}.`context_id` "
-                            "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`")
-NEIGHBOUR_JOINS = {
-    ("artifact", "contexts_"): _CONTEXT_VIA_ATTRIBUTION,
-    ("execution", "contexts_"): _CONTEXT_VIA_ASSOCIATION,
-    ("artifact", "events_"): "JOIN `Event` AS {n} ON {n}.`artifact_id` = {b}.`id`",
-    ("execution", "events_"): "JOIN `Event` AS {n} ON {n}.`execution_id` = {b}.`id`",
-    ("context", "artifacts_"): ("JOIN `Attribution` AS {l} ON {l}.`context_id` = {b}.`id` "
+# How a neighbour prefix reaches the base node (alias {b}): the first table (the link,
+# or the event itself) with the column holding the base node's id, then the joins to the
+# neighbour {n} and its type {t}. ({l} is the link alias.)
+_CONTEXTS = ("JOIN `Context` AS {n} ON {n}.`id` = {l}.`context_id` "
+             "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`")
+NEIGHBOURS = {
+    ("artifact", "contexts_"): ("`Attribution` AS {l}", "{l}.`artifact_id`", _CONTEXTS),
+    ("execution", "contexts_"): ("`Association` AS {l}", "{l}.`execution_id`", _CONTEXTS),
+    ("artifact", "events_"): ("`Event` AS {n}", "{n}.`artifact_id`", ""),
+    ("execution", "events_"): ("`Event` AS {n}", "{n}.`execution_id`", ""),
+    ("context", "artifacts_"): ("`Attribution` AS {l}", "{l}.`context_id`",
                                 "JOIN `Artifact` AS {n} ON {n}.`id` = {l}.`artifact_id` "
                                 "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`"),
-    ("context", "executions_"): ("JOIN `Association` AS {l} ON {l}.`context_id` = {b}.`id` "
+    ("context", "executions_"): ("`Association` AS {l}", "{l}.`context_id`",
                                  "JOIN `Execution` AS {n} ON {n}.`id` = {l}.`execution_id` "
                                  "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`"),
-    ("context", "parent_contexts_"): ("JOIN `ParentContext` AS {l} ON {l}.`context_id` = {b}.`id` "
+    ("context", "parent_contexts_"): ("`ParentContext` AS {l}", "{l}.`context_id`",
                                       "JOIN `Context` AS {n} ON {n}.`id` = {l}.`parent_context_id` "
                                       "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`"),
-    ("context", "child_contexts_"): ("JOIN `ParentContext` AS {l} ON {l}.`parent_context_id` = {b}.`id` "
+    ("context", "child_contexts_"): ("`ParentContext` AS {l}", "{l}.`parent_context_id`",
                                      "JOIN `Context` AS {n} ON {n}.`id` = {l}.`context_id` "
                                      "JOIN `Type` AS {t} ON {t}.`id` = {n}.`type_id`"),
 }
@@ -56,9 +53,31 @@ UNSELECTED_FIELDS = {
     ("parent_contexts_", "create_time_since_epoch"), ("parent_contexts_", "last_update_time_since_epoch"),
     ("child_contexts_", "create_time_since_epoch"), ("child_contexts_", "last_update_time_since_epoch"),
 }
-TYPE_JOIN = "JOIN `Type` AS {t} ON {t}.`id` = {b}.`type_id` AND {t}.`type_kind` = {{p}}"
-PROPERTY_JOIN = ("JOIN `{table}` AS {n} ON {n}.`{owner}` = {b}.`id` AND {n}.`name` = {{p}} "
-                 "AND {n}.`is_custom_property` = {{p}}")
+
+
+@dataclass
+class _Source:
+    """One table chain a filter reaches from the node (alias t0): a property, the type or
+    a neighbour alias. ``owner`` is its column holding t0's ``base`` column."""
+
+    from_sql: str
+    owner: str
+    base: str = "id"
+    extra: str = ""  # conditions that pick the source's rows (a property's name ...)
+    extra_params: tuple = ()
+    rest: str = ""  # joins beyond the first table
+
+    def join(self) -> str:
+        """As a join of t0 (for a condition that spans several sources)."""
+        on = f"{self.owner} = t0.`{self.base}`" + (f" AND {self.extra}" if self.extra else "")
+        return f"JOIN {self.from_sql} ON {on}" + (f" {self.rest}" if self.rest else "")
+
+    def semijoin(self, condition: str) -> str:
+        """``t0 matches when one of its rows here satisfies condition``, as an IN subquery:
+        index-only where the indexes cover it, and never a join back to t0."""
+        where = (f"{self.extra} AND " if self.extra else "") + condition
+        return (f"t0.`{self.base}` IN (SELECT {self.owner} FROM {self.from_sql}"
+                + (f" {self.rest}" if self.rest else "") + f" WHERE {where})")
 
 
 @dataclass(frozen=True)
@@ -81,18 +100,17 @@ FILTER_DIALECTS = {
 
 @dataclass(frozen=True)
 class CompiledFilter:
-    """``joins`` (after ``FROM <node table> AS t0``) and ``where``, with their params in
-    text order. ``joins`` is empty when the filter only names node attributes."""
+    """A condition on the node table, alias ``t0``: ``where`` and its params in text order.
 
-    joins: str
-    join_params: tuple
+    The condition joins the node with one row of every property, neighbour alias and
+    type it mentions (MLMD's inner joins). Its top-level AND splits into groups that
+    share no such source; each group holding one source becomes an ``IN`` subquery on
+    that source alone (so SQLite reads an index instead of joining back to every
+    match), a group spanning several becomes one joined subquery. Both are the same
+    predicate as the single join: the sources of different groups are independent rows."""
+
     where: str
-    where_params: tuple
-
-    def id_subquery(self, table: str) -> tuple[str, tuple]:
-        """``SELECT t0.id ...`` of the matching nodes (distinct ids)."""
-        return (f"SELECT DISTINCT t0.`id` FROM `{table}` AS t0 {self.joins} WHERE {self.where}",
-                self.join_params + self.where_params)
+    params: tuple
 
 
 class _Compiler:
@@ -100,9 +118,9 @@ class _Compiler:
         self.kind = kind
         self.d = dialect
         self.table, self.prop_table, self.owner, self.type_kind = KIND_TABLES[kind]
-        self.joins: list[str] = []
-        self.join_params: list = []
-        self.aliases: dict[tuple, str] = {}
+        self.sources: dict[tuple, _Source] = {}  # in order of first mention
+        self.aliases: dict[tuple, object] = {}
+        self.touched: set[tuple] = set()  # sources (and ("t0",)) the current conjunct names
         self.n = 0
 
     def _alias(self) -> str:
@@ -114,19 +132,21 @@ class _Compiler:
             if operand.name == "type":
                 key = ("type",)
                 if key not in self.aliases:
-                    t = self._alias()
-                    self.aliases[key] = t
-                    self.joins.append(TYPE_JOIN.format(t=t, b="t0"))
-                    self.join_params.append(self.type_kind)
+                    t = self.aliases[key] = self._alias()
+                    self.sources[key] = _Source(f"`Type` AS {t}", f"{t}.`id`", base="type_id",
+                                                extra=f"{t}.`type_kind` = {{p}}", extra_params=(self.type_kind,))
+                self.touched.add(key)
                 return f"{self.aliases[key]}.`name`"
+            self.touched.add(("t0",))
             return f"t0.`{operand.name}`"
         if isinstance(operand, fq.Prop):
             key = ("prop", operand.custom, operand.name)
             if key not in self.aliases:
-                n = self._alias()
-                self.aliases[key] = n
-                self.joins.append(PROPERTY_JOIN.format(table=self.prop_table, owner=self.owner, n=n, b="t0"))
-                self.join_params.extend([operand.name, 1 if operand.custom else 0])
+                n = self.aliases[key] = self._alias()
+                self.sources[key] = _Source(f"`{self.prop_table}` AS {n}", f"{n}.`{self.owner}`",
+                                            extra=f"{n}.`name` = {{p}} AND {n}.`is_custom_property` = {{p}}",
+                                            extra_params=(operand.name, 1 if operand.custom else 0))
+            self.touched.add(key)
             return f"{self.aliases[key]}.`{operand.field}`"
         if isinstance(operand, fq.Neighbour):
             if (operand.prefix, operand.field) in UNSELECTED_FIELDS:
@@ -138,12 +158,52 @@ class _Compiler:
             if key not in self.aliases:
                 n, l, t = self._alias(), self._alias(), self._alias()
                 self.aliases[key] = (n, t)
-                self.joins.append(NEIGHBOUR_JOINS[(self.kind, operand.prefix)].format(b="t0", n=n, l=l, t=t))
+                from_sql, owner, rest = NEIGHBOURS[(self.kind, operand.prefix)]
+                self.sources[key] = _Source(from_sql.format(n=n, l=l), owner.format(n=n, l=l),
+                                            rest=rest.format(n=n, l=l, t=t))
+            self.touched.add(key)
             n, t = self.aliases[key]
             if operand.field == "type" and operand.prefix != "events_":
                 return f"{t}.`name`"
             return f"{n}.`{operand.field}`"
         raise TypeError(operand)
+
+    def conjunct(self, node) -> tuple[str, list, frozenset]:
+        """One top-level conjunct: its SQL, params and the sources it names."""
+        self.touched = set()
+        params: list = []
+        text = self.expr(node, params)
+        return text, params, frozenset(self.touched)
+
+    def assemble(self, conjuncts: list[tuple[str, list, frozenset]]) -> CompiledFilter:
+        """Groups conjuncts that share a source (union-find) and renders each group."""
+        groups: list[tuple[set, list]] = []
+        for conj in conjuncts:
+            sources = set(conj[2]) - {("t0",)}
+            merged = [g for g in groups if g[0] & sources]
+            for g in merged:
+                groups.remove(g)
+            members = [c for g in merged for c in g[1]] + [conj]
+            groups.append((sources.union(*(g[0] for g in merged)), members))
+        parts, params = [], []
+        for sources, members in sorted(groups, key=lambda g: conjuncts.index(g[1][0])):
+            members.sort(key=conjuncts.index)
+            condition = " AND ".join(m[0] for m in members)
+            names_t0 = any(("t0",) in m[2] for m in members)
+            ordered = [self.sources[k] for k in self.sources if k in sources]
+            if not ordered:
+                parts.append(condition)
+            elif len(ordered) == 1 and not names_t0:
+                parts.append(ordered[0].semijoin(condition))
+                params.extend(ordered[0].extra_params)
+            else:
+                joins = " ".join(source.join() for source in ordered)
+                parts.append(f"t0.`id` IN (SELECT t0.`id` FROM `{self.table}` AS t0 {joins} WHERE {condition})")
+                for source in ordered:
+                    params.extend(source.extra_params)
+            for m in members:
+                params.extend(m[1])
+        return CompiledFilter("(" + " AND ".join(parts) + ")", tuple(params))
 
     def value(self, operand, params: list) -> str:
         if isinstance(operand, fq.Literal):
@@ -186,11 +246,10 @@ class _Compiler:
 
 
 def compile_filter(ast, kind: str, dialect: str = "sqlite") -> CompiledFilter:
-    """SQL pieces of a parsed filter for nodes of ``kind``."""
+    """SQL of a parsed filter for nodes of ``kind``."""
     compiler = _Compiler(kind, FILTER_DIALECTS[dialect])
-    params: list = []
-    where = compiler.expr(ast, params)
-    return CompiledFilter(" ".join(compiler.joins), tuple(compiler.join_params), where, tuple(params))
+    items = ast.items if isinstance(ast, fq.BoolOp) and ast.op == "AND" else [ast]
+    return compiler.assemble([compiler.conjunct(item) for item in items])
 
 
 def compile_text(text: str, kind: str, dialect: str = "sqlite") -> Optional[CompiledFilter]:

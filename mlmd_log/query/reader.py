@@ -340,13 +340,8 @@ class Reader:
         table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
         where, params = q.where, list(q.params)
         if compiled is not None:
-            if compiled.joins:
-                sub, sub_params = compiled.id_subquery(table)
-                where = f"`id` IN ({sub}) AND {where}"
-                params = list(sub_params) + params
-            else:  # attributes only: the condition applies to the listed table itself
-                where = f"{compiled.where} AND {where}"
-                params = list(compiled.where_params) + params
+            where = f"{compiled.where} AND {where}"
+            params = list(compiled.params) + params
         if candidates is not None:
             sub_name, sub_params = candidates
             sub = self._d.queries.get(sub_name) or BASE_QUERIES[sub_name]
@@ -596,12 +591,7 @@ class Reader:
         at most ``limit``; restricted to ``candidate_ids`` when given (batched)."""
         table = sql_table(kind)
         compiled = filter_sql.compile_text(filter_query, kind, self._d.name) if filter_query else None
-        where, params = "1 = 1", []
-        if compiled is not None and compiled.joins:
-            sub, sub_params = compiled.id_subquery(table)
-            where, params = f"`id` IN ({sub})", list(sub_params)
-        elif compiled is not None:
-            where, params = compiled.where, list(compiled.where_params)
+        where, params = ("1 = 1", []) if compiled is None else (compiled.where, list(compiled.params))
         tail = " ORDER BY `id`" + (f" LIMIT {int(limit)}" if limit is not None else "")
         if candidate_ids is None:
             return [row[0] for row in self._query(f"SELECT `id` FROM `{table}` AS t0 WHERE {where}{tail}",
