@@ -102,12 +102,14 @@ FILTER_DIALECTS = {
 class CompiledFilter:
     """A condition on the node table, alias ``t0``: ``where`` and its params in text order.
 
-    The condition joins the node with one row of every property, neighbour alias and
-    type it mentions (MLMD's inner joins). Its top-level AND splits into groups that
-    share no such source; each group holding one source becomes an ``IN`` subquery on
-    that source alone (so SQLite reads an index instead of joining back to every
-    match), a group spanning several becomes one joined subquery. Both are the same
-    predicate as the single join: the sources of different groups are independent rows."""
+    MLMD's meaning: the node joined with one row of every property, neighbour alias
+    and type the filter names (inner joins), some combination satisfying it. Two shapes:
+    - the filter names a single property or neighbour alias, in conjuncts that do not
+      also name the node's own columns: an ``IN`` subquery on that source alone (an
+      index-only read of the matching owners, however many), AND the node-only
+      conjuncts;
+    - otherwise one joined subquery of all the sources, in which SQLite's planner
+      starts from the most selective one and probes the others by key."""
 
     where: str
     params: tuple
@@ -120,7 +122,7 @@ class _Compiler:
         self.table, self.prop_table, self.owner, self.type_kind = KIND_TABLES[kind]
         self.sources: dict[tuple, _Source] = {}  # in order of first mention
         self.aliases: dict[tuple, object] = {}
-        self.touched: set[tuple] = set()  # sources (and ("t0",)) the current conjunct names
+        self.touched: set[tuple] = set()  # the sources (and ("t0",)) the current conjunct names
         self.n = 0
 
     def _alias(self) -> str:
@@ -176,33 +178,30 @@ class _Compiler:
         return text, params, frozenset(self.touched)
 
     def assemble(self, conjuncts: list[tuple[str, list, frozenset]]) -> CompiledFilter:
-        """Groups conjuncts that share a source (union-find) and renders each group."""
-        groups: list[tuple[set, list]] = []
-        for conj in conjuncts:
-            sources = set(conj[2]) - {("t0",)}
-            merged = [g for g in groups if g[0] & sources]
-            for g in merged:
-                groups.remove(g)
-            members = [c for g in merged for c in g[1]] + [conj]
-            groups.append((sources.union(*(g[0] for g in merged)), members))
+        """The filter as a condition on t0 (see CompiledFilter for the two shapes)."""
+        named = set().union(*(c[2] for c in conjuncts)) - {("t0",)}
+        on_source = [c for c in conjuncts if c[2] - {("t0",)}]
+        only_t0 = [c for c in conjuncts if not c[2] - {("t0",)}]
         parts, params = [], []
-        for sources, members in sorted(groups, key=lambda g: conjuncts.index(g[1][0])):
-            members.sort(key=conjuncts.index)
-            condition = " AND ".join(m[0] for m in members)
-            names_t0 = any(("t0",) in m[2] for m in members)
-            ordered = [self.sources[k] for k in self.sources if k in sources]
-            if not ordered:
-                parts.append(condition)
-            elif len(ordered) == 1 and not names_t0:
-                parts.append(ordered[0].semijoin(condition))
-                params.extend(ordered[0].extra_params)
-            else:
-                joins = " ".join(source.join() for source in ordered)
-                parts.append(f"t0.`id` IN (SELECT t0.`id` FROM `{self.table}` AS t0 {joins} WHERE {condition})")
-                for source in ordered:
-                    params.extend(source.extra_params)
-            for m in members:
-                params.extend(m[1])
+        if len(named) == 1 and ("type",) not in named and not any(("t0",) in c[2] for c in on_source):
+            source = self.sources[next(iter(named))]
+            parts.append(source.semijoin(" AND ".join(c[0] for c in on_source)))
+            params.extend(source.extra_params)
+            for c in on_source:
+                params.extend(c[1])
+            conjuncts = only_t0
+        elif named:
+            joins = " ".join(source.join() for source in self.sources.values())
+            condition = " AND ".join(c[0] for c in conjuncts)
+            parts.append(f"t0.`id` IN (SELECT t0.`id` FROM `{self.table}` AS t0 {joins} WHERE {condition})")
+            for source in self.sources.values():
+                params.extend(source.extra_params)
+            for c in conjuncts:  # all of them, inside the subquery
+                params.extend(c[1])
+            conjuncts = []
+        for c in conjuncts:
+            parts.append(c[0])
+            params.extend(c[1])
         return CompiledFilter("(" + " AND ".join(parts) + ")", tuple(params))
 
     def value(self, operand, params: list) -> str:
