@@ -12,7 +12,8 @@ with their types) and one for their properties per chunk of ids, assembled here.
 from __future__ import annotations
 
 import base64
-from typing import Iterable, NamedTuple, Optional, Sequence
+import collections.abc
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 from google.protobuf import json_format, struct_pb2
 
@@ -32,17 +33,51 @@ SIMPLE_TYPE_NAMES = frozenset({
 
 
 
-class Page(NamedTuple):
+class Page:
     """Nodes of a list read and the response's next_page_token exactly as MLMD sets it.
 
     ``next_page_token`` is None where MLMD leaves the response field unset (no
     options, or the last page of Get{Artifacts,Executions,Contexts}[ByContext]), and
     "" where it sets it empty (the last page of Get*ByType with options, when the type
     has nodes). A server copies it when not None.
+
+    A page answered from stored read forms keeps them as ``raw`` (serialized nodes in
+    page order): a response is then filled by one parse, and ``items`` are parsed only
+    when asked for.
     """
 
-    items: list
-    next_page_token: Optional[str]
+    __slots__ = ("_items", "next_page_token", "raw", "_parse")
+
+    def __init__(self, items: Optional[list], next_page_token: Optional[str],
+                 raw: Optional[list] = None, parse: Any = None):
+        self._items = items
+        self.next_page_token = next_page_token
+        self.raw = raw
+        self._parse = parse
+
+    @property
+    def items(self) -> list:
+        if self._items is None:
+            self._items = [self._parse(data) for data in self.raw]
+        return self._items
+
+    def without_token(self) -> "Page":
+        return Page(self._items, None, self.raw, self._parse)
+
+
+class _LazyNodes(collections.abc.Sequence):
+    """Serialized nodes that parse on access (a page token looks at the last few only)."""
+
+    def __init__(self, raw: list, parse: Any):
+        self._raw, self._parse = raw, parse
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return _LazyNodes(self._raw[index], self._parse)
+        return self._parse(self._raw[index])
 
 
 class _Kind(NamedTuple):
@@ -287,12 +322,27 @@ class Reader:
             return self._nodes_from_rows(kind, self._node_rows(kind, ids))
         unique = sorted(set(ids))
         parse = kind.node.FromString
-        stored = {node_id: data for node_id, data in self._rows_in(f"{kind.name}_pbs", unique)}
+        stored = self._node_forms(kind, unique)
         if len(stored) == len(unique):
             return [parse(stored[node_id]) for node_id in unique]
         built = {node.id: node for node in self._nodes_from_rows(
             kind, self._node_rows(kind, [i for i in unique if i not in stored]))}
         return [parse(stored[i]) if i in stored else built[i] for i in unique if i in stored or i in built]
+
+    def _node_forms(self, kind: _Kind, ids: Sequence[int]) -> dict:
+        """{id: serialized read form} of those of ``ids`` that have one (node_pb)."""
+        if not self._has_node_pb():
+            return {}
+        return {node_id: data for node_id, data in self._rows_in(f"{kind.name}_pbs", ids)}
+
+    def node_forms_by_id(self, kind: str, ids: Iterable[int]) -> Optional[list]:
+        """Serialized nodes as ``get_<kind>s_by_id`` returns them, when every one has a
+        stored read form; None otherwise (then ask for the nodes)."""
+        unique = sorted(set(ids))
+        stored = self._node_forms(_BY_NAME[kind], unique)
+        if len(stored) != len(unique):
+            return None
+        return [stored[node_id] for node_id in unique]
 
     def _has_node_pb(self) -> bool:
         if self._node_pb is None:
@@ -357,6 +407,13 @@ class Reader:
             cur.close()
         if not ids:
             return Page([], "")
+        stored = self._node_forms(kind, ids)
+        if len(stored) == len(ids):  # (ids are distinct) every node has its read form
+            raw, parse = [stored[node_id] for node_id in ids], kind.node.FromString
+            if len(raw) > options.max_result_size:
+                raw.pop()
+                return Page(None, paging.next_page_token(_LazyNodes(raw, parse), options), raw, parse)
+            return Page(None, "", raw, parse)
         position = {node_id: i for i, node_id in enumerate(ids)}
         nodes = sorted(self._nodes(kind, ids), key=lambda n: position[n.id])
         if len(nodes) > options.max_result_size:
@@ -668,7 +725,7 @@ def sql_table(kind: str) -> str:
 
 
 def _unset_if_empty(page: Page) -> Page:
-    return page if page.next_page_token else Page(page.items, None)
+    return page if page.next_page_token else page.without_token()
 
 
 def _parse_struct(text: str) -> struct_pb2.Struct:
