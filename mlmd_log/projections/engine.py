@@ -374,15 +374,33 @@ class Engine:
         if rows:
             self.db.executemany(f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
 
-    def _rewrite_read_form(self, kind: NodeKind, node_id: int) -> None:
-        """After an update: the read form as the tables now give it."""
-        found = self.reader.nodes_from_tables(kind.name, [node_id])
+    def _rewrite_read_form(self, kind: NodeKind, stored: Any, written: Any, given: Any,
+                           names: dict[str, Optional[set[str]]]) -> None:
+        """After an update: the read form as the tables now give it, derived from the
+        stored node and what ``_update_node`` wrote (attributes from ``written``, the
+        properties ``names`` selects from ``given``) without reading the rows back."""
+        new = kind.message()
+        new.CopyFrom(stored)
+        getters = dict(kind.columns)
+        for column in kind.update_columns:
+            value = getters[column](written)
+            if value is None:
+                new.ClearField(column)
+            else:
+                setattr(new, column, value)
+        new.last_update_time_since_epoch = self.now_ms
+        for field, selected in names.items():
+            current, result = getattr(given, field), getattr(new, field)
+            for name in (selected if selected is not None else set(current) | set(result)):
+                if name in current:
+                    result[name].CopyFrom(current[name])
+                elif name in result:
+                    del result[name]
         table = node_pb.TABLES[kind.name]
-        if found:
-            self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)",
-                            (node_id, found[0].SerializeToString()))
+        if node_pb.normalise_properties(new, self._read_double, self.db.dialect.int_limit):
+            self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, new.SerializeToString()))
         else:
-            self.db.execute(f"DELETE FROM `{table}` WHERE `id` = ?", (node_id,))
+            self.db.execute(f"DELETE FROM `{table}` WHERE `id` = ?", (new.id,))
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
                           is_custom: bool, names: Optional[set[str]]) -> int:
@@ -467,7 +485,9 @@ class Engine:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
                                            f"is already used: {_short(node)}") from exc
-            self._rewrite_read_form(kind, node.id)
+            self._rewrite_read_form(kind, stored_node, target, node,
+                                    {"properties": prop_names if mask else None,
+                                     "custom_properties": custom_names if mask else None})
         return node.id
 
     def _upsert_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), validate: bool = True,

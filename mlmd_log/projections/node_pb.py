@@ -45,16 +45,32 @@ def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str
     out.type = type_name
     out.create_time_since_epoch = time_ms
     out.last_update_time_since_epoch = time_ms
-    for props in (out.properties, out.custom_properties):
-        for name in props:
-            if not _normalise(props[name], read_double, int_limit):
-                return None
+    if not normalise_properties(out, read_double, int_limit):
+        return None
     return out.SerializeToString()
 
 
-def _normalise(value: Any, read_double: Callable[[float], float], int_limit: Optional[int]) -> bool:
-    """Turns ``value`` into what reading its stored columns gives; False when unsure."""
-    which = value.WhichOneof("value")
+def normalise_properties(node: Any, read_double: Callable[[float], float], int_limit: Optional[int]) -> bool:
+    """Turns every property value of ``node`` into what reading its stored columns gives
+    (idempotent); False when only the tables can say."""
+    for props in (node.properties, node.custom_properties):
+        for name in props:
+            value = props[name]
+            which = value.WhichOneof("value")
+            if which in _AS_GIVEN and int_limit is None:  # (the common kinds, inline)
+                continue
+            if not _normalise(value, which, read_double, int_limit):
+                return False
+    return True
+
+
+_AS_GIVEN = frozenset({"int_value", "bool_value", "struct_value"})  # read back as given (64-bit ints)
+
+
+def _normalise(value: Any, which: Optional[str], read_double: Callable[[float], float],
+               int_limit: Optional[int]) -> bool:
+    """Turns ``value`` (whose oneof is ``which``) into what reading its stored columns
+    gives; False when unsure."""
     if which == "double_value":
         stored = value.double_value
         if not math.isfinite(stored) or (stored == 0.0 and math.copysign(1.0, stored) < 0):
