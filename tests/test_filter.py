@@ -330,7 +330,8 @@ def _random_filter(rng, kind: str, depth: int = 0) -> str:
 @pytest.mark.reference
 def test_generated_combinations_match_official_ml_metadata(store):
     """300 seeded random boolean combinations of clauses over several sources (same alias
-    twice, two aliases, properties with neighbours ...): the same ids as the official library."""
+    twice, two aliases, properties with neighbours ...): the same ids as the official
+    library, and for 100 of them the same pages in create-time order."""
     python = _ref_python()
     if python is None:
         pytest.skip("reference ml-metadata venv missing: run scripts/ref_venv.sh")
@@ -344,13 +345,17 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2 as pb
 queries = json.loads(sys.stdin.read())
 s = seed(mlmd, pb)
-print(json.dumps([answer(mlmd, s, k, q) for k, q in queries]))
+paged = [ordered_options(mlmd, s, k, q) for k, q in queries[::3]]
+print(json.dumps([answer(mlmd, s, k, q) for k, q in queries] + paged))
 '''
     run = subprocess.run([python, "-c", program], input=json.dumps(queries), capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     expected = json.loads(run.stdout.strip().splitlines()[-1])
-    ours = [_ns["answer"](mlmd, store, k, q) for k, q in queries]
+    # Every third query again in pages of 2, newest first, through next_page_token.
+    ours = [_ns["answer"](mlmd, store, k, q) for k, q in queries] + \
+        [_ns["ordered_options"](mlmd, store, k, q) for k, q in queries[::3]]
+    queries = queries + [(k, "paged: " + q) for k, q in queries[::3]]
     mismatches = [(q, e, o) for q, e, o in zip(queries, expected, ours) if e != o]
     assert not mismatches, [m[0][1] for m in mismatches]
     # The combinations are not degenerate: many match something, and not everything.
