@@ -301,6 +301,7 @@ print(json.dumps(out))
 # one or two neighbour aliases, events), combined at random below.
 CLAUSES = {
     "artifact": ["type = 'DataSet'", "type = 'Model'", "uri LIKE '/data/%'", "name = 'd1'", "state = LIVE",
+                 "uri LIKE '%/1'", "uri LIKE '%DEL/2'", "uri LIKE '%a/_'",
                  "id > 3", "external_id IS NULL", "name LIKE 'd%'", "properties.span.int_value >= 2",
                  "properties.split.string_value = 'train'", "properties.split.string_value IS NOT NULL",
                  "properties.acc.double_value > 0.6", "custom_properties.`my key`.string_value = 'v1'",
@@ -361,3 +362,38 @@ print(json.dumps([answer(mlmd, s, k, q) for k, q in queries] + paged))
     # The combinations are not degenerate: many match something, and not everything.
     sizes = [len(e) for e in expected if isinstance(e, list)]
     assert sum(1 for n in sizes if n) > 100 and sum(1 for n in sizes if not n) > 20
+
+
+def test_uri_suffix_filters_use_reversed_uris_and_mean_the_same():
+    """`uri LIKE '%suffix'` reads mlmdlog_artifact_ruri (a prefix seek on reversed uris):
+    the same answers as LIKE over the uris themselves, case-insensitive as SQLite's LIKE,
+    and following updates of the uri."""
+    config = pb.ConnectionConfig()
+    config.fake_database.SetInParent()
+    s = mlmd.MetadataStore(config)
+    t = s.put_artifact_type(pb.ArtifactType(name="T"))
+    uris = ["/a/model.pb", "/b/MODEL.PB", "/c/model.pbx", "", "/d/données/é", "/e/x_y", "/f/model.pb/",
+            "model.pb", "/g/100%", "/h/mod"]
+    ids = s.put_artifacts([pb.Artifact(type_id=t, uri=u) for u in uris])
+    moved = pb.Artifact(id=ids[-1], type_id=t, uri="/h/moved/model.pb")  # an update changes the uri
+    s.put_artifacts([moved])
+    uris[-1] = moved.uri
+
+    def like(pattern):  # SQLite's LIKE without wildcards but the leading %: ASCII case folded
+        suffix = pattern[1:]
+        fold = lambda text: "".join(c.lower() if c.isascii() else c for c in text)  # noqa: E731
+        return [i for i, u in zip(ids, uris) if fold(u).endswith(fold(suffix))]
+
+    for pattern in ["%model.pb", "%MODEL.pb", "%.pbx", "%/", "%é", "%É", "%/h/mod", "%/d/données/é"]:
+        got = [a.id for a in s.get_artifacts(list_options=mlmd.ListOptions(filter_query=f"uri LIKE '{pattern}'"))]
+        assert got == like(pattern), pattern
+        assert "mlmdlog_artifact_ruri" in filter_sql.compile_text(
+            f"uri LIKE '{pattern}'", "artifact", reversed_uris=True).where
+    # Other patterns keep the plain LIKE, with the same meaning.
+    for pattern, expected in [("%x_y", [ids[5]]), ("%model%", [ids[0], ids[1], ids[2], ids[6], ids[7], ids[9]])]:
+        assert "mlmdlog_artifact_ruri" not in filter_sql.compile_text(
+            f"uri LIKE '{pattern}'", "artifact", reversed_uris=True).where
+        got = [a.id for a in s.get_artifacts(list_options=mlmd.ListOptions(filter_query=f"uri LIKE '{pattern}'"))]
+        assert got == expected, pattern
+    not_like = [a.id for a in s.get_artifacts(list_options=mlmd.ListOptions(filter_query="uri NOT LIKE '%model.pb'"))]
+    assert not_like == [i for i in ids if i not in like("%model.pb")]

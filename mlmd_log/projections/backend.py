@@ -23,6 +23,7 @@ class Dialect:
     quote: str  # identifier quote that replaces "`"
     insert_ignore: str = "INSERT OR IGNORE"  # an insert that skips rows a unique key already has
     int_limit: Optional[int] = None  # property int_value is INT (32 bits) on MySQL, 64 bits on SQLite
+    reversed_uris: bool = False  # keeps mlmdlog_artifact_ruri (SQLite: its LIKE ignores case, as the index)
 
     def render(self, sql: str) -> str:
         if self.param != "?":
@@ -32,7 +33,7 @@ class Dialect:
         return sql
 
 
-SQLITE = Dialect("sqlite", "?", "`")
+SQLITE = Dialect("sqlite", "?", "`", reversed_uris=True)
 MYSQL = Dialect("mysql", "%s", "`", "INSERT IGNORE", int_limit=2 ** 31)
 DUCKDB = Dialect("duckdb", "?", '"', "INSERT OR IGNORE")
 

@@ -166,6 +166,12 @@ SQLITE_LOG: list[str] = [
     # uri prefix filters (`uri LIKE 'gs://bucket/%'`): SQLite's LIKE ignores ASCII case, so
     # only a NOCASE index lets it seek instead of scanning every artifact.
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_artifact_uri_nocase` ON `Artifact`(`uri` COLLATE NOCASE)",
+    # uri suffix filters (`uri LIKE '%/model.pb'`): each artifact's uri reversed, so the
+    # suffix becomes a prefix the NOCASE index can seek (query/filter_sql.py).
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_artifact_ruri` (
+    `id` INTEGER PRIMARY KEY,
+    `ruri` TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_artifact_ruri` ON `mlmdlog_artifact_ruri`(`ruri` COLLATE NOCASE)",
 ]
 
 

@@ -363,7 +363,12 @@ class Engine:
         return node_id
 
     def _write_read_forms(self, kind: NodeKind, created: Iterable[tuple[int, Any]]) -> None:
-        """The serialized read form of new nodes (``node_pb``), beside their rows."""
+        """The serialized read form of new nodes (``node_pb``), beside their rows, and for
+        artifacts their reversed uris (uri suffix filters)."""
+        created = list(created)
+        if kind is ARTIFACT and self.db.dialect.reversed_uris:
+            self.db.executemany("INSERT INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
+                                [(node_id, node.uri[::-1]) for node_id, node in created])
         rows = []
         by_id, read_double, limit = self.types.by_id, self._read_double, self.db.dialect.int_limit
         for node_id, node in created:
@@ -485,6 +490,9 @@ class Engine:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
                                            f"is already used: {_short(node)}") from exc
+            if kind is ARTIFACT and self.db.dialect.reversed_uris:
+                self.db.execute("REPLACE INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
+                                (node.id, target.uri[::-1]))
             self._rewrite_read_form(kind, stored_node, target, node,
                                     {"properties": prop_names if mask else None,
                                      "custom_properties": custom_names if mask else None})

@@ -10,6 +10,7 @@ property name and type kind is a bound parameter, never pasted text.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -115,10 +116,19 @@ class CompiledFilter:
     params: tuple
 
 
+# `uri LIKE '%suffix'` (one leading %, no other wildcard) where the projection keeps
+# reversed uris (mlmdlog_artifact_ruri, NOCASE index): the reversed suffix is a prefix,
+# which SQLite's LIKE seeks in that index instead of scanning every artifact. The same
+# case-insensitive LIKE on the same characters, read backwards.
+_SUFFIX_PATTERN = re.compile(r"%[^%_]+")
+_REVERSED_URI_SUFFIX = "(t0.`id` IN (SELECT `id` FROM `mlmdlog_artifact_ruri` WHERE `ruri` LIKE {p}))"
+
+
 class _Compiler:
-    def __init__(self, kind: str, dialect: FilterDialect):
+    def __init__(self, kind: str, dialect: FilterDialect, reversed_uris: bool = False):
         self.kind = kind
         self.d = dialect
+        self.reversed_uris = reversed_uris and kind == "artifact"
         self.table, self.prop_table, self.owner, self.type_kind = KIND_TABLES[kind]
         self.sources: dict[tuple, _Source] = {}  # in order of first mention
         self.aliases: dict[tuple, object] = {}
@@ -215,12 +225,21 @@ class _Compiler:
             return "{p}"
         return self.column(operand)
 
+    def _uri_suffix(self, node) -> bool:
+        return (self.reversed_uris and not node.negated and isinstance(node.operand, fq.Attr)
+                and node.operand.name == "uri" and isinstance(node.pattern, fq.Literal)
+                and isinstance(node.pattern.value, str) and _SUFFIX_PATTERN.fullmatch(node.pattern.value) is not None)
+
     def expr(self, node, params: list) -> str:
         if isinstance(node, fq.Compare):
             left = self.value(node.left, params)
             right = self.value(node.right, params)
             return f"({left} {node.op} {right})"
         if isinstance(node, fq.Like):
+            if self._uri_suffix(node):
+                self.touched.add(("t0",))
+                params.append(node.pattern.value[:0:-1] + "%")
+                return _REVERSED_URI_SUFFIX
             left = self.value(node.operand, params)
             right = self.value(node.pattern, params)
             return f"({left} {self.d.not_like if node.negated else self.d.like} {right})"
@@ -244,15 +263,16 @@ class _Compiler:
         raise TypeError(node)
 
 
-def compile_filter(ast, kind: str, dialect: str = "sqlite") -> CompiledFilter:
-    """SQL of a parsed filter for nodes of ``kind``."""
-    compiler = _Compiler(kind, FILTER_DIALECTS[dialect])
+def compile_filter(ast, kind: str, dialect: str = "sqlite", reversed_uris: bool = False) -> CompiledFilter:
+    """SQL of a parsed filter for nodes of ``kind``; ``reversed_uris`` when the projection
+    keeps mlmdlog_artifact_ruri."""
+    compiler = _Compiler(kind, FILTER_DIALECTS[dialect], reversed_uris)
     items = ast.items if isinstance(ast, fq.BoolOp) and ast.op == "AND" else [ast]
     return compiler.assemble([compiler.conjunct(item) for item in items])
 
 
-def compile_text(text: str, kind: str, dialect: str = "sqlite") -> Optional[CompiledFilter]:
+def compile_text(text: str, kind: str, dialect: str = "sqlite", reversed_uris: bool = False) -> Optional[CompiledFilter]:
     """Parses and compiles ``text``; None for an empty filter."""
     if not text:
         return None
-    return compile_filter(fq.parse(text, kind), kind, dialect)
+    return compile_filter(fq.parse(text, kind), kind, dialect, reversed_uris)

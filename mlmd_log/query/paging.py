@@ -98,7 +98,8 @@ def validate_size(options: pb.ListOperationOptions) -> None:
             f"equal to 100. Set value:{options.max_result_size}")
 
 
-def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: str = "sqlite"):
+def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: str = "sqlite",
+                   reversed_uris: bool = False):
     """The options' filter_query compiled for nodes of ``kind``, or None when it is empty.
 
     InvalidArgumentError for a malformed query; InternalError for a neighbour field that
@@ -107,7 +108,7 @@ def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: str = "
 
     if not (options.HasField("filter_query") and options.filter_query):
         return None
-    return filter_sql.compile_text(options.filter_query, kind, dialect)
+    return filter_sql.compile_text(options.filter_query, kind, dialect, reversed_uris)
 
 
 def build_list_query(options: pb.ListOperationOptions) -> ListQuery:

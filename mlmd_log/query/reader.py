@@ -120,6 +120,7 @@ class Reader:
         self._conn = conn
         self._d = dialect
         self._node_pb: Optional[bool] = None if dialect.node_pb else False  # None: not probed yet
+        self._tables: dict[str, bool] = {}
         self.read_double = dialect.read_double
 
     # ------------------------------------------------------------------ SQL helpers
@@ -346,12 +347,30 @@ class Reader:
 
     def _has_node_pb(self) -> bool:
         if self._node_pb is None:
-            try:  # a store written by the official library, or by an older mlmd-log, has no such table
-                self._rows("artifact_pbs", (-1,), 1)
-                self._node_pb = True
-            except Exception:  # noqa: BLE001 - any driver's "no such table"
-                self._node_pb = False
+            self._node_pb = self._has_table("mlmdlog_artifact_pb")
         return self._node_pb
+
+    def _reversed_uris(self) -> bool:
+        """Whether uri suffix filters may use mlmdlog_artifact_ruri (SQLite projections)."""
+        return self._d.name == "sqlite" and self._has_table("mlmdlog_artifact_ruri")
+
+    def _has_table(self, table: str) -> bool:
+        """Whether the projection has one of our optional tables (a store written by the
+        official library, or by an older mlmd-log, does not). Asked once per table."""
+        known = self._tables.get(table)
+        if known is None:
+            try:
+                cur = self._conn.cursor()
+                try:
+                    cur.execute(self._d.render(f"SELECT `id` FROM `{table}` WHERE `id` = -1"))
+                    cur.fetchall()
+                finally:
+                    cur.close()
+                known = True
+            except Exception:  # noqa: BLE001 - any driver's "no such table"
+                known = False
+            self._tables[table] = known
+        return known
 
     def nodes(self, kind: str, ids: Sequence[int]) -> list:
         """``kind`` ("artifact" | "execution" | "context") nodes by id, ascending."""
@@ -385,7 +404,7 @@ class Reader:
               candidates: Optional[tuple[str, tuple]] = None) -> Page:
         """One page of nodes; ``candidates`` is a (query name, params) id subquery."""
         paging.validate_size(options)
-        compiled = paging.compile_filter(options, kind.name, self._d.name)
+        compiled = paging.compile_filter(options, kind.name, self._d.name, self._reversed_uris())
         q = paging.build_list_query(options)
         table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
         where, params = q.where, list(q.params)
@@ -647,7 +666,8 @@ class Reader:
         """Ids of ``kind`` nodes ("artifact" | ...) matching ``filter_query``, ascending,
         at most ``limit``; restricted to ``candidate_ids`` when given (batched)."""
         table = sql_table(kind)
-        compiled = filter_sql.compile_text(filter_query, kind, self._d.name) if filter_query else None
+        compiled = (filter_sql.compile_text(filter_query, kind, self._d.name, self._reversed_uris())
+                    if filter_query else None)
         where, params = ("1 = 1", []) if compiled is None else (compiled.where, list(compiled.params))
         tail = " ORDER BY `id`" + (f" LIMIT {int(limit)}" if limit is not None else "")
         if candidate_ids is None:
