@@ -397,3 +397,33 @@ def test_uri_suffix_filters_use_reversed_uris_and_mean_the_same():
         assert got == expected, pattern
     not_like = [a.id for a in s.get_artifacts(list_options=mlmd.ListOptions(filter_query="uri NOT LIKE '%model.pb'"))]
     assert not_like == [i for i in ids if i not in like("%model.pb")]
+
+
+def test_uri_suffix_filters_on_projections_without_reversed_uris(tmp_path):
+    """A projection written before mlmdlog_artifact_ruri existed is backfilled when it is
+    opened for writing; a reader facing a table behind the newest artifact (a writer that
+    does not keep it) falls back to LIKE over the uris. Either way no artifact goes missing."""
+    import sqlite3
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "p.sqlite")
+    s = mlmd.MetadataStore(config)
+    t = s.put_artifact_type(pb.ArtifactType(name="T"))
+    ids = s.put_artifacts([pb.Artifact(type_id=t, uri=f"/x/{i}/model.pb") for i in range(5)])
+    s.close()
+    query = mlmd.ListOptions(filter_query="uri LIKE '%/model.pb'")
+
+    conn = sqlite3.connect(config.sqlite.filename_uri)
+    conn.execute("DROP TABLE mlmdlog_artifact_ruri")  # as an older mlmd-log left it
+    conn.commit()
+    conn.close()
+    s = mlmd.MetadataStore(config)
+    assert [a.id for a in s.get_artifacts(list_options=query)] == ids
+    s.close()
+    conn = sqlite3.connect(config.sqlite.filename_uri)
+    assert conn.execute("SELECT COUNT(*) FROM mlmdlog_artifact_ruri").fetchone() == (5,)
+    conn.execute("DELETE FROM mlmdlog_artifact_ruri WHERE id = ?", (ids[-1],))  # newest artifact unknown
+    conn.commit()
+    conn.close()
+    config.sqlite.connection_mode = config.sqlite.READONLY
+    reader = mlmd.MetadataStore(config)
+    assert [a.id for a in reader.get_artifacts(list_options=query)] == ids

@@ -165,8 +165,29 @@ class SqliteBackend(SqlBackend):
 
     def create_schema(self) -> None:
         super().create_schema()
+        self._backfill_reversed_uris()
         if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
             self.analyze()  # a projection built before statistics were kept
+
+    def _backfill_reversed_uris(self, chunk: int = 10000) -> None:
+        """Every artifact needs its row in mlmdlog_artifact_ruri for uri suffix filters to
+        see it; a projection built before that table existed gets them here, once."""
+        last = -1
+        while True:
+            rows = self.rows("SELECT A.`id`, A.`uri` FROM `Artifact` AS A LEFT JOIN `mlmdlog_artifact_ruri` AS R "
+                             "ON R.`id` = A.`id` WHERE R.`id` IS NULL AND A.`id` > ? ORDER BY A.`id` LIMIT ?",
+                             (last, chunk))
+            if not rows:
+                return
+            self.begin()
+            try:
+                self.executemany("INSERT OR REPLACE INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
+                                 [(node_id, (uri or "")[::-1]) for node_id, uri in rows])
+                self.commit()
+            except BaseException:
+                self.rollback()
+                raise
+            last = rows[-1][0]
 
     def analyze(self) -> None:
         """Statistics for the planner: without them a multi-join filter can scan every node."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from mlmd_log import errors
 from mlmd_log.query import filter as fq
@@ -125,10 +125,11 @@ _REVERSED_URI_SUFFIX = "(t0.`id` IN (SELECT `id` FROM `mlmdlog_artifact_ruri` WH
 
 
 class _Compiler:
-    def __init__(self, kind: str, dialect: FilterDialect, reversed_uris: bool = False):
+    def __init__(self, kind: str, dialect: FilterDialect, reversed_uris: Any = False):
         self.kind = kind
         self.d = dialect
-        self.reversed_uris = reversed_uris and kind == "artifact"
+        # A bool, or a callable asked (once) when a uri suffix pattern is met.
+        self._reversed_uris = reversed_uris if kind == "artifact" else False
         self.table, self.prop_table, self.owner, self.type_kind = KIND_TABLES[kind]
         self.sources: dict[tuple, _Source] = {}  # in order of first mention
         self.aliases: dict[tuple, object] = {}
@@ -226,9 +227,13 @@ class _Compiler:
         return self.column(operand)
 
     def _uri_suffix(self, node) -> bool:
-        return (self.reversed_uris and not node.negated and isinstance(node.operand, fq.Attr)
+        if not (self._reversed_uris and not node.negated and isinstance(node.operand, fq.Attr)
                 and node.operand.name == "uri" and isinstance(node.pattern, fq.Literal)
-                and isinstance(node.pattern.value, str) and _SUFFIX_PATTERN.fullmatch(node.pattern.value) is not None)
+                and isinstance(node.pattern.value, str) and _SUFFIX_PATTERN.fullmatch(node.pattern.value)):
+            return False
+        if callable(self._reversed_uris):
+            self._reversed_uris = bool(self._reversed_uris())
+        return self._reversed_uris
 
     def expr(self, node, params: list) -> str:
         if isinstance(node, fq.Compare):
@@ -263,15 +268,15 @@ class _Compiler:
         raise TypeError(node)
 
 
-def compile_filter(ast, kind: str, dialect: str = "sqlite", reversed_uris: bool = False) -> CompiledFilter:
-    """SQL of a parsed filter for nodes of ``kind``; ``reversed_uris`` when the projection
-    keeps mlmdlog_artifact_ruri."""
+def compile_filter(ast, kind: str, dialect: str = "sqlite", reversed_uris: Any = False) -> CompiledFilter:
+    """SQL of a parsed filter for nodes of ``kind``; ``reversed_uris`` (or a callable
+    saying so) when the projection keeps mlmdlog_artifact_ruri."""
     compiler = _Compiler(kind, FILTER_DIALECTS[dialect], reversed_uris)
     items = ast.items if isinstance(ast, fq.BoolOp) and ast.op == "AND" else [ast]
     return compiler.assemble([compiler.conjunct(item) for item in items])
 
 
-def compile_text(text: str, kind: str, dialect: str = "sqlite", reversed_uris: bool = False) -> Optional[CompiledFilter]:
+def compile_text(text: str, kind: str, dialect: str = "sqlite", reversed_uris: Any = False) -> Optional[CompiledFilter]:
     """Parses and compiles ``text``; None for an empty filter."""
     if not text:
         return None

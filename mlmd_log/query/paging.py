@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from google.protobuf import message as _message
 from google.protobuf import text_format
@@ -99,7 +99,7 @@ def validate_size(options: pb.ListOperationOptions) -> None:
 
 
 def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: str = "sqlite",
-                   reversed_uris: bool = False):
+                   reversed_uris: Any = False):
     """The options' filter_query compiled for nodes of ``kind``, or None when it is empty.
 
     InvalidArgumentError for a malformed query; InternalError for a neighbour field that

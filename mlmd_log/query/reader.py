@@ -351,8 +351,14 @@ class Reader:
         return self._node_pb
 
     def _reversed_uris(self) -> bool:
-        """Whether uri suffix filters may use mlmdlog_artifact_ruri (SQLite projections)."""
-        return self._d.name == "sqlite" and self._has_table("mlmdlog_artifact_ruri")
+        """Whether uri suffix filters may use mlmdlog_artifact_ruri (SQLite projections):
+        the table is there and has the newest artifact (a writer that does not keep it,
+        e.g. an older mlmd-log, has not added artifacts since; older ones are backfilled
+        when a projection is opened for writing)."""
+        if self._d.name != "sqlite" or not self._has_table("mlmdlog_artifact_ruri"):
+            return False
+        newest = self._rows("newest_artifact_and_reversed_uri")
+        return newest[0][0] == newest[0][1]
 
     def _has_table(self, table: str) -> bool:
         """Whether the projection has one of our optional tables (a store written by the
@@ -404,7 +410,7 @@ class Reader:
               candidates: Optional[tuple[str, tuple]] = None) -> Page:
         """One page of nodes; ``candidates`` is a (query name, params) id subquery."""
         paging.validate_size(options)
-        compiled = paging.compile_filter(options, kind.name, self._d.name, self._reversed_uris())
+        compiled = paging.compile_filter(options, kind.name, self._d.name, self._reversed_uris)
         q = paging.build_list_query(options)
         table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
         where, params = q.where, list(q.params)
@@ -666,7 +672,7 @@ class Reader:
         """Ids of ``kind`` nodes ("artifact" | ...) matching ``filter_query``, ascending,
         at most ``limit``; restricted to ``candidate_ids`` when given (batched)."""
         table = sql_table(kind)
-        compiled = (filter_sql.compile_text(filter_query, kind, self._d.name, self._reversed_uris())
+        compiled = (filter_sql.compile_text(filter_query, kind, self._d.name, self._reversed_uris)
                     if filter_query else None)
         where, params = ("1 = 1", []) if compiled is None else (compiled.where, list(compiled.params))
         tail = " ORDER BY `id`" + (f" LIMIT {int(limit)}" if limit is not None else "")

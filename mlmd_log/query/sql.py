@@ -57,6 +57,8 @@ _TYPE_SELECT = "SELECT " + ", ".join(f"`{c}`" for c in TYPE_COLUMNS) + " FROM `T
 
 # Queries shared by every dialect.
 BASE_QUERIES: dict[str, str] = {
+    "newest_artifact_and_reversed_uri": "SELECT (SELECT MAX(`id`) FROM `Artifact`), "
+                                        "(SELECT MAX(`id`) FROM `mlmdlog_artifact_ruri`)",
     "type_by_id_in": _TYPE_SELECT + "WHERE `id` IN ({ids}) AND `type_kind` = {p}",
     "type_by_name": _TYPE_SELECT + "WHERE `name` = {p} AND `version` IS NULL AND `type_kind` = {p} "
                                    "ORDER BY `id` LIMIT 1",
