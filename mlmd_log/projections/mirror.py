@@ -365,12 +365,15 @@ class _Stager(threading.Thread):
     """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead),
     so that the engine's work on batch N+1 overlaps the target's work on batch N."""
 
+    MIN_PAUSE = 0.002  # seconds between end-offset checks right after activity
+
     def __init__(self, log: Log, projection: MirroredProjection, batch_size: int, max_ahead: int,
                  idle_sleep: float, retry_sleep: float, retryable: tuple):
         super().__init__(name="mlmd-log-mirror-stager", daemon=True)
         self.log, self.projection, self.batch_size, self.max_ahead = log, projection, batch_size, max_ahead
         self.idle_sleep, self.retry_sleep, self.retryable = idle_sleep, retry_sleep, retryable
         self.halt = threading.Event()
+        self.applied = threading.Event()  # set after each applied batch: wakes the mirror loop
         self.mirrored = projection.applied_offset()  # updated by the mirror loop
         self.stats = ApplyStats()
         self.idle = False  # staging is at the end of the log as last seen
@@ -378,18 +381,24 @@ class _Stager(threading.Thread):
 
     def run(self) -> None:
         projector = self.projection.projector
+        pause = self.MIN_PAUSE
         while not self.halt.is_set():
             try:
                 end = self.log.end_offset()
                 start = projector.next_offset
                 if start >= end or start - self.mirrored >= self.max_ahead:
                     self.idle = start >= end
-                    self.halt.wait(self.idle_sleep)
+                    self.halt.wait(pause)
+                    # Right after records came, look again soon (a synchronous writer waits for
+                    # them); the longer the log stays quiet, the fewer end-offset requests.
+                    pause = min(pause * 2, self.idle_sleep)
                     continue
                 self.idle = False
+                pause = self.MIN_PAUSE
                 outcomes = projector.apply_batch(list(self.log.read(start, min(self.batch_size, end - start))))
                 self.stats.records += len(outcomes)
                 self.stats.rejected += sum(1 for o in outcomes if o.error_code)
+                self.applied.set()
             except self.retryable as exc:
                 LOG.warning("mirror: staging: %s; retrying in %.1fs", exc, self.retry_sleep)
                 self.halt.wait(self.retry_sleep)
@@ -427,6 +436,7 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
                 if stager.failure is not None:
                     raise stager.failure
                 idle = stager.idle  # read before mirroring: staging had reached the end before this mirror
+                stager.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
                 batch_started = time.monotonic()
                 copied = projection.mirror()
                 applied = projection.applied_offset()
@@ -450,7 +460,7 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
             if not copied:
                 if until_caught_up and idle:
                     break
-                stop_event.wait(idle_sleep)
+                stager.applied.wait(idle_sleep)  # until staging applies more (or a check on stop_event)
     finally:
         if stager is not None:
             stager.halt.set()
