@@ -197,6 +197,7 @@ class Engine:
         handler = getattr(self, "_apply_" + kind, None)
         if handler is None:
             raise UnimplementedError(f"Unknown log request kind: {kind}")
+        request.DiscardUnknownFields()  # (fields of a newer client: never stored, never read back)
         return handler(request)
 
     # -- types --------------------------------------------------------------

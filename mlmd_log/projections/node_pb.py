@@ -16,9 +16,11 @@ before this table existed, or copied by a mirror, reads as before.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Callable, Optional
 
 from mlmd_log.projections.values import STRUCT_PREFIX, mlmd_double
+from mlmd_log.proto import metadata_store_pb2 as pb
 
 TABLES = {"artifact": "mlmdlog_artifact_pb", "execution": "mlmdlog_execution_pb",
           "context": "mlmdlog_context_pb"}
@@ -32,7 +34,44 @@ _NOT_STORED = ("system_metadata",)
 def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str, time_ms: int,
            read_double: Callable[[float], float], int_limit: Optional[int] = None) -> Optional[bytes]:
     """The serialized read form of a node just created from ``node``; None when only the
-    tables can say what a read returns (the reader then builds it from them)."""
+    tables can say what a read returns (the reader then builds it from them).
+
+    ``node`` must carry no unknown fields (the engine drops them from every request).
+    Usually the node's own serialization with the stored fields appended (a parser keeps
+    the last value of a field, and of a map key); the copy-and-fix path for the rest."""
+    if int_limit is not None or node.HasField("system_metadata"):
+        return _encode_copy(kind, message_cls, node, node_id, type_name, time_ms, read_double, int_limit)
+    tags = _TAGS[message_cls]
+    extra = []
+    for map_tag, props in ((tags.properties, node.properties), (tags.custom_properties, node.custom_properties)):
+        for name in props:
+            value = props[name]
+            which = value.WhichOneof("value")
+            if which in _AS_GIVEN:
+                continue
+            if which == "double_value":
+                given = value.double_value
+                if not math.isfinite(given) or (given == 0.0 and math.copysign(1.0, given) < 0):
+                    return None
+                stored = read_double(mlmd_double(given))
+                if stored != given:
+                    extra.append(_double_entry(map_tag, name, stored))
+            elif which == "string_value":
+                if value.string_value.startswith(STRUCT_PREFIX):
+                    return None
+            else:  # proto_value, or no value: the careful path decides
+                return _encode_copy(kind, message_cls, node, node_id, type_name, time_ms, read_double, int_limit)
+    parts = [node.SerializeToString()]
+    for name, empty in tags.always[kind]:
+        if not node.HasField(name):
+            parts.append(empty)
+    parts.append(tags.id + _varint(node_id) + tags.tail(type_name, time_ms))
+    parts.extend(extra)
+    return b"".join(parts)
+
+
+def _encode_copy(kind: str, message_cls: type, node: Any, node_id: int, type_name: str, time_ms: int,
+                 read_double: Callable[[float], float], int_limit: Optional[int]) -> Optional[bytes]:
     out = message_cls()
     out.CopyFrom(node)
     out.DiscardUnknownFields()
@@ -48,6 +87,56 @@ def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str
     if not normalise_properties(out, read_double, int_limit):
         return None
     return out.SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _key(number: int, wire_type: int) -> bytes:
+    return _varint((number << 3) | wire_type)
+
+
+class _Tags:
+    """Field keys of one node message, to append fields to its serialization."""
+
+    def __init__(self, message_cls: type):
+        fields = message_cls.DESCRIPTOR.fields_by_name
+        self.id = _key(fields["id"].number, 0)
+        self.properties = _key(fields["properties"].number, 2)
+        self.custom_properties = _key(fields["custom_properties"].number, 2)
+        self.always = {kind: tuple((name, _key(fields[name].number, 2) + b"\x00") for name in names
+                                   if name in fields) for kind, names in _ALWAYS_SET.items()}
+        self._type = _key(fields["type"].number, 2)
+        self._times = (_key(fields["create_time_since_epoch"].number, 0),
+                       _key(fields["last_update_time_since_epoch"].number, 0))
+        self._tails: dict[tuple[str, int], bytes] = {}
+
+    def tail(self, type_name: str, time_ms: int) -> bytes:
+        """type, create and update time: the same for every node of a type in one record."""
+        key = (type_name, time_ms)
+        tail = self._tails.get(key)
+        if tail is None:
+            if len(self._tails) > 64:
+                self._tails.clear()
+            name = type_name.encode("utf-8")
+            time = _varint(time_ms)
+            tail = self._tails[key] = (self._type + _varint(len(name)) + name
+                                       + self._times[0] + time + self._times[1] + time)
+        return tail
+
+
+def _double_entry(map_tag: bytes, name: str, stored: float) -> bytes:
+    """One map entry ``name -> Value(double_value=stored)``, overriding the given one."""
+    key = name.encode("utf-8")
+    value = _VALUE_DOUBLE + struct.pack("<d", stored)
+    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(value)) + value
+    return map_tag + _varint(len(entry)) + entry
 
 
 def normalise_properties(node: Any, read_double: Callable[[float], float], int_limit: Optional[int]) -> bool:
@@ -84,3 +173,7 @@ def _normalise(value: Any, which: Optional[str], read_double: Callable[[float], 
     if which == "int_value":
         return int_limit is None or -int_limit <= value.int_value < int_limit
     return which in ("struct_value", "bool_value")
+
+
+_TAGS = {message_cls: _Tags(message_cls) for message_cls in (pb.Artifact, pb.Execution, pb.Context)}
+_VALUE_DOUBLE = _key(pb.Value.DESCRIPTOR.fields_by_name["double_value"].number, 1)
