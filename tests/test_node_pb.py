@@ -190,3 +190,58 @@ def test_doubles_are_stored_as_mlmd_reads_them(value, expected):
     from mlmd_log.query.sql import SQLITE
     data = node_pb.encode("artifact", pb.Artifact, node, 1, "A", 0, SQLITE.read_double)
     assert pb.Artifact.FromString(data).properties["d"].double_value == expected
+
+
+@pytest.mark.mysql
+def test_mysql_projection_read_forms_match_its_tables(tmp_path, mysql_url):
+    """The same checks on a MySQL projection the engine writes directly (replay), where
+    int_value is 32 bits and forms are built by the copy-and-fix path."""
+    import os
+
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.producer import FileLog
+    from mlmd_log.projections.mysql import MySqlBackend
+    from mlmd_log.query.sql import MYSQL
+    from mlmd_log.service import StoreConfig
+    from mysqldb import drop, fresh_database
+
+    data_dir = str(tmp_path / "store")
+    store = mlmd_log.MetadataStore(StoreConfig.from_directory(data_dir))
+    at, et, ct = _types(store)
+    nodes = []
+    for i in range(4):
+        a = pb.Artifact(type_id=at, uri=f"/m/{i}" if i else "")
+        _odd_values(a)
+        a.properties["i"].int_value = (2 ** 31 - 1) if i % 2 else -5
+        nodes.append(a)
+    a_ids = store.put_artifacts(nodes)
+    update = pb.Artifact(id=a_ids[1], type_id=at, uri="/moved", state=pb.Artifact.LIVE)
+    update.custom_properties["new"].double_value = 2.0 / 3
+    store.put_artifacts([update], field_mask_paths=["uri", "state", "custom_properties.new"])
+    e = pb.Execution(type_id=et, last_known_state=pb.Execution.RUNNING)
+    e.properties["d"].double_value = 1e-7
+    store.put_execution(e, [(pb.Artifact(id=a_ids[0], type_id=at), pb.Event(type=pb.Event.INPUT))],
+                        [pb.Context(type_id=ct, name="run")])
+    store.close()
+    target = fresh_database(mysql_url)
+    log = FileLog(os.path.join(data_dir, "log"), readonly=True)
+    try:
+        db = MySqlBackend(target)
+        db.create_schema()
+        assert replay(log, db).rejected == 0
+        reader = Reader(db.conn, MYSQL)
+        stored_counts = {}
+        for kind in KINDS:
+            ids = [r[0] for r in db.rows(f"SELECT `id` FROM `{kind.capitalize()}` ORDER BY `id`")]
+            from_tables = reader.nodes_from_tables(kind, ids)
+            assert reader.nodes(kind, ids) == from_tables
+            stored = dict(db.rows(f"SELECT `id`, `pb` FROM `{node_pb.TABLES[kind]}`"))
+            for node in from_tables:
+                if node.id in stored:
+                    assert type(node).FromString(bytes(stored[node.id])) == node
+            stored_counts[kind] = len(stored)
+        assert stored_counts == {"artifact": 4, "execution": 1, "context": 1}
+        db.close()
+    finally:
+        log.close()
+        drop(target)
