@@ -157,6 +157,9 @@ class Engine:
         self._reader: Any = None
         self._read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
         self._insert_sql: dict[tuple, str] = {}
+        # (type_id, name) -> id of contexts that exist (reused by put_execution); bounded,
+        # cleared when a record is undone or a context changes.
+        self._context_ids: dict[tuple[int, str], int] = {}
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
         self.reload_counters()
@@ -177,6 +180,7 @@ class Engine:
     def restore(self, snapshot: dict[str, int]) -> None:
         self._next_id = dict(snapshot)
         self.types.invalidate()
+        self._context_ids.clear()
 
     def _insert_with_id(self, table: str, columns: Sequence[str], params: Sequence[Any]) -> int:
         new_id = self._next_id[table]
@@ -466,6 +470,7 @@ class Engine:
                                           dict(stored_node.custom_properties), True,
                                           custom_names if mask else None)
         if force_time or changed or not _same_attributes(node, stored_node):
+            stored_uri = stored_node.uri if kind is ARTIFACT else None
             target = kind.message()
             target.CopyFrom(node)
             if not node.HasField("type_id"):
@@ -491,9 +496,11 @@ class Engine:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
                                            f"is already used: {_short(node)}") from exc
-            if kind is ARTIFACT and self.db.dialect.reversed_uris:
+            if kind is ARTIFACT and self.db.dialect.reversed_uris and target.uri != stored_uri:
                 self.db.execute("REPLACE INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
                                 (node.id, target.uri[::-1]))
+            if kind is CONTEXT:
+                self._context_ids.clear()  # (a context's name may have changed)
             self._rewrite_read_form(kind, stored_node, target, node,
                                     {"properties": prop_names if mask else None,
                                      "custom_properties": custom_names if mask else None})
@@ -687,9 +694,15 @@ class Engine:
         if not context.HasField("name"):
             raise InvalidArgumentError(f"Context is missing a name: {_short(context)}")
         if reuse and not context.HasField("id"):
-            row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?",
-                              (context.type_id, context.name))
+            key = (context.type_id, context.name)
+            known = self._context_ids.get(key)
+            if known is not None:
+                return known
+            row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?", key)
             if row is not None:
+                if len(self._context_ids) >= 10000:
+                    self._context_ids.clear()
+                self._context_ids[key] = row[0]
                 return row[0]
         try:
             return self._upsert_node(CONTEXT, context, validate=validate)
@@ -832,14 +845,17 @@ def _mask_property_names(mask: Sequence[str], prefix: str) -> Optional[set[str]]
 
 def _same_attributes(node: Any, stored: Any) -> bool:
     """MLMD's MessageDifferencer check, ignoring type_id, properties and times."""
-    for fd in node.DESCRIPTOR.fields:
-        if fd.name in _IGNORED_IN_DIFF or fd.is_repeated:
-            continue
-        if node.HasField(fd.name) != stored.HasField(fd.name):
-            return False
-        if node.HasField(fd.name) and getattr(node, fd.name) != getattr(stored, fd.name):
+    has_node, has_stored = node.HasField, stored.HasField
+    for name in _COMPARED_FIELDS[type(node)]:
+        present = has_node(name)
+        if present != has_stored(name) or (present and getattr(node, name) != getattr(stored, name)):
             return False
     return True
+
+
+_COMPARED_FIELDS = {message: tuple(fd.name for fd in message.DESCRIPTOR.fields
+                                   if fd.name not in _IGNORED_IN_DIFF and not fd.is_repeated)
+                    for message in (pb.Artifact, pb.Execution, pb.Context)}
 
 
 def _check_event_edges(req: svc.PutLineageSubgraphRequest) -> None:
