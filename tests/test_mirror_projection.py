@@ -202,7 +202,7 @@ def test_follow_applies_until_stopped(history, target, tmp_path):
         log.close()
 
 
-# -- throughput (printed, not asserted) ---------------------------------------------------
+# -- three ways into MySQL give the same rows (their speeds printed; bench/ measures them) ---
 def _pipeline_log(steps: int) -> MemoryLog:
     """Types, a seed artifact, then ``steps`` put_execution records (input seed, output model, a run context)."""
     log, records = MemoryLog(), RecordFactory("mirror-bench")
@@ -244,7 +244,7 @@ def _pipeline_log(steps: int) -> MemoryLog:
 
 
 def test_throughput_mirror_vs_direct(target, mysql_url, tmp_path, capsys):
-    steps = int(os.environ.get("MLMD_MIRROR_BENCH_STEPS", "5000"))
+    steps = int(os.environ.get("MLMD_MIRROR_BENCH_STEPS", "1500"))
     log = _pipeline_log(steps)
     records = log.end_offset()
     direct_target, follow_target = _fresh_database(mysql_url), _fresh_database(mysql_url)
