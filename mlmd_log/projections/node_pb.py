@@ -65,7 +65,7 @@ def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str
     for name, empty in tags.always[kind]:
         if not node.HasField(name):
             parts.append(empty)
-    parts.append(tags.id + _varint(node_id) + tags.tail(type_name, time_ms))
+    parts.append(tags.id + varint(node_id) + tags.tail(type_name, time_ms))
     parts.extend(extra)
     return b"".join(parts)
 
@@ -89,7 +89,8 @@ def _encode_copy(kind: str, message_cls: type, node: Any, node_id: int, type_nam
     return out.SerializeToString()
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int."""
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -98,8 +99,9 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _key(number: int, wire_type: int) -> bytes:
-    return _varint((number << 3) | wire_type)
+def field_key(number: int, wire_type: int) -> bytes:
+    """The key (tag) of a field on the wire."""
+    return varint((number << 3) | wire_type)
 
 
 class _Tags:
@@ -107,14 +109,14 @@ class _Tags:
 
     def __init__(self, message_cls: type):
         fields = message_cls.DESCRIPTOR.fields_by_name
-        self.id = _key(fields["id"].number, 0)
-        self.properties = _key(fields["properties"].number, 2)
-        self.custom_properties = _key(fields["custom_properties"].number, 2)
-        self.always = {kind: tuple((name, _key(fields[name].number, 2) + b"\x00") for name in names
+        self.id = field_key(fields["id"].number, 0)
+        self.properties = field_key(fields["properties"].number, 2)
+        self.custom_properties = field_key(fields["custom_properties"].number, 2)
+        self.always = {kind: tuple((name, field_key(fields[name].number, 2) + b"\x00") for name in names
                                    if name in fields) for kind, names in _ALWAYS_SET.items()}
-        self._type = _key(fields["type"].number, 2)
-        self._times = (_key(fields["create_time_since_epoch"].number, 0),
-                       _key(fields["last_update_time_since_epoch"].number, 0))
+        self._type = field_key(fields["type"].number, 2)
+        self._times = (field_key(fields["create_time_since_epoch"].number, 0),
+                       field_key(fields["last_update_time_since_epoch"].number, 0))
         self._tails: dict[tuple[str, int], bytes] = {}
 
     def tail(self, type_name: str, time_ms: int) -> bytes:
@@ -125,8 +127,8 @@ class _Tags:
             if len(self._tails) > 64:
                 self._tails.clear()
             name = type_name.encode("utf-8")
-            time = _varint(time_ms)
-            tail = self._tails[key] = (self._type + _varint(len(name)) + name
+            time = varint(time_ms)
+            tail = self._tails[key] = (self._type + varint(len(name)) + name
                                        + self._times[0] + time + self._times[1] + time)
         return tail
 
@@ -135,8 +137,8 @@ def _double_entry(map_tag: bytes, name: str, stored: float) -> bytes:
     """One map entry ``name -> Value(double_value=stored)``, overriding the given one."""
     key = name.encode("utf-8")
     value = _VALUE_DOUBLE + struct.pack("<d", stored)
-    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(value)) + value
-    return map_tag + _varint(len(entry)) + entry
+    entry = b"\x0a" + varint(len(key)) + key + b"\x12" + varint(len(value)) + value
+    return map_tag + varint(len(entry)) + entry
 
 
 def normalise_properties(node: Any, read_double: Callable[[float], float], int_limit: Optional[int]) -> bool:
@@ -176,4 +178,4 @@ def _normalise(value: Any, which: Optional[str], read_double: Callable[[float], 
 
 
 _TAGS = {message_cls: _Tags(message_cls) for message_cls in (pb.Artifact, pb.Execution, pb.Context)}
-_VALUE_DOUBLE = _key(pb.Value.DESCRIPTOR.fields_by_name["double_value"].number, 1)
+_VALUE_DOUBLE = field_key(pb.Value.DESCRIPTOR.fields_by_name["double_value"].number, 1)

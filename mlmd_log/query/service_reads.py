@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from mlmd_log import errors
+from mlmd_log.projections.node_pb import field_key, varint
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.query import lineage
@@ -22,19 +23,10 @@ def _options(request: Any) -> Optional[pb.ListOperationOptions]:
     return request.options if request.HasField("options") else None
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _merge_serialized(response: Any, field: str, raw: list) -> None:
     """Appends serialized messages to a repeated message field with one parse (no copies)."""
-    tag = _varint((response.DESCRIPTOR.fields_by_name[field].number << 3) | 2)
-    response.MergeFromString(b"".join(tag + _varint(len(data)) + data for data in raw))
+    tag = field_key(response.DESCRIPTOR.fields_by_name[field].number, 2)
+    response.MergeFromString(b"".join(tag + varint(len(data)) + data for data in raw))
 
 
 def _nodes_response(response_type: type, field: str, reader: Reader, kind: str, ids: Any) -> Any:
