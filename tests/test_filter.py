@@ -414,6 +414,7 @@ def test_uri_suffix_filters_on_projections_without_reversed_uris(tmp_path):
 
     conn = sqlite3.connect(config.sqlite.filename_uri)
     conn.execute("DROP TABLE mlmdlog_artifact_ruri")  # as an older mlmd-log left it
+    conn.execute("DROP TABLE mlmdlog_meta")
     conn.commit()
     conn.close()
     s = mlmd.MetadataStore(config)

@@ -245,3 +245,43 @@ def test_mysql_projection_read_forms_match_its_tables(tmp_path, mysql_url):
     finally:
         log.close()
         drop(target)
+
+
+def test_an_older_projection_gets_its_read_forms_once(tmp_path):
+    """A projection from before the read forms (no forms, no completeness marker) gets
+    forms for every readable node when a writer opens it, then is marked complete: later
+    opens do not scan again, and a node without a form still reads from the tables."""
+    store, path = _sqlite_store(tmp_path)
+    at, et, ct = _types(store)
+    odd = pb.Artifact(type_id=at, name="odd")
+    _odd_values(odd)
+    odd.custom_properties["z"].double_value = -0.0  # no form at write time; backfill builds one
+    a_ids = store.put_artifacts([pb.Artifact(type_id=at, uri="/a"), odd])
+    bad = pb.Context(type_id=ct, name="bad")
+    bad.custom_properties["s"].string_value = "mlmd-struct::not-base64!"  # unreadable: never a form
+    [e_id] = store.put_executions([pb.Execution(type_id=et)])
+    [c_id, bad_id] = store.put_contexts([pb.Context(type_id=ct, name="c"), bad])
+    store.close()
+    conn = sqlite3.connect(path)
+    for table in node_pb.TABLES.values():
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("DROP TABLE mlmdlog_meta")
+    conn.commit()
+    conn.close()
+
+    mlmd_log.MetadataStore(pb.ConnectionConfig(sqlite=pb.SqliteMetadataSourceConfig(filename_uri=path))).close()
+    conn = sqlite3.connect(path)
+    forms = {kind: [r[0] for r in conn.execute(f"SELECT id FROM {t} ORDER BY id")] for kind, t in node_pb.TABLES.items()}
+    assert forms == {"artifact": a_ids, "execution": [e_id], "context": [c_id]}
+    conn.execute("DELETE FROM mlmdlog_context_pb")
+    conn.execute("DELETE FROM ContextProperty WHERE context_id = ?", (bad_id,))
+    conn.execute("DELETE FROM Context WHERE id = ?", (bad_id,))
+    conn.commit()
+    conn.close()
+    _assert_forms_match(path)
+    store = mlmd_log.MetadataStore(pb.ConnectionConfig(sqlite=pb.SqliteMetadataSourceConfig(filename_uri=path)))
+    assert [c.name for c in store.get_contexts_by_id([c_id])] == ["c"]  # from the tables
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM mlmdlog_context_pb").fetchone() == (0,)  # marked: no rescan
+    conn.close()

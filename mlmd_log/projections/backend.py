@@ -92,6 +92,8 @@ class SqlBackend:
                     self.execute(stmt)
                 if self.one("SELECT COUNT(*) FROM `MLMDEnv`")[0] == 0:
                     self.execute("INSERT INTO `MLMDEnv` (`schema_version`) VALUES (?)", (ddl.SCHEMA_VERSION,))
+                    for name in self.derived_tables:  # a new projection: nothing to fill in
+                        self._mark(name)
                 if self.one("SELECT COUNT(*) FROM `Type`")[0] == 0:
                     for type_id, (name, kind) in enumerate(ddl.SIMPLE_TYPES, start=1):
                         self.execute("INSERT INTO `Type` (`id`, `name`, `type_kind`) VALUES (?, ?, ?)",
@@ -105,6 +107,27 @@ class SqlBackend:
             except BaseException:
                 self.rollback()
                 raise
+
+    # Tables derived from MLMD's that the writer keeps complete (see has_complete).
+    derived_tables: tuple[str, ...] = ("read_forms",)
+
+    def has_complete(self, name: str) -> bool:
+        """Whether derived table ``name`` is marked complete (a projection built before it
+        existed is not, until filled)."""
+        return self.one("SELECT `value` FROM `mlmdlog_meta` WHERE `name` = ?", (f"complete:{name}",)) is not None
+
+    def mark_complete(self, name: str) -> None:
+        self.begin()
+        try:
+            self._mark(name)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _mark(self, name: str) -> None:
+        if self.one("SELECT 1 FROM `mlmdlog_meta` WHERE `name` = ?", (f"complete:{name}",)) is None:
+            self.execute("INSERT INTO `mlmdlog_meta` (`name`, `value`) VALUES (?, ?)", (f"complete:{name}", "1"))
 
     def maintain(self, rows_before: int, rows_after: int) -> None:
         """Called after a batch commits, with how many rows the projection had created at the
@@ -163,15 +186,20 @@ class SqliteBackend(SqlBackend):
     def schema(self) -> list[str]:
         return ddl.SQLITE_MLMD + ddl.SQLITE_LOG
 
+    derived_tables = ("read_forms", "reversed_uris")
+
     def create_schema(self) -> None:
         super().create_schema()
-        self._backfill_reversed_uris()
+        if not self.has_complete("reversed_uris"):
+            self._backfill_reversed_uris()
+            self.mark_complete("reversed_uris")
         if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
             self.analyze()  # a projection built before statistics were kept
 
     def _backfill_reversed_uris(self, chunk: int = 10000) -> None:
         """Every artifact needs its row in mlmdlog_artifact_ruri for uri suffix filters to
-        see it; a projection built before that table existed gets them here, once."""
+        see it; a projection built before that table existed gets them here, once (then
+        it is marked complete, so later opens skip the scan)."""
         last = -1
         while True:
             rows = self.rows("SELECT A.`id`, A.`uri` FROM `Artifact` AS A LEFT JOIN `mlmdlog_artifact_ruri` AS R "

@@ -159,6 +159,11 @@ SQLITE_LOG: list[str] = [
     # Each node's serialized read form (projections/node_pb.py).
     *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
       for kind in ("artifact", "execution", "context")),
+    # Markers of derived tables known complete (a projection from before one existed is
+    # filled once, then marked).
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (
+    `name` VARCHAR(64) PRIMARY KEY,
+    `value` VARCHAR(255) NOT NULL)""",
     # Extra indexes for neighbour filters and lineage (by node, not by context). Named
     # mlmdlog_* so they are recognisably ours; columns and MLMD's own indexes are untouched.
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
@@ -337,6 +342,11 @@ MYSQL_LOG: list[str] = [
 """ + _MYSQL_TABLE_TAIL,
     *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
       "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in ("artifact", "execution", "context")),
+    """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (
+    `name` VARCHAR(64) NOT NULL,
+    `value` VARCHAR(255) NOT NULL,
+    PRIMARY KEY (`name`)
+""" + _MYSQL_TABLE_TAIL,
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_attribution_artifact` ON `Attribution`(`artifact_id`)",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_association_execution` ON `Association`(`execution_id`)",
 ]
