@@ -60,6 +60,15 @@ MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
 
 
 @dataclass(frozen=True)
+class _TargetState:
+    """The target as this process's last mirror left it (see MirroredProjection._known)."""
+
+    offset: int
+    small: dict  # table -> canonical rows
+    max_keys: dict  # (table, column) -> max value, -1 for none
+
+
+@dataclass(frozen=True)
 class MirrorMark:
     """Where the target's last mirror left off."""
 
@@ -219,6 +228,11 @@ class MirroredProjection(StagedProjection):
         # so ``follow`` can apply the next batch to staging while this one is mirrored.
         self.reader = SqliteBackend(staging_sqlite_path, readonly=True)
         self.fetch_rows = fetch_rows
+        # What the target holds after this process's last mirror (its offset, small tables
+        # and the max keys of the tables it appends to), so the next mirror need not ask it
+        # again: about a dozen round trips less per mirror. Trusted only while the target's
+        # checkpoint is still that offset; forgotten on any failure.
+        self._known: Optional[_TargetState] = None
 
     @property
     def db(self) -> SqlBackend:
@@ -255,28 +269,59 @@ class MirroredProjection(StagedProjection):
         try:
             row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
             offset, last_time = (int(row[0]), int(row[1])) if row else (0, 0)
-            target_offset, mark = self.target.mark()
-            if mark is not None and mark.applied_offset == offset:
-                return {}
-            if target_offset is not None and target_offset > offset:
-                raise errors.FailedPreconditionError(
-                    f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
+            known, self._known = self._known, None  # (restored only by a mirror that commits)
+            if known is not None and known.offset == offset:
+                self._known = known
+                return {}  # staging has nothing the last mirror did not copy
+            if known is None or known.offset > offset:  # (with a fresh cache, staging is ahead: skip the look)
+                target_offset, mark = self.target.mark()
+                if mark is not None and mark.applied_offset == offset:
+                    return {}
+                if target_offset is not None and target_offset > offset:
+                    raise errors.FailedPreconditionError(
+                        f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
             self.target.begin()
             try:
-                target_offset, mark = self.target.mark(lock=True)  # again, under the lock
+                target_offset, mark = self.target.mark(lock=True)  # under the lock
                 if mark is not None and mark.applied_offset == offset:
                     self.target.rollback()
                     return {}
-                copied = self._copy(mark, offset, last_time)
+                if target_offset is not None and target_offset > offset:
+                    raise errors.FailedPreconditionError(
+                        f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
+                trusted = known if known is not None and mark is not None and mark.applied_offset == known.offset \
+                    else None
+                copied = self._copy(mark, offset, last_time, trusted)
                 self.target.commit()
             except BaseException:
                 self.target.rollback()
                 raise
+            self._known = self._state_of_staging(offset)
             return copied
         finally:
             st.conn.execute("COMMIT")
 
-    def _copy(self, mark: Optional[MirrorMark], offset: int, last_time: int) -> dict[str, int]:
+    def _state_of_staging(self, offset: int) -> "_TargetState":
+        """What the target holds right after a mirror of staging at ``offset`` (read from
+        staging's snapshot, which the target now equals for these tables)."""
+        small = {table: _canonical(self.reader.rows(self._select(table))) for table in SMALL_TABLES}
+        keys = {(table, key): self._staging_max(table, key) for table, key in APPEND_BY_KEY}
+        keys[("Event", "id")] = self._staging_max("Event", "id")
+        for node in NODES:
+            keys[(node.table, "id")] = self._staging_max(node.table, "id")
+        return _TargetState(offset, small, keys)
+
+    def _staging_max(self, table: str, column: str) -> int:
+        row = self.reader.one(f"SELECT MAX(`{column}`) FROM `{table}`")
+        return int(row[0]) if row and row[0] is not None else -1
+
+    def _target_max(self, trusted: Optional["_TargetState"], table: str, column: str) -> int:
+        if trusted is not None:
+            return trusted.max_keys[(table, column)]
+        return self.target.max_key(table, column)
+
+    def _copy(self, mark: Optional[MirrorMark], offset: int, last_time: int,
+              trusted: Optional["_TargetState"] = None) -> dict[str, int]:
         copied: dict[str, int] = {}
 
         def count(table: str, n: int) -> None:
@@ -286,14 +331,14 @@ class MirroredProjection(StagedProjection):
         if mark is None:  # first mirror (or a take-over): whatever is in the target is not ours to keep
             for table in MIRROR_TABLES:
                 self.target.clear(table)
-        self._replace_small_tables(count, full=mark is None)
+        self._replace_small_tables(count, full=mark is None, trusted=trusted)
         # Append-only tables. EventPath rows belong to events past the target's last event.
-        last_event = self.target.max_key("Event", "id")
+        last_event = self._target_max(trusted, "Event", "id")
         count("EventPath", self._copy_rows("EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid",
                                            (last_event,)))
         for table, key in APPEND_BY_KEY:
             count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
-                                         (self.target.max_key(table, key),)))
+                                         (self._target_max(trusted, table, key),)))
         pc_mark = mark.parent_context_rowid if mark is not None else 0
         for chunk in self._stream("SELECT rowid, `context_id`, `parent_context_id` FROM `ParentContext` "
                                   "WHERE rowid > ? ORDER BY rowid", (pc_mark,)):
@@ -301,7 +346,7 @@ class MirroredProjection(StagedProjection):
             count("ParentContext", self.target.insert("ParentContext", ("context_id", "parent_context_id"),
                                                       [r[1:] for r in chunk]))
         for node in NODES:
-            self._copy_nodes(node, None if mark is None else mark.last_time_ms, count)
+            self._copy_nodes(node, None if mark is None else mark.last_time_ms, count, trusted)
         self.target.write_mark(offset, last_time, pc_mark)
         return copied
 
@@ -329,22 +374,27 @@ class MirroredProjection(StagedProjection):
             n += self.target.insert(table, self._columns(table), chunk)
         return n
 
-    def _replace_small_tables(self, count: Callable[[str, int], None], full: bool) -> None:
+    def _replace_small_tables(self, count: Callable[[str, int], None], full: bool,
+                              trusted: Optional["_TargetState"] = None) -> None:
         """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ from staging."""
         for table in SMALL_TABLES:
             columns = self._columns(table)
             new = self.reader.rows(self._select(table))
-            if not full and _canonical(self.target.rows(table, columns)) == _canonical(new):
+            held = trusted.small[table] if trusted is not None else None
+            if held is None and not full:
+                held = _canonical(self.target.rows(table, columns))
+            if not full and held == _canonical(new):
                 continue
             if not full:
                 self.target.clear(table)
             count(table, self.target.insert(table, columns, new))
 
-    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None]) -> None:
+    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None],
+                    trusted: Optional["_TargetState"] = None) -> None:
         """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
         where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
         params: tuple = () if since is None else (since,)
-        existing = -1 if since is None else self.target.max_key(node.table, "id")
+        existing = -1 if since is None else self._target_max(trusted, node.table, "id")
         for chunk in self._stream(self._select(node.table) + where + " ORDER BY `id`", params):
             old = [r[0] for r in chunk if r[0] <= existing]  # ids past the target's max are new: nothing to delete
             if old:
