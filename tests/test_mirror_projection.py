@@ -280,3 +280,38 @@ def test_throughput_mirror_vs_direct(target, mysql_url, tmp_path, capsys):
     finally:
         _drop(direct_target)
         _drop(follow_target)
+
+
+def test_two_mirrors_of_one_target_take_turns_and_a_mirror_trusts_only_its_own_last_state(
+        history, target, tmp_path, monkeypatch):
+    """A mirror remembers what its last mirror left in the target and then does not ask the
+    target again; once another mirror has moved the target on, it asks. Taking turns, two
+    mirrors with their own staging files end with the target equal to the live store."""
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    asked: list[str] = []
+    real_max_key = mirror_module.MySqlMirrorTarget.max_key
+
+    def counting_max_key(self, table, column):
+        asked.append(table)
+        return real_max_key(self, table, column)
+
+    monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "max_key", counting_max_key)
+    try:
+        first = _mirrored(target, str(tmp_path / "first.sqlite"))
+        second = _mirrored(target, str(tmp_path / "second.sqlite"))
+        first.apply(log, batch_size=3)
+        first.apply(log, batch_size=3)
+        asked.clear()
+        first.apply(log, batch_size=3)  # its own state is still the target's: no max_key asked
+        assert asked == []
+        turns = 0
+        while first.applied_offset() < log.end_offset():
+            for projection in (second, first):
+                projection.apply(log, batch_size=3)
+            turns += 1
+        assert turns > 2 and asked  # after the other's turn, the target is asked again
+        assert _dump_mysql(first.db, TABLES) == _live(history)
+        first.close()
+        second.close()
+    finally:
+        log.close()
