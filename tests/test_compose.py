@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from mlmd_log.cli import build_parser
-from mlmd_log.producer.kafka_log import parse_kafka_url
-from mlmd_log.projections.mysql import MySqlTarget
+pytest.importorskip("kafka")  # (kafka-python's own import warnings are silenced this way)
+
+from mlmd_log.cli import build_parser  # noqa: E402
+from mlmd_log.producer.kafka_log import parse_kafka_url  # noqa: E402
+from mlmd_log.projections.mysql import MySqlTarget  # noqa: E402
 
 COMPOSE_DIR = Path(__file__).resolve().parent.parent / "compose"
 
