@@ -119,7 +119,6 @@ class Reader:
     def __init__(self, conn, dialect: ReadDialect = SQLITE):
         self._conn = conn
         self._d = dialect
-        self._node_pb: Optional[bool] = None if dialect.node_pb else False  # None: not probed yet
         self._tables: dict[str, bool] = {}
         self.read_double = dialect.read_double
 
@@ -313,42 +312,36 @@ class Reader:
         return nodes
 
     def _nodes(self, kind: _Kind, ids: Sequence[int]) -> list:
-        """Nodes with these ids, ascending by id, each once; missing ids are skipped.
-
-        From their serialized read forms where the writer keeps them (node_pb), from
-        the tables for the rest."""
+        """Nodes with these ids, ascending by id, each once; missing ids are skipped."""
         if not ids:
             return []
         if not self._has_node_pb():
             return self._nodes_from_rows(kind, self._node_rows(kind, ids))
-        unique = sorted(set(ids))
         parse = kind.node.FromString
-        stored = self._node_forms(kind, unique)
-        if len(stored) == len(unique):
-            return [parse(stored[node_id]) for node_id in unique]
-        built = {node.id: node for node in self._nodes_from_rows(
-            kind, self._node_rows(kind, [i for i in unique if i not in stored]))}
-        return [parse(stored[i]) if i in stored else built[i] for i in unique if i in stored or i in built]
+        data = self._node_bytes(kind, sorted(set(ids)))
+        return [parse(data[node_id]) for node_id in sorted(data)]
 
-    def _node_forms(self, kind: _Kind, ids: Sequence[int]) -> dict:
-        """{id: serialized read form} of those of ``ids`` that have one (node_pb)."""
+    def _node_bytes(self, kind: _Kind, ids: Sequence[int]) -> dict:
+        """{id: serialized node} for those of ``ids`` that exist: the stored read form
+        (node_pb) where there is one, the node built from the tables for the rest."""
+        data = {node_id: form for node_id, form in self._rows_in(f"{kind.name}_pbs", ids)}
+        if len(data) < len(ids):
+            missing = [node_id for node_id in ids if node_id not in data]
+            for node in self._nodes_from_rows(kind, self._node_rows(kind, missing)):
+                data[node.id] = node.SerializeToString()
+        return data
+
+    def serialized_nodes_by_id(self, kind: str, ids: Iterable[int]) -> Optional[list]:
+        """``get_<kind>s_by_id``'s answer as serialized nodes, where the projection keeps
+        read forms (a response is then filled by one parse); None where it does not."""
         if not self._has_node_pb():
-            return {}
-        return {node_id: data for node_id, data in self._rows_in(f"{kind.name}_pbs", ids)}
-
-    def node_forms_by_id(self, kind: str, ids: Iterable[int]) -> Optional[list]:
-        """Serialized nodes as ``get_<kind>s_by_id`` returns them, when every one has a
-        stored read form; None otherwise (then ask for the nodes)."""
-        unique = sorted(set(ids))
-        stored = self._node_forms(_BY_NAME[kind], unique)
-        if len(stored) != len(unique):
             return None
-        return [stored[node_id] for node_id in unique]
+        unique = sorted(set(ids))
+        data = self._node_bytes(_BY_NAME[kind], unique)
+        return [data[node_id] for node_id in unique if node_id in data]
 
     def _has_node_pb(self) -> bool:
-        if self._node_pb is None:
-            self._node_pb = self._has_table("mlmdlog_artifact_pb")
-        return self._node_pb
+        return self._d.node_pb and self._has_table("mlmdlog_artifact_pb")
 
     def _reversed_uris(self) -> bool:
         """Whether uri suffix filters may use mlmdlog_artifact_ruri (SQLite projections):
@@ -432,9 +425,9 @@ class Reader:
             cur.close()
         if not ids:
             return Page([], "")
-        stored = self._node_forms(kind, ids)
-        if len(stored) == len(ids):  # (ids are distinct) every node has its read form
-            raw, parse = [stored[node_id] for node_id in ids], kind.node.FromString
+        if self._has_node_pb():
+            data, parse = self._node_bytes(kind, ids), kind.node.FromString
+            raw = [data[node_id] for node_id in ids]
             if len(raw) > options.max_result_size:
                 raw.pop()
                 return Page(None, paging.next_page_token(_LazyNodes(raw, parse), options), raw, parse)

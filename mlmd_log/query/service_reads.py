@@ -31,7 +31,7 @@ def _merge_serialized(response: Any, field: str, raw: list) -> None:
 
 def _nodes_response(response_type: type, field: str, reader: Reader, kind: str, ids: Any) -> Any:
     response = response_type()
-    raw = reader.node_forms_by_id(kind, ids)
+    raw = reader.serialized_nodes_by_id(kind, ids)
     if raw is not None:
         _merge_serialized(response, field, raw)
     else:
