@@ -108,8 +108,10 @@ class SqlBackend:
                 self.rollback()
                 raise
 
-    # Tables derived from MLMD's that the writer keeps complete (see has_complete).
-    derived_tables: tuple[str, ...] = ("read_forms",)
+    @property
+    def derived_tables(self) -> tuple[str, ...]:
+        """Tables derived from MLMD's that the engine keeps complete (see has_complete)."""
+        return ("read_forms", "reversed_uris") if self.dialect.reversed_uris else ("read_forms",)
 
     def has_complete(self, name: str) -> bool:
         """Whether derived table ``name`` is marked complete (a projection built before it
@@ -126,8 +128,8 @@ class SqlBackend:
             raise
 
     def _mark(self, name: str) -> None:
-        if self.one("SELECT 1 FROM `mlmdlog_meta` WHERE `name` = ?", (f"complete:{name}",)) is None:
-            self.execute("INSERT INTO `mlmdlog_meta` (`name`, `value`) VALUES (?, ?)", (f"complete:{name}", "1"))
+        self.execute(f"{self.dialect.insert_ignore} INTO `mlmdlog_meta` (`name`, `value`) VALUES (?, ?)",
+                     (f"complete:{name}", "1"))
 
     def maintain(self, rows_before: int, rows_after: int) -> None:
         """Called after a batch commits, with how many rows the projection had created at the
@@ -186,36 +188,10 @@ class SqliteBackend(SqlBackend):
     def schema(self) -> list[str]:
         return ddl.SQLITE_MLMD + ddl.SQLITE_LOG
 
-    derived_tables = ("read_forms", "reversed_uris")
-
     def create_schema(self) -> None:
         super().create_schema()
-        if not self.has_complete("reversed_uris"):
-            self._backfill_reversed_uris()
-            self.mark_complete("reversed_uris")
         if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
             self.analyze()  # a projection built before statistics were kept
-
-    def _backfill_reversed_uris(self, chunk: int = 10000) -> None:
-        """Every artifact needs its row in mlmdlog_artifact_ruri for uri suffix filters to
-        see it; a projection built before that table existed gets them here, once (then
-        it is marked complete, so later opens skip the scan)."""
-        last = -1
-        while True:
-            rows = self.rows("SELECT A.`id`, A.`uri` FROM `Artifact` AS A LEFT JOIN `mlmdlog_artifact_ruri` AS R "
-                             "ON R.`id` = A.`id` WHERE R.`id` IS NULL AND A.`id` > ? ORDER BY A.`id` LIMIT ?",
-                             (last, chunk))
-            if not rows:
-                return
-            self.begin()
-            try:
-                self.executemany("INSERT OR REPLACE INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
-                                 [(node_id, (uri or "")[::-1]) for node_id, uri in rows])
-                self.commit()
-            except BaseException:
-                self.rollback()
-                raise
-            last = rows[-1][0]
 
     def analyze(self) -> None:
         """Statistics for the planner: without them a multi-join filter can scan every node."""

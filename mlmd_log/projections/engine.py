@@ -384,30 +384,60 @@ class Engine:
         if rows:
             self.db.executemany(f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
 
-    def backfill_read_forms(self, chunk: int = 2000) -> int:
-        """Read forms for nodes that have none, built from the tables (exactly what a read
-        gives): a projection from before the forms existed reads fast from then on.
-        Commits per chunk; returns how many forms were written."""
+    def complete_derived_tables(self) -> dict[str, int]:
+        """Fills, once, the derived tables a projection from before them lacks (read forms,
+        reversed uris), then marks them complete; returns rows written per table."""
+        fill = {"read_forms": self._backfill_read_forms, "reversed_uris": self._backfill_reversed_uris}
+        written = {}
+        for name in self.db.derived_tables:
+            if not self.db.has_complete(name):
+                written[name] = fill[name]()
+                self.db.mark_complete(name)
+        return written
+
+    def _missing_rows(self, table: str, derived: str, chunk: int) -> Iterable[list]:
+        """Ids of ``table`` without a row in ``derived``, ascending, a chunk at a time."""
+        last = -1
+        while True:
+            ids = [r[0] for r in self.db.rows(
+                f"SELECT N.`id` FROM `{table}` AS N LEFT JOIN `{derived}` AS D ON D.`id` = N.`id` "
+                "WHERE D.`id` IS NULL AND N.`id` > ? ORDER BY N.`id` LIMIT ?", (last, chunk))]
+            if not ids:
+                return
+            last = ids[-1]
+            yield ids
+
+    def _insert_committed(self, sql: str, rows: list) -> int:
+        if rows:
+            self.db.begin()
+            try:
+                self.db.executemany(sql, rows)
+                self.db.commit()
+            except BaseException:
+                self.db.rollback()
+                raise
+        return len(rows)
+
+    def _backfill_read_forms(self, chunk: int = 2000) -> int:
+        """Read forms built from the tables (exactly what a read gives), for every node a
+        read accepts."""
         written = 0
         for kind in (ARTIFACT, EXECUTION, CONTEXT):
-            table, last = node_pb.TABLES[kind.name], -1
-            while True:
-                ids = [r[0] for r in self.db.rows(
-                    f"SELECT N.`id` FROM `{kind.table}` AS N LEFT JOIN `{table}` AS F ON F.`id` = N.`id` "
-                    f"WHERE F.`id` IS NULL AND N.`id` > ? ORDER BY N.`id` LIMIT ?", (last, chunk))]
-                if not ids:
-                    break
-                last = ids[-1]
-                rows = [(node.id, node.SerializeToString()) for node in self._readable_nodes(kind, ids)]
-                if rows:
-                    self.db.begin()
-                    try:
-                        self.db.executemany(f"INSERT INTO `{table}` (`id`, `pb`) VALUES (?, ?)", rows)
-                        self.db.commit()
-                    except BaseException:
-                        self.db.rollback()
-                        raise
-                    written += len(rows)
+            table = node_pb.TABLES[kind.name]
+            for ids in self._missing_rows(kind.table, table, chunk):
+                written += self._insert_committed(
+                    f"INSERT INTO `{table}` (`id`, `pb`) VALUES (?, ?)",
+                    [(node.id, node.SerializeToString()) for node in self._readable_nodes(kind, ids)])
+        return written
+
+    def _backfill_reversed_uris(self, chunk: int = 10000) -> int:
+        """Every artifact's reversed uri: uri suffix filters see only artifacts that have one."""
+        written = 0
+        for ids in self._missing_rows("Artifact", "mlmdlog_artifact_ruri", chunk):
+            marks = ", ".join("?" for _ in ids)
+            rows = self.db.rows(f"SELECT `id`, `uri` FROM `Artifact` WHERE `id` IN ({marks})", ids)
+            written += self._insert_committed("INSERT INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
+                                              [(node_id, (uri or "")[::-1]) for node_id, uri in rows])
         return written
 
     def _readable_nodes(self, kind: NodeKind, ids: list[int]) -> list:

@@ -68,11 +68,9 @@ class Projector:
         self.db = db
         self.engine = Engine(db)
         self._rows_at_maintain = 0  # (so a reopened projection refreshes its statistics once)
-        if not db.has_complete("read_forms"):  # a projection from before the read forms
-            LOG.info("writing read forms for the nodes of an older projection")
-            written = self.engine.backfill_read_forms()
-            db.mark_complete("read_forms")
-            LOG.info("wrote %d read forms", written)
+        filled = self.engine.complete_derived_tables()  # (a projection from before them)
+        if filled:
+            LOG.info("filled the derived tables of an older projection: %s", filled)
         row = db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
         self.next_offset, self.last_time_ms = (row[0], row[1]) if row else (0, 0)
         # State as of the last commit, while a deferred transaction is open (see apply_batch).
