@@ -291,20 +291,20 @@ class MirroredProjection(StagedProjection):
                         f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
                 trusted = known if known is not None and mark is not None and mark.applied_offset == known.offset \
                     else None
-                copied = self._copy(mark, offset, last_time, trusted)
+                copied, small = self._copy(mark, offset, last_time, trusted)
                 self.target.commit()
             except BaseException:
                 self.target.rollback()
                 raise
-            self._known = self._state_of_staging(offset)
+            self._known = self._state_of_staging(offset, small)
             return copied
         finally:
             st.conn.execute("COMMIT")
 
-    def _state_of_staging(self, offset: int) -> "_TargetState":
-        """What the target holds right after a mirror of staging at ``offset`` (read from
-        staging's snapshot, which the target now equals for these tables)."""
-        small = {table: _canonical(self.reader.rows(self._select(table))) for table in SMALL_TABLES}
+    def _state_of_staging(self, offset: int, small: dict) -> "_TargetState":
+        """What the target holds right after a mirror of staging at ``offset`` (``small``:
+        the small tables as that mirror read them; max keys from staging's snapshot, which
+        the target now equals for these tables)."""
         keys = {(table, key): self._staging_max(table, key) for table, key in APPEND_BY_KEY}
         keys[("Event", "id")] = self._staging_max("Event", "id")
         for node in NODES:
@@ -321,7 +321,9 @@ class MirroredProjection(StagedProjection):
         return self.target.max_key(table, column)
 
     def _copy(self, mark: Optional[MirrorMark], offset: int, last_time: int,
-              trusted: Optional["_TargetState"] = None) -> dict[str, int]:
+              trusted: Optional["_TargetState"] = None) -> tuple[dict[str, int], dict]:
+        """Copies staging into the (locked) target; returns rows written per table and the
+        small tables as staging holds them."""
         copied: dict[str, int] = {}
 
         def count(table: str, n: int) -> None:
@@ -331,7 +333,7 @@ class MirroredProjection(StagedProjection):
         if mark is None:  # first mirror (or a take-over): whatever is in the target is not ours to keep
             for table in MIRROR_TABLES:
                 self.target.clear(table)
-        self._replace_small_tables(count, full=mark is None, trusted=trusted)
+        small = self._replace_small_tables(count, full=mark is None, trusted=trusted)
         # Append-only tables. EventPath rows belong to events past the target's last event.
         last_event = self._target_max(trusted, "Event", "id")
         count("EventPath", self._copy_rows("EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid",
@@ -348,7 +350,7 @@ class MirroredProjection(StagedProjection):
         for node in NODES:
             self._copy_nodes(node, None if mark is None else mark.last_time_ms, count, trusted)
         self.target.write_mark(offset, last_time, pc_mark)
-        return copied
+        return copied, small
 
     def _columns(self, table: str) -> tuple[str, ...]:
         return tuple(c for c, _ in TABLES[table])
@@ -375,19 +377,23 @@ class MirroredProjection(StagedProjection):
         return n
 
     def _replace_small_tables(self, count: Callable[[str, int], None], full: bool,
-                              trusted: Optional["_TargetState"] = None) -> None:
-        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ from staging."""
+                              trusted: Optional["_TargetState"] = None) -> dict:
+        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ from staging.
+        Returns staging's rows (canonical), which the target holds once this commits."""
+        staged = {}
         for table in SMALL_TABLES:
             columns = self._columns(table)
             new = self.reader.rows(self._select(table))
+            staged[table] = _canonical(new)
             held = trusted.small[table] if trusted is not None else None
             if held is None and not full:
                 held = _canonical(self.target.rows(table, columns))
-            if not full and held == _canonical(new):
+            if not full and held == staged[table]:
                 continue
             if not full:
                 self.target.clear(table)
             count(table, self.target.insert(table, columns, new))
+        return staged
 
     def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None],
                     trusted: Optional["_TargetState"] = None) -> None:
