@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import enum
 import json
 import sys
 from dataclasses import dataclass
@@ -55,25 +54,6 @@ class Library:
     order_by_field: Any
 
 
-def _fallback_list_options(pb2: ModuleType):
-    """A ListOptions/OrderByField pair for a library that does not export them."""
-    fields = pb2.ListOperationOptions.OrderByField.Field
-
-    class OrderByField(enum.Enum):
-        CREATE_TIME = fields.Value("CREATE_TIME")
-        UPDATE_TIME = fields.Value("LAST_UPDATE_TIME")
-        ID = fields.Value("ID")
-
-    @dataclass
-    class ListOptions:
-        limit: Optional[int] = None
-        order_by: Optional[OrderByField] = None
-        is_asc: bool = True
-        filter_query: Optional[str] = None
-
-    return ListOptions, OrderByField
-
-
 def load_library(name: str) -> Library:
     """Imports ``ml_metadata`` or ``mlmd_log`` and returns its entry points."""
     if name == "ml_metadata":
@@ -91,19 +71,8 @@ def load_library(name: str) -> Library:
         import mlmd_log
         from mlmd_log.proto import metadata_store_pb2
 
-        list_options = getattr(mlmd_log, "ListOptions", None)
-        order_by = getattr(mlmd_log, "OrderByField", None)
-        if list_options is None or order_by is None:
-            try:
-                from mlmd_log import store as store_module
-
-                list_options = getattr(store_module, "ListOptions", list_options)
-                order_by = getattr(store_module, "OrderByField", order_by)
-            except ImportError:
-                pass
-        if list_options is None or order_by is None:
-            list_options, order_by = _fallback_list_options(metadata_store_pb2)
-        return Library(name, mlmd_log.MetadataStore, metadata_store_pb2, list_options, order_by)
+        return Library(name, mlmd_log.MetadataStore, metadata_store_pb2, mlmd_log.ListOptions,
+                       mlmd_log.OrderByField)
     raise ValueError(f"unknown library {name!r}")
 
 
