@@ -450,11 +450,10 @@ class Engine:
             middle = len(ids) // 2
             return self._readable_nodes(kind, ids[:middle]) + self._readable_nodes(kind, ids[middle:])
 
-    def _rewrite_read_form(self, kind: NodeKind, stored: Any, written: Any, given: Any,
-                           names: dict[str, Optional[set[str]]]) -> None:
+    def _rewrite_read_form(self, kind: NodeKind, stored: Any, written: Any, changes: dict[str, list]) -> None:
         """After an update: the read form as the tables now give it, derived from the
-        stored node and what ``_update_node`` wrote (attributes from ``written``, the
-        properties ``names`` selects from ``given``) without reading the rows back."""
+        stored node, the attributes written (from ``written``) and the property
+        ``changes`` ``_write_properties`` made, without reading the rows back."""
         new = kind.message()
         new.CopyFrom(stored)
         getters = dict(kind.columns)
@@ -465,13 +464,13 @@ class Engine:
             else:
                 setattr(new, column, value)
         new.last_update_time_since_epoch = self.now_ms
-        for field, selected in names.items():
-            current, result = getattr(given, field), getattr(new, field)
-            for name in (selected if selected is not None else set(current) | set(result)):
-                if name in current:
-                    result[name].CopyFrom(current[name])
-                elif name in result:
+        for map_name, made in changes.items():
+            result = getattr(new, map_name)
+            for name, value in made:
+                if value is None:
                     del result[name]
+                else:
+                    result[name].CopyFrom(value)
         table = node_pb.TABLES[kind.name]
         if node_pb.normalise_properties(new, self._read_double, self.db.dialect.int_limit):
             self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, new.SerializeToString()))
@@ -479,13 +478,15 @@ class Engine:
             self.db.execute(f"DELETE FROM `{table}` WHERE `id` = ?", (new.id,))
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
-                          is_custom: bool, names: Optional[set[str]]) -> int:
-        """MLMD's ModifyProperties: insert C\\P, update changed, delete P\\C; returns changes."""
-        changed = 0
+                          is_custom: bool, names: Optional[set[str]]) -> list[tuple[str, Any]]:
+        """MLMD's ModifyProperties: insert C\\P, update changed, delete P\\C. Returns the
+        changes as (name, new value, or None when deleted)."""
+        changes: list[tuple[str, Any]] = []
         for name in sorted(names if names is not None else set(current) | set(previous)):
             in_prev, in_curr = name in previous, name in current
             if in_prev and not in_curr:
                 self._delete_property(kind, node_id, name, is_custom)
+                changes.append((name, None))
             elif in_curr and (not in_prev or previous[name] != current[name]):
                 if in_prev:
                     self._delete_property(kind, node_id, name, is_custom)
@@ -494,10 +495,8 @@ class Engine:
                     f"INSERT INTO `{kind.prop_table}` (`{kind.owner}`, `name`, `is_custom_property`, "
                     "`int_value`, `double_value`, `string_value`, `byte_value`, `proto_value`, `bool_value`) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (node_id, name, 1 if is_custom else 0, *cols))
-            else:
-                continue
-            changed += 1
-        return changed
+                changes.append((name, current[name]))
+        return changes
 
     def _delete_property(self, kind: NodeKind, node_id: int, name: str, is_custom: bool) -> None:
         self.db.execute(f"DELETE FROM `{kind.prop_table}` WHERE `{kind.owner}` = ? AND `name` = ? "
@@ -530,12 +529,13 @@ class Engine:
         prop_names = _mask_property_names(mask, "properties")
         custom_names = _mask_property_names(mask, "custom_properties")
         self._validate_properties(node, stored_type, None if not mask else prop_names)
-        changed = self._write_properties(kind, node.id, node.properties, dict(stored_node.properties), False,
-                                         prop_names if mask else None)
-        changed += self._write_properties(kind, node.id, node.custom_properties,
-                                          dict(stored_node.custom_properties), True,
-                                          custom_names if mask else None)
-        if force_time or changed or not _same_attributes(node, stored_node):
+        changes = {
+            "properties": self._write_properties(kind, node.id, node.properties, dict(stored_node.properties),
+                                                 False, prop_names if mask else None),
+            "custom_properties": self._write_properties(kind, node.id, node.custom_properties,
+                                                        dict(stored_node.custom_properties), True,
+                                                        custom_names if mask else None)}
+        if force_time or any(changes.values()) or not _same_attributes(node, stored_node):
             stored_uri = stored_node.uri if kind is ARTIFACT else None
             target = kind.message()
             target.CopyFrom(node)
@@ -567,9 +567,7 @@ class Engine:
                                 (node.id, target.uri[::-1]))
             if kind is CONTEXT:
                 self._context_ids.clear()  # (a context's name may have changed)
-            self._rewrite_read_form(kind, stored_node, target, node,
-                                    {"properties": prop_names if mask else None,
-                                     "custom_properties": custom_names if mask else None})
+            self._rewrite_read_form(kind, stored_node, target, changes)
         return node.id
 
     def _upsert_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), validate: bool = True,
