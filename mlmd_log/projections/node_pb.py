@@ -27,8 +27,6 @@ TABLES = {"artifact": "mlmdlog_artifact_pb", "execution": "mlmdlog_execution_pb"
 
 # Columns the engine always writes (so the Reader always sets them, "" included).
 _ALWAYS_SET = {"artifact": ("uri",), "execution": (), "context": ("name",)}
-# Message fields that are not stored in the tables, so never read back.
-_NOT_STORED = ("system_metadata",)
 
 
 def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str, time_ms: int,
@@ -36,31 +34,21 @@ def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str
     """The serialized read form of a node just created from ``node``; None when only the
     tables can say what a read returns (the reader then builds it from them).
 
-    ``node`` must carry no unknown fields (the engine drops them from every request).
-    Usually the node's own serialization with the stored fields appended (a parser keeps
-    the last value of a field, and of a map key); the copy-and-fix path for the rest."""
-    if int_limit is not None or node.HasField("system_metadata"):
-        return _encode_copy(kind, message_cls, node, node_id, type_name, time_ms, read_double, int_limit)
+    ``node`` must carry no unknown fields (the engine drops them from every request). The
+    node's own serialization with the stored fields appended: a parser keeps the last
+    value of a field, and of a map key (doubles come back as MLMD stores them)."""
+    if node.HasField("system_metadata"):  # not stored: the only field to take away
+        node = _without(message_cls, node, "system_metadata")
     tags = _TAGS[message_cls]
     extra = []
     for map_tag, props in ((tags.properties, node.properties), (tags.custom_properties, node.custom_properties)):
         for name in props:
             value = props[name]
-            which = value.WhichOneof("value")
-            if which in _AS_GIVEN:
-                continue
-            if which == "double_value":
-                given = value.double_value
-                if not math.isfinite(given) or (given == 0.0 and math.copysign(1.0, given) < 0):
-                    return None
-                stored = read_double(mlmd_double(given))
-                if stored != given:
-                    extra.append(_double_entry(map_tag, name, stored))
-            elif which == "string_value":
-                if value.string_value.startswith(STRUCT_PREFIX):
-                    return None
-            else:  # proto_value, or no value: the careful path decides
-                return _encode_copy(kind, message_cls, node, node_id, type_name, time_ms, read_double, int_limit)
+            readable, double = _read_back(value, read_double, int_limit)
+            if not readable:
+                return None
+            if double is not None and double != value.double_value:
+                extra.append(_double_entry(map_tag, name, double))
     parts = [node.SerializeToString()]
     for name, empty in tags.always[kind]:
         if not node.HasField(name):
@@ -70,23 +58,11 @@ def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str
     return b"".join(parts)
 
 
-def _encode_copy(kind: str, message_cls: type, node: Any, node_id: int, type_name: str, time_ms: int,
-                 read_double: Callable[[float], float], int_limit: Optional[int]) -> Optional[bytes]:
+def _without(message_cls: type, node: Any, field: str) -> Any:
     out = message_cls()
     out.CopyFrom(node)
-    out.DiscardUnknownFields()
-    for name in _NOT_STORED:
-        out.ClearField(name)
-    for name in _ALWAYS_SET[kind]:
-        if not out.HasField(name):
-            setattr(out, name, "")
-    out.id = node_id
-    out.type = type_name
-    out.create_time_since_epoch = time_ms
-    out.last_update_time_since_epoch = time_ms
-    if not normalise_properties(out, read_double, int_limit):
-        return None
-    return out.SerializeToString()
+    out.ClearField(field)
+    return out
 
 
 def varint(value: int) -> bytes:
@@ -147,34 +123,32 @@ def normalise_properties(node: Any, read_double: Callable[[float], float], int_l
     for props in (node.properties, node.custom_properties):
         for name in props:
             value = props[name]
-            which = value.WhichOneof("value")
-            if which in _AS_GIVEN and int_limit is None:  # (the common kinds, inline)
-                continue
-            if not _normalise(value, which, read_double, int_limit):
+            readable, double = _read_back(value, read_double, int_limit)
+            if not readable:
                 return False
+            if double is not None:
+                value.double_value = double
     return True
 
 
-_AS_GIVEN = frozenset({"int_value", "bool_value", "struct_value"})  # read back as given (64-bit ints)
-
-
-def _normalise(value: Any, which: Optional[str], read_double: Callable[[float], float],
-               int_limit: Optional[int]) -> bool:
-    """Turns ``value`` (whose oneof is ``which``) into what reading its stored columns
-    gives; False when unsure."""
+def _read_back(value: Any, read_double: Callable[[float], float],
+               int_limit: Optional[int]) -> tuple[bool, Optional[float]]:
+    """Whether a read of this value's stored columns gives it back (False when only the
+    tables can say: a NaN SQLite keeps as NULL, a -0.0, a string that reads as a struct,
+    an Any without type_url, an int beyond the column), and for a double the value read."""
+    which = value.WhichOneof("value")
     if which == "double_value":
-        stored = value.double_value
-        if not math.isfinite(stored) or (stored == 0.0 and math.copysign(1.0, stored) < 0):
-            return False
-        value.double_value = read_double(mlmd_double(stored))
-        return True
+        given = value.double_value
+        if not math.isfinite(given) or (given == 0.0 and math.copysign(1.0, given) < 0):
+            return False, None
+        return True, read_double(mlmd_double(given))
     if which == "string_value":
-        return not value.string_value.startswith(STRUCT_PREFIX)
+        return not value.string_value.startswith(STRUCT_PREFIX), None
     if which == "proto_value":
-        return bool(value.proto_value.type_url)
+        return bool(value.proto_value.type_url), None
     if which == "int_value":
-        return int_limit is None or -int_limit <= value.int_value < int_limit
-    return which in ("struct_value", "bool_value")
+        return int_limit is None or -int_limit <= value.int_value < int_limit, None
+    return which in ("struct_value", "bool_value"), None
 
 
 _TAGS = {message_cls: _Tags(message_cls) for message_cls in (pb.Artifact, pb.Execution, pb.Context)}
