@@ -120,7 +120,6 @@ class Reader:
         self._conn = conn
         self._d = dialect
         self._tables: dict[str, bool] = {}
-        self.read_double = dialect.read_double
 
     # ------------------------------------------------------------------ SQL helpers
     def _rows(self, name: str, params: Sequence = (), n_ids: int = 0) -> list:
