@@ -28,6 +28,8 @@ from mlmd_log.producer.file_log import (
     segment_name,
 )
 
+from log_contract import check_concurrent_appends
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -365,29 +367,8 @@ def test_readonly_on_missing_directory_is_not_found(tmp_path):
 
 
 def test_concurrent_appends_get_distinct_contiguous_offsets(tmp_path):
-    results: list[tuple[list[int], list[bytes]]] = []
-    guard = threading.Lock()
     with FileLog(tmp_path, segment_bytes=4096) as log:
-
-        def worker(t: int) -> None:
-            for i in range(30):
-                batch = [f"t{t}-c{i}-r{j}".encode() for j in range(1 + (t + i) % 3)]
-                offsets = log.append(batch)
-                with guard:
-                    results.append((offsets, batch))
-
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        stored = dict(log.read(0))
-    all_offsets = sorted(o for offsets, _ in results for o in offsets)
-    assert all_offsets == list(range(len(all_offsets)))
-    assert len(stored) == len(all_offsets)
-    for offsets, batch in results:
-        assert offsets == list(range(offsets[0], offsets[0] + len(batch)))
-        assert [stored[o] for o in offsets] == batch
+        check_concurrent_appends(log, writers=16, calls=30)
 
 
 def test_reads_while_appending_see_only_complete_records(tmp_path):

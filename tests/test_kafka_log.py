@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +26,8 @@ from mlmd_log.errors import (  # noqa: E402
 )
 from mlmd_log.producer.base import Log  # noqa: E402
 from mlmd_log.producer.kafka_log import KafkaLog, parse_kafka_url  # noqa: E402
+
+from log_contract import check_concurrent_appends  # noqa: E402
 
 pytestmark = pytest.mark.kafka
 
@@ -216,26 +217,7 @@ def test_an_abandoned_reader_leaves_the_log_usable(log: KafkaLog) -> None:
 
 
 def test_concurrent_appends_get_distinct_contiguous_offsets(log: KafkaLog) -> None:
-    results: list[list[int]] = []
-    lock = threading.Lock()
-
-    def writer(w: int) -> None:
-        for i in range(30):
-            offsets = log.append([f"{w}-{i}-{j}".encode() for j in range(3)])
-            with lock:
-                results.append(offsets)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(offsets == list(range(offsets[0], offsets[0] + 3)) for offsets in results)
-    assert sorted(o for offsets in results for o in offsets) == list(range(6 * 30 * 3))
-    by_offset = dict(log.read(0))
-    for offsets in results:  # each call's records sit together, in call order
-        w, i, _ = by_offset[offsets[0]].decode().split("-")
-        assert [by_offset[o] for o in offsets] == [f"{w}-{i}-{j}".encode() for j in range(3)]
+    check_concurrent_appends(log, writers=6, calls=30)
 
 
 # ---------------------------------------------------------------------------- lifecycle

@@ -1,12 +1,13 @@
 """MemoryLog: the Log contract without a disk."""
 from __future__ import annotations
 
-import threading
 
 import pytest
 
 from mlmd_log.errors import FailedPreconditionError, InvalidArgumentError, OutOfRangeError
 from mlmd_log.producer import Log, MemoryLog
+
+from log_contract import check_concurrent_appends
 
 
 def test_is_a_log():
@@ -58,26 +59,7 @@ def test_reader_sees_records_appended_while_iterating():
 
 
 def test_concurrent_appends_are_contiguous_per_call():
-    log = MemoryLog()
-    results: list[list[int]] = []
-    lock = threading.Lock()
-
-    def worker(t: int) -> None:
-        for i in range(100):
-            offsets = log.append([f"{t}:{i}:{j}".encode() for j in range(3)])
-            with lock:
-                results.append(offsets)
-
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert all(o == list(range(o[0], o[0] + 3)) for o in results)
-    assert sorted(x for o in results for x in o) == list(range(8 * 100 * 3))
-    records = dict(log.read(0))
-    for offsets in results:
-        assert [records[o].split(b":")[2] for o in offsets] == [b"0", b"1", b"2"]
+    check_concurrent_appends(MemoryLog(), writers=8, calls=100)
 
 
 def test_closed_log_refuses_use():
