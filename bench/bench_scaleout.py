@@ -42,7 +42,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
-from benchlib import ref_python
+from benchlib import pipeline_types, ref_python
 
 MIRROR = False  # --mirror: the projector applies into SQLite staging and mirrors into MariaDB
 
@@ -345,14 +345,9 @@ def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
 
     log = KafkaLog.from_url(log_url, create=True)
     records = RecordFactory("bench-prefill")
-    at = pb.ArtifactType(name="Examples")
-    at.properties["span"] = pb.INT
-    mt = pb.ArtifactType(name="Model")
-    mt.properties["version"] = pb.INT
-    et = pb.ExecutionType(name="Trainer")
-    et.properties["step"] = pb.INT
+    at, mt, et, ct = pipeline_types(pb)
     setup = [records.make("PutTypes", svc.PutTypesRequest(artifact_types=[at, mt], execution_types=[et],
-                                                          context_types=[pb.ContextType(name="PipelineRun")]))]
+                                                          context_types=[ct]))]
     offsets = log.append([r.SerializeToString() for r in setup])
     projection = open_projection(env.projection_url(db))
     ProjectorService(log, projection).run(until_caught_up=True)

@@ -36,6 +36,18 @@ def import_impl(impl: str) -> tuple[Any, Any]:
     return lib, pb
 
 
+def pipeline_types(pb: Any) -> tuple[Any, Any, Any, Any]:
+    """The pipeline-step workload's types (either library's protos): Examples and Model
+    artifacts, a Trainer execution, a PipelineRun context."""
+    examples = pb.ArtifactType(name="Examples")
+    examples.properties["span"] = pb.INT
+    model = pb.ArtifactType(name="Model")
+    model.properties["version"] = pb.INT
+    trainer = pb.ExecutionType(name="Trainer")
+    trainer.properties["step"] = pb.INT
+    return examples, model, trainer, pb.ContextType(name="PipelineRun")
+
+
 def percentile_ms(sorted_ns: Sequence[int], q: float) -> float:
     """The q-quantile (nearest rank) of sorted nanosecond timings, in milliseconds."""
     if not sorted_ns:

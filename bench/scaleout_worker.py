@@ -33,6 +33,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List
 
+from benchlib import pipeline_types
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -77,14 +79,7 @@ class Worker:
         self.seed.properties["span"].int_value = 1
 
     def _types(self) -> tuple:
-        pb = self.pb
-        at = pb.ArtifactType(name="Examples")
-        at.properties["span"] = pb.INT
-        mt = pb.ArtifactType(name="Model")
-        mt.properties["version"] = pb.INT
-        et = pb.ExecutionType(name="Trainer")
-        et.properties["step"] = pb.INT
-        ct = pb.ContextType(name="PipelineRun")
+        at, mt, et, ct = pipeline_types(self.pb)
         s = self.store
         return (s.put_artifact_type(at), s.put_artifact_type(mt), s.put_execution_type(et), s.put_context_type(ct))
 
