@@ -378,6 +378,9 @@ def test_uri_suffix_filters_use_reversed_uris_and_mean_the_same():
     moved = pb.Artifact(id=ids[-1], type_id=t, uri="/h/moved/model.pb")  # an update changes the uri
     s.put_artifacts([moved])
     uris[-1] = moved.uri
+    masked = pb.Artifact(id=ids[2], uri="/c/masked/model.pb", name="ignored")  # a masked update too
+    s.put_artifacts([masked], field_mask_paths=["uri"])
+    uris[2] = masked.uri
 
     def like(pattern):  # SQLite's LIKE without wildcards but the leading %: ASCII case folded
         suffix = pattern[1:]

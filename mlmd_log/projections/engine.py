@@ -364,10 +364,10 @@ class Engine:
                                      f"({kind.name} names are unique per type, external ids globally)") from exc
         self._write_properties(kind, node_id, node.properties, {}, False, None)
         self._write_properties(kind, node_id, node.custom_properties, {}, True, None)
-        self._write_read_forms(kind, [(node_id, node)])
+        self._write_derived_rows(kind, [(node_id, node)])
         return node_id
 
-    def _write_read_forms(self, kind: NodeKind, created: Iterable[tuple[int, Any]]) -> None:
+    def _write_derived_rows(self, kind: NodeKind, created: Iterable[tuple[int, Any]]) -> None:
         """The serialized read form of new nodes (``node_pb``), beside their rows, and for
         artifacts their reversed uris (uri suffix filters)."""
         created = list(created)
@@ -450,10 +450,15 @@ class Engine:
             middle = len(ids) // 2
             return self._readable_nodes(kind, ids[:middle]) + self._readable_nodes(kind, ids[middle:])
 
-    def _rewrite_read_form(self, kind: NodeKind, stored: Any, written: Any, changes: dict[str, list]) -> None:
-        """After an update: the read form as the tables now give it, derived from the
-        stored node, the attributes written (from ``written``) and the property
-        ``changes`` ``_write_properties`` made, without reading the rows back."""
+    def _rewrite_derived_rows(self, kind: NodeKind, stored: Any, written: Any, changes: dict[str, list],
+                              previous_uri: Optional[str]) -> None:
+        """After an update: an artifact's reversed uri if the uri changed, and the read
+        form as the tables now give it, derived from the stored node, the attributes
+        written (from ``written``) and the property ``changes`` ``_write_properties`` made,
+        without reading the rows back."""
+        if kind is ARTIFACT and self.db.dialect.reversed_uris and written.uri != previous_uri:
+            self.db.execute("REPLACE INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
+                            (stored.id, written.uri[::-1]))
         new = kind.message()
         new.CopyFrom(stored)
         getters = dict(kind.columns)
@@ -536,7 +541,7 @@ class Engine:
                                                         dict(stored_node.custom_properties), True,
                                                         custom_names if mask else None)}
         if force_time or any(changes.values()) or not _same_attributes(node, stored_node):
-            stored_uri = stored_node.uri if kind is ARTIFACT else None
+            stored_uri = stored_node.uri if kind is ARTIFACT else None  # (a mask below may overwrite it)
             target = kind.message()
             target.CopyFrom(node)
             if not node.HasField("type_id"):
@@ -562,12 +567,9 @@ class Engine:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
                                            f"is already used: {_short(node)}") from exc
-            if kind is ARTIFACT and self.db.dialect.reversed_uris and target.uri != stored_uri:
-                self.db.execute("REPLACE INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
-                                (node.id, target.uri[::-1]))
             if kind is CONTEXT:
                 self._context_ids.clear()  # (a context's name may have changed)
-            self._rewrite_read_form(kind, stored_node, target, changes)
+            self._rewrite_derived_rows(kind, stored_node, target, changes, stored_uri)
         return node.id
 
     def _upsert_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), validate: bool = True,
@@ -616,7 +618,7 @@ class Engine:
             raise AlreadyExistsError(f"Given node already exists: one of the {len(nodes)} new {kind.name}s "
                                      "reuses a name (per type) or an external id") from exc
         self._next_id[kind.table] = first + len(nodes)
-        self._write_read_forms(kind, zip(ids, nodes))
+        self._write_derived_rows(kind, zip(ids, nodes))
         if prop_rows:
             self.db.executemany(
                 f"INSERT INTO `{kind.prop_table}` (`{kind.owner}`, `name`, `is_custom_property`, `int_value`, "
