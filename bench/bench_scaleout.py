@@ -45,6 +45,7 @@ from urllib.parse import urlparse
 from benchlib import pipeline_types, ref_python
 
 MIRROR = False  # --mirror: the projector applies into SQLite staging and mirrors into MariaDB
+STAGER = "process"  # --stager: with --mirror, the stager runs as a child process or a thread
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -211,7 +212,7 @@ class Projector:
 
     def __init__(self, log_url: str, projection_url: str, batch_size: int, log_path: str):
         self.out = open(log_path, "w")
-        staging = ["--staging", log_path + ".staging.sqlite"] if MIRROR else []
+        staging = ["--staging", log_path + ".staging.sqlite", "--stager", STAGER] if MIRROR else []
         self.proc = subprocess.Popen([sys.executable, "-m", "mlmd_log.cli", "project", "--log", log_url,
                                       "--into", projection_url, "--batch-size", str(batch_size),
                                       "--report-every", "5", *staging], stdout=self.out, stderr=subprocess.STDOUT,
@@ -425,7 +426,7 @@ def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
 
     log = KafkaLog.from_url(log_url, create=False)
     if MIRROR:
-        return _time_mirror(log, open_projection(env.projection_url(db)), batch, budget, profile)
+        return _time_mirror(log, log_url, open_projection(env.projection_url(db)), batch, budget, profile)
     projection = open_projection(env.projection_url(db))
     service = ProjectorService(log, projection, batch_size=batch)
     start_offset = service.projector.next_offset
@@ -448,9 +449,10 @@ def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
             "batches": status.batches, "caught_up": status.lag == 0, "start_offset": start_offset}
 
 
-def _time_mirror(log: Any, target: Any, batch: int, budget: float,
+def _time_mirror(log: Any, log_url: str, target: Any, batch: int, budget: float,
                  profile: Optional[cProfile.Profile]) -> Dict[str, Any]:
-    """The mirrored projector (SQLite staging, bulk copy into MySQL) until caught up or ``budget`` s."""
+    """The mirrored projector (SQLite staging, bulk copy into MySQL) until caught up or ``budget`` s:
+    the stager in its own process (``STAGER == "process"``, as ``mlmd-log project`` runs it) or a thread."""
     from mlmd_log.projections.mirror import MirroredProjection, follow
 
     staging = tempfile.mktemp(suffix=".staging.sqlite")
@@ -463,7 +465,8 @@ def _time_mirror(log: Any, target: Any, batch: int, budget: float,
     if profile is not None:
         profile.enable()
     try:
-        follow(log, projection, stop, batch_size=batch, report_every=1e9, until_caught_up=True)
+        follow(log, projection, stop, batch_size=batch, report_every=1e9, until_caught_up=True,
+               log_url=log_url if STAGER == "process" else None)
     finally:
         if profile is not None:
             profile.disable()
@@ -614,10 +617,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench databases and topics")
     parser.add_argument("--mirror", action="store_true",
                         help="ours: the projector applies into SQLite staging and mirrors into MariaDB in bulk")
+    parser.add_argument("--stager", choices=["process", "thread"], default="process",
+                        help="with --mirror: the stager (the state machine into staging) as a child process or a thread")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    global MIRROR
-    MIRROR = args.mirror
+    global MIRROR, STAGER
+    MIRROR, STAGER = args.mirror, args.stager
     if args.quick:
         args.seconds, args.steady_seconds, args.warmup = 4.0, 4.0, 6.0
         args.prefill, args.projector_seconds, args.read_seconds, args.profile_seconds = 20_000, 5.0, 3.0, 5.0

@@ -108,7 +108,8 @@ def _project_mirrored(args: argparse.Namespace) -> int:
     projection = MirroredProjection(open_projection(args.into), args.staging)
     try:
         follow(log, projection, stop, batch_size=args.batch_size, report_every=args.report_every,
-               until_caught_up=args.until_caught_up, idle_sleep=0.005)  # short polls: writers wait on us
+               until_caught_up=args.until_caught_up, idle_sleep=0.005,  # short polls: writers wait on us
+               log_url=args.log if args.stager == "process" else None)
         offset = projection.applied_offset()
     finally:
         projection.close()
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-caught-up", action="store_true", help="stop once the projection reaches the log end")
     p.add_argument("--staging", help="with mysql://: apply into this local SQLite file and mirror each batch into "
                                      "MySQL in bulk (several times faster than one round trip per statement)")
+    p.add_argument("--stager", choices=["process", "thread"], default="process",
+                   help="with --staging: apply the log to staging in a child process (default; the state machine "
+                        "and the copy into MySQL then use two cores) or in a thread of this one")
     p.set_defaults(func=_cmd_project)
 
     p = sub.add_parser("info", help="show what a data directory holds",

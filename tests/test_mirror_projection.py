@@ -2,6 +2,7 @@
 into MariaDB batch by batch gives the same rows as the direct MySQL projector and SQLite."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -390,3 +391,119 @@ def test_mirror_copies_every_value_exactly(tmp_path, mysql_url, target, no_backs
     finally:
         log.close()
         _drop(direct_target)
+
+
+# -- the stager in a child process (as `mlmd-log project --staging` runs it) ---------------
+def _wait_for_offset(target, offset: int, timeout: float = 60.0) -> None:
+    watcher = MySqlBackend(target)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = watcher.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            if row and row[0] >= offset:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the target did not reach offset {offset} in {timeout}s")
+    finally:
+        watcher.close()
+
+
+def test_follow_with_the_stager_in_a_child_process_and_again_after_a_stop(history, target, tmp_path):
+    log_dir = os.path.join(history, "log")
+    log = FileLog(log_dir, readonly=True)
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        # First run: stopped part way (a small ahead-bound keeps the stager close to the mirror).
+        stop = threading.Event()
+        thread = threading.Thread(target=follow, args=(log, projection, stop, 3),
+                                  kwargs={"log_url": log_dir, "max_ahead": 3}, daemon=True)
+        thread.start()
+        _wait_for_offset(target, 6)
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive()
+        assert not [p for p in multiprocessing.active_children() if "stager" in p.name]
+        # The parent's view of staging follows what the child applied, so a second run goes on
+        # from there instead of replaying staging from an old offset.
+        assert projection.projector.next_offset >= projection.applied_offset()
+        stats = follow(log, projection, threading.Event(), 4, until_caught_up=True, log_url=log_dir)
+        assert stats.applied_offset == log.end_offset()
+        assert _dump_mysql(projection.db, TABLES) == _live(history)
+        projection.close()
+    finally:
+        log.close()
+
+
+def test_a_child_stager_that_fails_is_raised_by_follow(history, target, tmp_path):
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        with pytest.raises(mlmd.errors.InvalidArgumentError, match="Unsupported log URL"):
+            follow(log, projection, threading.Event(), 4, until_caught_up=True, log_url="nosuch://log")
+        projection.close()
+    finally:
+        log.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_cli_projector_kill9_takes_its_stager_along_and_a_restart_ends_equal(history, target, tmp_path):
+    """`mlmd-log project --staging` killed with -9 mid-run: its stager process exits too (no
+    orphan writing staging), and a restarted projector ends with the live projection's rows."""
+    import signal
+    import subprocess
+    import sys
+
+    log_dir = os.path.join(history, "log")
+    url = target.url
+    staging = str(tmp_path / "staging.sqlite")
+    cmd = [sys.executable, "-m", "mlmd_log.cli", "project", "--log", log_dir, "--into", url,
+           "--staging", staging, "--batch-size", "2", "--report-every", "1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = _children(proc.pid)
+        assert children, "the projector started a stager process"
+        _wait_for_offset(target, 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 30
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), "the stager outlived its projector"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for child in children if "children" in locals() else []:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+    done = subprocess.run(cmd + ["--until-caught-up"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    watcher = MySqlBackend(target)
+    try:
+        assert _dump_mysql(watcher, TABLES) == _live(history)
+    finally:
+        watcher.close()

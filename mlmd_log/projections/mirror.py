@@ -234,6 +234,12 @@ class MirroredProjection(StagedProjection):
         # checkpoint is still that offset; forgotten on any failure.
         self._known: Optional[_TargetState] = None
 
+    def reload_staging(self) -> None:
+        """Staging's projector anew from the file (after another process applied to it)."""
+        from mlmd_log.projections.projector import Projector
+
+        self.projector = Projector(self.staging)
+
     @property
     def db(self) -> SqlBackend:
         """The target backend (reads: ``Reader(p.db.conn, DIALECTS["mysql"])``)."""
@@ -417,86 +423,202 @@ class MirroredProjection(StagedProjection):
             count(forms, self.target.insert(forms, ("id", "pb"), chunk))
 
 
-class _Stager(threading.Thread):
-    """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead),
-    so that the engine's work on batch N+1 overlaps the target's work on batch N."""
+class _Cell:
+    """A shared value for the thread stager (the process stager shares ``multiprocessing.Value``s)."""
 
-    MIN_PAUSE = 0.002  # seconds between end-offset checks right after activity
+    def __init__(self, value: int):
+        self.value = value
+
+
+@dataclass
+class _StageShared:
+    """What the stager and the mirror loop share: Event/Value-like, in one process or two."""
+
+    halt: Any  # set by the mirror loop: stop
+    applied: Any  # set by the stager after each batch: wakes the mirror loop
+    mirrored: Any  # .value: the target's offset, written by the mirror loop (bounds how far ahead to stage)
+    idle: Any  # .value: 1 while staging is at the end of the log as last seen
+    records: Any  # .value: records staged
+    rejected: Any  # .value: of which rejected
+
+
+MIN_PAUSE = 0.002  # seconds between end-offset checks right after activity
+
+
+def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_ahead: int, idle_sleep: float,
+           retry_sleep: float, retryable: tuple, alive: Callable[[], bool] = lambda: True) -> None:
+    """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead of
+    the target) until ``shared.halt``, so the engine's work on batch N+1 overlaps the
+    target's on batch N. Raises what it cannot retry."""
+    pause = MIN_PAUSE
+    while not shared.halt.is_set() and alive():
+        try:
+            end = log.end_offset()
+            start = projector.next_offset
+            if start >= end or start - shared.mirrored.value >= max_ahead:
+                shared.idle.value = int(start >= end)
+                shared.halt.wait(pause)
+                # Right after records came, look again soon (a synchronous writer waits for
+                # them); the longer the log stays quiet, the fewer end-offset requests.
+                pause = min(pause * 2, idle_sleep)
+                continue
+            shared.idle.value = 0
+            pause = MIN_PAUSE
+            outcomes = projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
+            shared.records.value += len(outcomes)
+            shared.rejected.value += sum(1 for o in outcomes if o.error_code)
+            shared.applied.set()
+        except retryable as exc:
+            LOG.warning("mirror: staging: %s; retrying in %.1fs", exc, retry_sleep)
+            shared.halt.wait(retry_sleep)
+
+
+class _Stager(threading.Thread):
+    """The stager as a thread of this process, on the projection's own staging projector."""
 
     def __init__(self, log: Log, projection: MirroredProjection, batch_size: int, max_ahead: int,
                  idle_sleep: float, retry_sleep: float, retryable: tuple):
         super().__init__(name="mlmd-log-mirror-stager", daemon=True)
-        self.log, self.projection, self.batch_size, self.max_ahead = log, projection, batch_size, max_ahead
-        self.idle_sleep, self.retry_sleep, self.retryable = idle_sleep, retry_sleep, retryable
-        self.halt = threading.Event()
-        self.applied = threading.Event()  # set after each applied batch: wakes the mirror loop
-        self.mirrored = projection.applied_offset()  # updated by the mirror loop
-        self.stats = ApplyStats()
-        self.idle = False  # staging is at the end of the log as last seen
-        self.failure: Optional[BaseException] = None
+        self.shared = _StageShared(threading.Event(), threading.Event(), _Cell(projection.applied_offset()),
+                                   _Cell(0), _Cell(0), _Cell(0))
+        self._args = (log, projection.projector, self.shared, batch_size, max_ahead, idle_sleep, retry_sleep,
+                      retryable)
+        self._failure: Optional[BaseException] = None
 
     def run(self) -> None:
-        projector = self.projection.projector
-        pause = self.MIN_PAUSE
-        while not self.halt.is_set():
+        try:
+            _stage(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the mirror loop, which re-raises
+            self._failure = exc
+
+    def failure(self) -> Optional[BaseException]:
+        return self._failure
+
+    def stop(self) -> None:
+        self.shared.halt.set()
+        self.join()
+
+
+def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failures: Any, parent: int,
+                    batch_size: int, max_ahead: int, idle_sleep: float, retry_sleep: float) -> None:
+    """The process stager's body: its own log reader and staging projector; stopped by the
+    parent (``shared.halt``), or when the parent is gone."""
+    import os
+    import signal
+
+    from mlmd_log.locations import open_log
+    from mlmd_log.projections.projector import Projector
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us between batches
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        log = open_log(log_url, readonly=True)
+        staging = SqliteBackend(staging_path)
+        try:
+            retryable = (errors.UnavailableError, *staging.infrastructure_errors)
+            _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,
+                   alive=lambda: os.getppid() == parent)
+        finally:
+            staging.close()
+            log.close()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        failures.put((type(exc).__name__, getattr(exc, "message", None) or str(exc)))
+
+
+class _StagerProcess:
+    """The stager in a child process: the state machine (staging) and the mirror (reading
+    staging, writing the target) then run on two cores instead of sharing one interpreter.
+    The child opens the log by its URL and staging by its path; the parent keeps the mirror."""
+
+    def __init__(self, log_url: str, projection: MirroredProjection, batch_size: int, max_ahead: int,
+                 idle_sleep: float, retry_sleep: float):
+        import multiprocessing
+        import os
+
+        if log_url.startswith("memory:"):
+            raise errors.InvalidArgumentError("A memory: log cannot be read by another process: stage in a thread")
+        ctx = multiprocessing.get_context("spawn")  # (no fork: this process may run broker client threads)
+        self.shared = _StageShared(ctx.Event(), ctx.Event(), ctx.Value("q", projection.applied_offset(), lock=False),
+                                   ctx.Value("b", 0, lock=False), ctx.Value("q", 0, lock=False),
+                                   ctx.Value("q", 0, lock=False))
+        self._failures = ctx.Queue()
+        self._failure: Optional[BaseException] = None
+        self._projection = projection
+        self.process = ctx.Process(
+            target=_stage_in_child, name="mlmd-log-mirror-stager", daemon=True,
+            args=(log_url, projection.staging_path, self.shared, self._failures, os.getpid(), batch_size,
+                  max_ahead, idle_sleep, retry_sleep))
+
+    def start(self) -> None:
+        self.process.start()
+
+    def failure(self) -> Optional[BaseException]:
+        if self._failure is None:
+            import queue
+
             try:
-                end = self.log.end_offset()
-                start = projector.next_offset
-                if start >= end or start - self.mirrored >= self.max_ahead:
-                    self.idle = start >= end
-                    self.halt.wait(pause)
-                    # Right after records came, look again soon (a synchronous writer waits for
-                    # them); the longer the log stays quiet, the fewer end-offset requests.
-                    pause = min(pause * 2, self.idle_sleep)
-                    continue
-                self.idle = False
-                pause = self.MIN_PAUSE
-                outcomes = projector.apply_batch(list(self.log.read(start, min(self.batch_size, end - start))))
-                self.stats.records += len(outcomes)
-                self.stats.rejected += sum(1 for o in outcomes if o.error_code)
-                self.applied.set()
-            except self.retryable as exc:
-                LOG.warning("mirror: staging: %s; retrying in %.1fs", exc, self.retry_sleep)
-                self.halt.wait(self.retry_sleep)
-            except BaseException as exc:  # noqa: BLE001 - handed to the mirror loop, which re-raises
-                self.failure = exc
-                return
+                name, message = self._failures.get_nowait()
+            except queue.Empty:
+                if self.process.is_alive() or self.shared.halt.is_set():
+                    return None
+                name, message = "exit", f"exit code {self.process.exitcode}"
+            cls = getattr(errors, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, errors.StatusError)):
+                cls, message = errors.InternalError, f"The staging process failed: {name}: {message}"
+            self._failure = cls(message)
+        return self._failure
+
+    def stop(self) -> None:
+        self.shared.halt.set()
+        self.process.join(60)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        # Staging moved on in the child: the parent's projector reads its checkpoint again.
+        self._projection.reload_staging()
 
 
 def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event, batch_size: int = 2000,
            idle_sleep: float = 0.05, retry_sleep: float = 1.0, report_every: float = 10.0,
-           until_caught_up: bool = False, max_ahead: Optional[int] = None) -> ApplyStats:
+           until_caught_up: bool = False, max_ahead: Optional[int] = None,
+           log_url: Optional[str] = None) -> ApplyStats:
     """Keeps ``projection`` up to date with ``log`` until ``stop_event`` is set (or, with
     ``until_caught_up``, until the target holds the log as last seen).
 
-    Pipelined: a thread applies batches to staging (at most ``max_ahead`` records, default
+    Pipelined: a stager applies batches to staging (at most ``max_ahead`` records, default
     two batches, ahead of the target) while this loop mirrors what staging committed, so
-    the state machine and the target's inserts overlap. A database that fails (lost
-    connection, server restart) is retried after ``retry_sleep``; no record is lost or
-    applied twice, because staging and target each commit their checkpoint with their rows.
+    the state machine and the target's inserts overlap. Given ``log_url`` (the URL ``log``
+    was opened from) the stager is a child process, so the two use two cores; otherwise a
+    thread. A database that fails (lost connection, server restart) is retried after
+    ``retry_sleep``; no record is lost or applied twice, because staging and target each
+    commit their checkpoint with their rows.
 
     Returns the totals of what it applied and mirrored."""
     total = ApplyStats()
     started = last_report = time.monotonic()
     retryable = (errors.UnavailableError, *projection.target.infrastructure_errors,
                  *projection.staging.infrastructure_errors)
-    stager: Optional[_Stager] = None
+    stager: Any = None  # _Stager or _StagerProcess
     try:
         while not stop_event.is_set():
             try:
                 if stager is None:
                     projection._rebuild_staging(log, batch_size)
-                    stager = _Stager(log, projection, batch_size, max_ahead or 2 * batch_size, idle_sleep,
-                                     retry_sleep, retryable)
+                    ahead = max_ahead or 2 * batch_size
+                    stager = (_StagerProcess(log_url, projection, batch_size, ahead, idle_sleep, retry_sleep)
+                              if log_url else
+                              _Stager(log, projection, batch_size, ahead, idle_sleep, retry_sleep, retryable))
                     stager.start()
-                if stager.failure is not None:
-                    raise stager.failure
-                idle = stager.idle  # read before mirroring: staging had reached the end before this mirror
-                stager.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
+                shared = stager.shared
+                failure = stager.failure()
+                if failure is not None:
+                    raise failure
+                idle = shared.idle.value  # read before mirroring: staging had reached the end before this mirror
+                shared.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
                 batch_started = time.monotonic()
                 copied = projection.mirror()
                 applied = projection.applied_offset()
-                stager.mirrored = applied
+                shared.mirrored.value = applied
             except retryable as exc:
                 LOG.warning("mirror: %s; retrying in %.1fs", exc, retry_sleep)
                 stop_event.wait(retry_sleep)
@@ -511,16 +633,15 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
                 last_report = time.monotonic()
                 end = log.end_offset()
                 LOG.info("mirror: applied through offset %d of %d (lag %d records, %d applied, last mirror %.3fs)",
-                         applied, end, max(0, end - applied), stager.stats.records,
+                         applied, end, max(0, end - applied), shared.records.value,
                          time.monotonic() - batch_started)
             if not copied:
                 if until_caught_up and idle:
                     break
-                stager.applied.wait(idle_sleep)  # until staging applies more (or a check on stop_event)
+                shared.applied.wait(idle_sleep)  # until staging applies more (or a check on stop_event)
     finally:
         if stager is not None:
-            stager.halt.set()
-            stager.join()
-            total.records, total.rejected = stager.stats.records, stager.stats.rejected
+            stager.stop()
+            total.records, total.rejected = stager.shared.records.value, stager.shared.rejected.value
     total.seconds = time.monotonic() - started
     return total
