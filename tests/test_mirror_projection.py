@@ -179,6 +179,20 @@ def test_takes_over_a_database_of_the_direct_projector(history, target, tmp_path
         log.close()
 
 
+def _wait_for_offset(target, offset: int, timeout: float = 60.0) -> None:
+    watcher = MySqlBackend(target)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = watcher.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            if row and row[0] >= offset:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the target did not reach offset {offset} in {timeout}s")
+    finally:
+        watcher.close()
+
+
 def test_follow_applies_until_stopped(history, target, tmp_path):
     log = FileLog(os.path.join(history, "log"), readonly=True)
     try:
@@ -186,16 +200,11 @@ def test_follow_applies_until_stopped(history, target, tmp_path):
         stop = threading.Event()
         thread = threading.Thread(target=follow, args=(log, projection, stop, 6), daemon=True)
         thread.start()
-        watcher = MySqlBackend(target)  # its own connection: the follower thread owns the projection's
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            row = watcher.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            if row and row[0] >= log.end_offset():
-                break
-            time.sleep(0.05)
+        _wait_for_offset(target, log.end_offset())
         stop.set()
         thread.join(10)
         assert not thread.is_alive()
+        watcher = MySqlBackend(target)  # its own connection: the follower thread owned the projection's
         assert _dump_mysql(watcher, TABLES) == _live(history)
         watcher.close()
         projection.close()
@@ -394,20 +403,6 @@ def test_mirror_copies_every_value_exactly(tmp_path, mysql_url, target, no_backs
 
 
 # -- the stager in a child process (as `mlmd-log project --staging` runs it) ---------------
-def _wait_for_offset(target, offset: int, timeout: float = 60.0) -> None:
-    watcher = MySqlBackend(target)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = watcher.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            if row and row[0] >= offset:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"the target did not reach offset {offset} in {timeout}s")
-    finally:
-        watcher.close()
-
-
 def test_follow_with_the_stager_in_a_child_process_and_again_after_a_stop(history, target, tmp_path):
     log_dir = os.path.join(history, "log")
     log = FileLog(log_dir, readonly=True)

@@ -525,6 +525,62 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
         failures.put((type(exc).__name__, getattr(exc, "message", None) or str(exc)))
 
 
+class _Flag:
+    """A stop flag shared with a child process, Event-like for ``_stage``. No lock behind it
+    (a ``multiprocessing.Event`` has one: a parent killed while holding it would leave the
+    child blocked forever)."""
+
+    def __init__(self, ctx: Any):
+        self._value = ctx.Value("b", 0, lock=False)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.01))
+        return True
+
+
+class _Wakeup:
+    """The child's "a batch is staged" signal to its parent, Event-like: a byte on a pipe,
+    written without blocking (a full pipe already says it), waited for with ``select``."""
+
+    def __init__(self, ctx: Any):
+        self._reader, self._writer = ctx.Pipe(duplex=False)
+
+    def set(self) -> None:  # (child)
+        import os
+
+        fd = self._writer.fileno()
+        os.set_blocking(fd, False)
+        try:
+            os.write(fd, b"!")
+        except (BlockingIOError, BrokenPipeError):
+            pass
+
+    def clear(self) -> None:  # (parent)
+        import os
+        import select
+
+        fd = self._reader.fileno()
+        while select.select([fd], [], [], 0)[0]:
+            if not os.read(fd, 65536):
+                return
+
+    def wait(self, timeout: float) -> bool:  # (parent)
+        import select
+
+        return bool(select.select([self._reader.fileno()], [], [], timeout)[0])
+
+
 class _StagerProcess:
     """The stager in a child process: the state machine (staging) and the mirror (reading
     staging, writing the target) then run on two cores instead of sharing one interpreter.
@@ -538,7 +594,7 @@ class _StagerProcess:
         if log_url.startswith("memory:"):
             raise errors.InvalidArgumentError("A memory: log cannot be read by another process: stage in a thread")
         ctx = multiprocessing.get_context("spawn")  # (no fork: this process may run broker client threads)
-        self.shared = _StageShared(ctx.Event(), ctx.Event(), ctx.Value("q", projection.applied_offset(), lock=False),
+        self.shared = _StageShared(_Flag(ctx), _Wakeup(ctx), ctx.Value("q", projection.applied_offset(), lock=False),
                                    ctx.Value("b", 0, lock=False), ctx.Value("q", 0, lock=False),
                                    ctx.Value("q", 0, lock=False))
         self._failures = ctx.Queue()
