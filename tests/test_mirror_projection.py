@@ -162,6 +162,35 @@ def test_crashes_between_staging_and_mysql_are_repaired(history, target, tmp_pat
         log.close()
 
 
+def test_a_statement_failing_inside_the_mirrors_batched_query_leaves_the_target_as_it_was(
+        history, target, tmp_path, monkeypatch):
+    """The mirror sends its writes several statements to a query; when the server fails one in
+    the middle (after others of the same query ran), the whole mirror is rolled back."""
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+        projection.apply(log, batch_size=10)
+        start = projection.projector.next_offset
+        projection.projector.apply_batch(list(log.read(start, 10)))
+        before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
+        real_mark = mirror_module.MySqlMirrorTarget.write_mark
+
+        def failing_mark(self, *args):
+            self._queue("INSERT INTO `mlmdlog_no_such_table` VALUES (1)")  # after the rows, before the mark
+            return real_mark(self, *args)
+
+        monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "write_mark", failing_mark)
+        with pytest.raises(Exception, match="mlmdlog_no_such_table"):
+            projection.mirror()
+        monkeypatch.undo()
+        assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
+        projection.catch_up(log, batch_size=10)
+        assert _dump_mysql(projection.db, TABLES) == _live(history)
+        projection.close()
+    finally:
+        log.close()
+
+
 def test_takes_over_a_database_of_the_direct_projector(history, target, tmp_path):
     """A MySQL projection written by the direct projector (no mirror state) is taken over by a full copy."""
     log = FileLog(os.path.join(history, "log"), readonly=True)

@@ -94,15 +94,22 @@ def _canonical(rows: Sequence[Sequence[Any]]) -> list[tuple]:
 
 
 class MySqlMirrorTarget:
-    """The target side of the mirror on MySQL/MariaDB: multi-row writes through PyMySQL's
-    ``executemany`` in chunks, MLMD's tables untouched apart from their rows."""
+    """The target side of the mirror on MySQL/MariaDB: multi-row INSERTs in chunks, MLMD's
+    tables untouched apart from their rows.
 
-    max_statement_chars = 1 << 20  # PyMySQL's executemany limit too; far below max_allowed_packet
+    Writes are queued and sent several statements to a query (the connection takes multi
+    statements), about 1 MB at a time, before the next read and with the COMMIT: a mirror
+    of a few records costs a few round trips instead of one per statement. The server
+    stops at the first failing statement of a query; the transaction is then rolled back."""
 
-    def __init__(self, db: SqlBackend, chunk_rows: int = 1000):
-        self.db = db
+    max_statement_chars = 1 << 20  # per query; far below max_allowed_packet
+
+    def __init__(self, db: Any, chunk_rows: int = 1000):
+        self.db = db.with_multi_statements()
         self.chunk_rows = chunk_rows
         self.infrastructure_errors = db.infrastructure_errors
+        self._queued: list[str] = []
+        self._queued_chars = 0
 
     def create_schema(self) -> None:
         self.db.create_schema()
@@ -119,17 +126,37 @@ class MySqlMirrorTarget:
 
     # -- transaction --------------------------------------------------------------
     def begin(self) -> None:
+        self._queued, self._queued_chars = [], 0
         self.db.begin()
 
     def commit(self) -> None:
-        self.db.commit()
+        self._send_queued(["COMMIT"])
 
     def rollback(self) -> None:
+        self._queued, self._queued_chars = [], 0
         self.db.rollback()
 
-    # -- reads ----------------------------------------------------------------------
+    def _queue(self, statement: str) -> None:
+        self._queued.append(statement)
+        self._queued_chars += len(statement)
+        if self._queued_chars >= self.max_statement_chars:
+            self._send_queued()
+
+    def _send_queued(self, tail: Sequence[str] = ()) -> None:
+        """Sends the queued statements (and ``tail``) in one query, reading every result."""
+        statements = self._queued + list(tail)
+        self._queued, self._queued_chars = [], 0
+        if not statements:
+            return
+        cur = self.db.conn.cursor()
+        cur.execute(";\n".join(statements))
+        while cur.nextset():
+            pass
+
+    # -- reads (after the queued writes) -------------------------------------------
     def applied_offset(self) -> int:
         """The checkpoint the writers poll (0 before anything was applied)."""
+        self._send_queued()
         row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
         return int(row[0]) if row else 0
 
@@ -139,6 +166,7 @@ class MySqlMirrorTarget:
         With ``lock`` (inside the mirror transaction) the rows are locked, so two mirrors
         of one target serialise instead of interleaving."""
         suffix = " FOR UPDATE" if lock else ""
+        self._send_queued()
         ck = self.db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0" + suffix)
         st = self.db.one("SELECT `applied_offset`, `parent_context_rowid` FROM `mlmdlog_mirror_state` "
                          "WHERE `id` = 0" + suffix)
@@ -149,16 +177,18 @@ class MySqlMirrorTarget:
         return int(ck[0]), MirrorMark(int(ck[0]), int(ck[1]), int(st[1]))
 
     def max_key(self, table: str, column: str) -> int:
+        self._send_queued()
         row = self.db.one(f"SELECT MAX(`{column}`) FROM `{table}`")
         return int(row[0]) if row and row[0] is not None else -1
 
     def rows(self, table: str, columns: Sequence[str]) -> list[tuple]:
+        self._send_queued()
         names = ", ".join(f"`{c}`" for c in columns)
         return self.db.rows(f"SELECT {names} FROM `{table}`")
 
-    # -- writes ---------------------------------------------------------------------
+    # -- writes (queued) ------------------------------------------------------------
     def clear(self, table: str) -> None:
-        self.db.execute(f"DELETE FROM `{table}`")
+        self._queue(f"DELETE FROM `{table}`")
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         """Multi-row INSERTs of at most ``chunk_rows`` rows and ~1 MB of SQL each.
@@ -172,7 +202,6 @@ class MySqlMirrorTarget:
         names = ", ".join(f"`{c}`" for c in columns)
         head = f"INSERT INTO `{table}` ({names}) VALUES "
         escape = self.db.conn.escape
-        cur = self.db.conn.cursor()
         values: list[str] = []
         size = 0
         for row in rows:
@@ -181,27 +210,26 @@ class MySqlMirrorTarget:
             values.append(text)
             size += len(text) + 1
             if len(values) >= self.chunk_rows or size >= self.max_statement_chars:
-                cur.execute(head + ",".join(values))
+                self._queue(head + ",".join(values))
                 values, size = [], 0
         if values:
-            cur.execute(head + ",".join(values))
+            self._queue(head + ",".join(values))
         return len(rows)
 
     def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:
         """Deletes these nodes and all their property rows."""
-        cur = self.db.conn.cursor()
         for start in range(0, len(ids), self.chunk_rows):
-            chunk = list(ids[start:start + self.chunk_rows])
-            marks = ", ".join("%s" for _ in chunk)
-            cur.execute(f"DELETE FROM `{node.prop_table}` WHERE `{node.owner}` IN ({marks})", chunk)
-            cur.execute(f"DELETE FROM `{READ_FORMS[node.kind]}` WHERE `id` IN ({marks})", chunk)
-            cur.execute(f"DELETE FROM `{node.table}` WHERE `id` IN ({marks})", chunk)
+            listed = ", ".join(str(int(i)) for i in ids[start:start + self.chunk_rows])
+            self._queue(f"DELETE FROM `{node.prop_table}` WHERE `{node.owner}` IN ({listed})")
+            self._queue(f"DELETE FROM `{READ_FORMS[node.kind]}` WHERE `id` IN ({listed})")
+            self._queue(f"DELETE FROM `{node.table}` WHERE `id` IN ({listed})")
 
     def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
-        self.db.write_checkpoint(offset, last_time_ms)
-        self.db.execute("INSERT INTO `mlmdlog_mirror_state` (`id`, `applied_offset`, `parent_context_rowid`) "
-                        "VALUES (0, ?, ?) ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
-                        "`parent_context_rowid` = VALUES(`parent_context_rowid`)", (offset, parent_context_rowid))
+        self._queue(self.db.checkpoint_sql(offset, last_time_ms))
+        self._queue("INSERT INTO `mlmdlog_mirror_state` (`id`, `applied_offset`, `parent_context_rowid`) "
+                    f"VALUES (0, {int(offset)}, {int(parent_context_rowid)}) ON DUPLICATE KEY UPDATE "
+                    "`applied_offset` = VALUES(`applied_offset`), "
+                    "`parent_context_rowid` = VALUES(`parent_context_rowid`)")
 
     def close(self) -> None:
         self.db.close()
@@ -442,7 +470,8 @@ class _StageShared:
     rejected: Any  # .value: of which rejected
 
 
-MIN_PAUSE = 0.002  # seconds between end-offset checks right after activity
+MIN_PAUSE = 0.001  # seconds between end-offset checks while records came recently ...
+BUSY_WINDOW = 0.05  # ... that is, within this many seconds (then the pause doubles up to idle_sleep)
 
 
 def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_ahead: int, idle_sleep: float,
@@ -450,7 +479,7 @@ def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_
     """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead of
     the target) until ``shared.halt``, so the engine's work on batch N+1 overlaps the
     target's on batch N. Raises what it cannot retry."""
-    pause = MIN_PAUSE
+    pause, last_records = MIN_PAUSE, time.monotonic()
     while not shared.halt.is_set() and alive():
         try:
             end = log.end_offset()
@@ -458,12 +487,13 @@ def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_
             if start >= end or start - shared.mirrored.value >= max_ahead:
                 shared.idle.value = int(start >= end)
                 shared.halt.wait(pause)
-                # Right after records came, look again soon (a synchronous writer waits for
+                # While records keep coming, look again soon (a synchronous writer waits for
                 # them); the longer the log stays quiet, the fewer end-offset requests.
-                pause = min(pause * 2, idle_sleep)
+                if time.monotonic() - last_records > BUSY_WINDOW:
+                    pause = min(pause * 2, max(idle_sleep, MIN_PAUSE))
                 continue
             shared.idle.value = 0
-            pause = MIN_PAUSE
+            pause, last_records = MIN_PAUSE, time.monotonic()
             outcomes = projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
             shared.records.value += len(outcomes)
             shared.rejected.value += sum(1 for o in outcomes if o.error_code)

@@ -57,7 +57,7 @@ class MySqlBackend(SqlBackend):
 
     dialect = MYSQL
 
-    def __init__(self, target: MySqlTarget):
+    def __init__(self, target: MySqlTarget, multi_statements: bool = False):
         try:
             import pymysql
         except ImportError as exc:  # the optional extra
@@ -70,8 +70,9 @@ class MySqlBackend(SqlBackend):
         self.infrastructure_errors = (pymysql.err.MySQLError,)
         self.target = target
         try:
+            flags = pymysql.constants.CLIENT.MULTI_STATEMENTS if multi_statements else 0
             conn = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                                   unix_socket=target.socket, charset="utf8mb4", autocommit=True)
+                                   unix_socket=target.socket, charset="utf8mb4", autocommit=True, client_flag=flags)
             with conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS `{target.database}` "
                             "CHARACTER SET utf8mb4")
@@ -81,6 +82,7 @@ class MySqlBackend(SqlBackend):
             raise errors.UnavailableError(
                 f"Cannot connect to MySQL at {target.host}:{target.port}/{target.database}: {exc}") from exc
         super().__init__(conn)
+        self.multi_statements = multi_statements  # several statements may go in one query (one round trip)
         self._collation = self._binary_collation()
 
     def _binary_collation(self) -> str:
@@ -94,11 +96,24 @@ class MySqlBackend(SqlBackend):
         return [stmt.replace("{collation}", self._collation) for stmt in ddl.MYSQL_MLMD + ddl.MYSQL_LOG]
 
     def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
-        # One upsert: MySQL's UPDATE reports rows *changed*, so an unchanged checkpoint
-        # would look absent to the generic update-then-insert.
-        self.execute("INSERT INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) VALUES (0, ?, ?) "
-                     "ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
-                     "`last_time_ms` = VALUES(`last_time_ms`)", (applied_offset, last_time_ms))
+        self.conn.cursor().execute(self.checkpoint_sql(applied_offset, last_time_ms))
+
+    @staticmethod
+    def checkpoint_sql(applied_offset: int, last_time_ms: int) -> str:
+        """The statement writing the checkpoint. One upsert: MySQL's UPDATE reports rows
+        *changed*, so an unchanged checkpoint would look absent to the generic update-then-insert."""
+        return (f"INSERT INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) "
+                f"VALUES (0, {int(applied_offset)}, {int(last_time_ms)}) "
+                "ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
+                "`last_time_ms` = VALUES(`last_time_ms`)")
+
+    def with_multi_statements(self) -> "MySqlBackend":
+        """This backend, or (closing it) a new connection to its target that takes several
+        statements per query."""
+        if self.multi_statements:
+            return self
+        self.close()
+        return MySqlBackend(self.target, multi_statements=True)
 
     def begin(self) -> None:
         self.execute("START TRANSACTION")
