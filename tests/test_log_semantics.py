@@ -331,6 +331,26 @@ def test_inline_applier_refuses_a_projection_ahead_of_its_log():
         InlineApplier(MemoryLog(), Projector(db))
 
 
+def test_a_second_projector_on_the_same_projection_is_refused_not_applied_twice(tmp_path):
+    """Two projectors on one SQLite projection (a mistake, or a stager outliving its process):
+    the one whose checkpoint moved under it refuses its next batch, and nothing is applied twice."""
+    log = MemoryLog()
+    log.append([make_record("PutArtifactType", type_request(f"T{i}"), 1_000 + i) for i in range(6)])
+    path = str(tmp_path / "p.sqlite")
+    first_db, second_db = SqliteBackend(path), SqliteBackend(path)
+    first_db.create_schema()
+    first, second = Projector(first_db), Projector(second_db)
+    first.apply_batch(log.read(0, 3))
+    with pytest.raises(errors.FailedPreconditionError, match="another projector"):
+        second.apply_batch(log.read(0, 3))
+    assert second.next_offset == 0 and not second.in_transaction
+    first.apply_batch(log.read(3, 3))  # the first goes on; the refused one left no lock behind
+    assert first_db.one("SELECT COUNT(*) FROM `Type` WHERE `name` LIKE 'T%'")[0] == 6
+    assert Projector(SqliteBackend(path)).next_offset == 6
+    first_db.close()
+    second_db.close()
+
+
 # -- one writer, read-only mode, bad configs ----------------------------------------------
 def test_second_writer_process_gets_failed_precondition(tmp_path):
     with mlmd_log.MetadataStore(StoreConfig.from_directory(str(tmp_path), durability="none")) as store:

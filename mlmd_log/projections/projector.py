@@ -97,6 +97,7 @@ class Projector:
         if self._committed is None:
             self._committed = (self.engine.snapshot(), self.next_offset, self.last_time_ms)
             self.db.begin()
+            self._check_sole_writer()
         try:
             pending = []
             for offset, payload in records:
@@ -121,6 +122,18 @@ class Projector:
         if commit:
             self.commit()
         return outcomes
+
+    def _check_sole_writer(self) -> None:
+        """At the start of a transaction: the checkpoint is where this projector left it. If
+        another writer moved it (a second projector on the same projection), applying from
+        here would apply its records twice; refuse instead."""
+        row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        stored = row[0] if row else 0
+        if stored != self.next_offset:
+            self.abandon()
+            raise errors.FailedPreconditionError(
+                f"The projection's checkpoint is at offset {stored}, but this projector left it at "
+                f"{self.next_offset}: another projector is writing the same projection. Run one per projection.")
 
     def commit(self) -> None:
         """Commits the open transaction (no-op without one)."""
