@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -239,11 +240,34 @@ def test_two_logs_on_one_topic_interleave_without_gaps(bootstrap: str, topic: st
         assert [r for _, r in b.read(0)] == [b"a1", b"b1", b"a2"]
 
 
+def test_wait_for_records_blocks_until_one_is_appended_or_the_timeout(log: KafkaLog) -> None:
+    """A follower of a quiet log waits in a fetch the broker holds open: it returns False
+    after the timeout, True as soon as another thread appends, True at once for a record
+    that is already there."""
+    log.append([b"first"])
+    started = time.monotonic()
+    assert log.wait_for_records(1, 0.3) is False
+    assert 0.25 <= time.monotonic() - started < 5
+    timer = threading.Timer(0.2, lambda: log.append([b"second"]))
+    timer.start()
+    started = time.monotonic()
+    try:
+        assert log.wait_for_records(1, 10.0) is True
+        assert time.monotonic() - started < 5  # woken by the record, not by the timeout
+    finally:
+        timer.join()
+    started = time.monotonic()
+    assert log.wait_for_records(0, 10.0) is True
+    assert time.monotonic() - started < 5
+    assert [payload for _, payload in log.read(0)] == [b"first", b"second"]  # the waits consumed nothing
+
+
 def test_closed_log_refuses_calls_and_close_is_idempotent(bootstrap: str, topic: str) -> None:
     log = KafkaLog(bootstrap, topic, timeout_s=10)
     log.close()
     log.close()
-    for call in (lambda: log.append([b"x"]), log.end_offset, lambda: log.read(0)):
+    for call in (lambda: log.append([b"x"]), log.end_offset, lambda: log.read(0),
+                 lambda: log.wait_for_records(0, 0.1)):
         with pytest.raises(FailedPreconditionError):
             call()
 

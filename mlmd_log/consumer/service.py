@@ -89,8 +89,19 @@ class ProjectorService:
             if applied == 0:
                 if until_caught_up:
                     break
-                self.stop_event.wait(self.idle_sleep)
+                self._wait_for_records()
         return self.status
+
+    def _wait_for_records(self) -> None:
+        """Idle: a log that can block until records come (Kafka) is waited on, up to 0.1 s at
+        a time (no polling while it is quiet); others are looked at again after idle_sleep."""
+        if getattr(self.log, "waits_for_records", False):
+            try:
+                self.log.wait_for_records(self.projector.next_offset, 0.1)
+                return
+            except errors.UnavailableError:
+                pass  # the next step reports it
+        self.stop_event.wait(self.idle_sleep)
 
 
 def stop_on_signals(stop: threading.Event) -> dict:

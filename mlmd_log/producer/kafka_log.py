@@ -351,6 +351,26 @@ class KafkaLog(Log):
             raise
         self._give_back(consumer)
 
+    waits_for_records = True  # wait_for_records blocks in the broker, not in a polling loop
+
+    def wait_for_records(self, offset: int, timeout_s: float) -> bool:
+        """Blocks until the log holds a record at ``offset`` (True) or ``timeout_s`` passed
+        (False), in a fetch the broker holds open: a follower of a quiet log costs nothing
+        and wakes as soon as a record is appended."""
+        self._check_open()
+        consumer = self._take_consumer()
+        try:
+            consumer.seek(self._tp, offset)
+            batches = consumer.poll(timeout_ms=max(1, int(timeout_s * 1000)), max_records=1)
+        except kafka_errors.KafkaError as e:
+            self._discard_consumer(consumer)
+            raise self._unavailable(f"waiting for records from offset {offset}", e) from None
+        except BaseException:
+            self._discard_consumer(consumer)
+            raise
+        self._give_back(consumer)
+        return bool(batches.get(self._tp))
+
     def _fetch(self, consumer: Any, offset: int, max_records: int) -> list[Any]:
         """Records from ``offset`` on (at least one), waiting at most ``timeout_s``."""
         waited_ms = 0

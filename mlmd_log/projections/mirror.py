@@ -472,6 +472,7 @@ class _StageShared:
 
 MIN_PAUSE = 0.001  # seconds between end-offset checks while records came recently ...
 BUSY_WINDOW = 0.05  # ... that is, within this many seconds (then the pause doubles up to idle_sleep)
+LONG_POLL_S = 0.1  # a log that can block until records come (Kafka) is waited on this long at a time
 
 
 def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_ahead: int, idle_sleep: float,
@@ -486,6 +487,9 @@ def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_
             start = projector.next_offset
             if start >= end or start - shared.mirrored.value >= max_ahead:
                 shared.idle.value = int(start >= end)
+                if start >= end and getattr(log, "waits_for_records", False):
+                    log.wait_for_records(end, LONG_POLL_S)  # (back at once when a record comes)
+                    continue
                 shared.halt.wait(pause)
                 # While records keep coming, look again soon (a synchronous writer waits for
                 # them); the longer the log stays quiet, the fewer end-offset requests.
@@ -724,7 +728,7 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
             if not copied:
                 if until_caught_up and idle:
                     break
-                shared.applied.wait(idle_sleep)  # until staging applies more (or a check on stop_event)
+                shared.applied.wait(LONG_POLL_S)  # until staging applies more (or a look at stop_event)
     finally:
         if stager is not None:
             stager.stop()
