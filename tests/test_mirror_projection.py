@@ -469,6 +469,36 @@ def test_a_child_stager_that_fails_is_raised_by_follow(history, target, tmp_path
         log.close()
 
 
+def test_one_stager_per_staging_file(history, target, tmp_path, monkeypatch):
+    """A second projector on the same staging file waits for the first stager's lock, and
+    fails with a clear error when it is not let go (two stagers would apply records twice)."""
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    staging = str(tmp_path / "staging.sqlite")
+    first = _mirrored(target, staging)
+    second_target = _fresh_database(os.environ["MLMD_TEST_MYSQL_URL"])
+    try:
+        stop = threading.Event()
+        thread = threading.Thread(target=follow, args=(log, first, stop, 3), daemon=True)
+        thread.start()
+        _wait_for_offset(target, 3)
+        monkeypatch.setattr(mirror_module, "STAGING_LOCK_WAIT_S", 0.5)
+        second = _mirrored(second_target, staging)
+        with pytest.raises(mlmd.errors.FailedPreconditionError, match="in use by another stager"):
+            follow(log, second, threading.Event(), 3, until_caught_up=True)
+        second.close()
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        # Let go: the next projector on that staging file goes on where the first stopped.
+        stats = follow(log, first, threading.Event(), 5, until_caught_up=True)
+        assert stats.applied_offset == log.end_offset()
+        assert _dump_mysql(first.db, TABLES) == _live(history)
+        first.close()
+    finally:
+        log.close()
+        _drop(second_target)
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):

@@ -27,7 +27,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -117,15 +117,19 @@ def _schema_ready(target: MySqlTarget) -> bool:
 class Projector:
     """``mlmd-log project`` as a subprocess; its output goes to files (kafka-python logs a lot)."""
 
-    def __init__(self, log_url: str, target: MySqlTarget, out_dir: Path, batch_size: int = 200):
+    def __init__(self, log_url: str, target: MySqlTarget, out_dir: Path, batch_size: int = 200,
+                 staging: Optional[Path] = None):
+        """``staging``: the mirrored projector (as the compose stack runs it): a stager process
+        applies the log to that SQLite file, the projector mirrors it into MySQL in bulk."""
         out_dir.mkdir(parents=True, exist_ok=True)
         n = len(list(out_dir.glob("projector-*.out")))
         self.stdout_path = out_dir / f"projector-{n}.out"
         self.stderr_path = out_dir / f"projector-{n}.err"
+        mirrored = ["--staging", str(staging)] if staging else []
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mlmd_log.cli", "project", "--log", log_url, "--into", _url(target),
-                 "--batch-size", str(batch_size), "--report-every", "0.5"],
+                 "--batch-size", str(batch_size), "--report-every", "0.5", *mirrored],
                 stdout=out, stderr=err, text=True)
 
     def alive(self) -> None:
@@ -282,12 +286,14 @@ def _worker_reports(procs: list[subprocess.Popen]) -> list[dict]:
 # ---------------------------------------------------------------------------- many writers
 
 
+@pytest.mark.parametrize("mirrored", [False, True], ids=["direct", "mirrored"])
 def test_eight_workers_through_kafka_every_ack_applied_once_and_projections_agree(
-        bootstrap: str, databases, tmp_path: Path) -> None:
+        bootstrap: str, databases, tmp_path: Path, mirrored: bool) -> None:
     workers, steps = 8, 10
     log_url = f"kafka://{bootstrap}/scaleout-{uuid.uuid4().hex[:12]}"
     live = databases()
-    projector = Projector(log_url, live, tmp_path, batch_size=50)
+    projector = Projector(log_url, live, tmp_path, batch_size=50,
+                          staging=tmp_path / "staging.sqlite" if mirrored else None)
     try:
         # The schema exists before the workers open the projection (see the concurrent-open test).
         _wait_until(lambda: _schema_ready(live), 60, "the projector's schema", projector.alive)
@@ -458,8 +464,13 @@ def _copy_into_kafka(records: list[bytes], log_url: str) -> None:
         log.close()
 
 
+@pytest.mark.parametrize("mirrored", [False, True], ids=["direct", "mirrored"])
 def test_projector_kill9_over_kafka_into_mysql_ends_equal_to_a_fresh_replay(
-        bootstrap: str, databases, tmp_path: Path) -> None:
+        bootstrap: str, databases, tmp_path: Path, mirrored: bool) -> None:
+    """Killed with -9 four times while applying; the mirrored projector keeps its staging file
+    across the restarts (staging ahead of MySQL, a stager finishing its last batch)."""
+    staging = tmp_path / "staging.sqlite" if mirrored else None
+    batch = 5 if mirrored else 25  # (the mirrored projector is faster: kills must land mid-log)
     _write_log(str(tmp_path), 900)  # put_execution records with some rejected puts, in a FileLog
     source = open_log(str(tmp_path / "log"), readonly=True)
     records = [payload for _, payload in source.read(0)]
@@ -471,7 +482,7 @@ def test_projector_kill9_over_kafka_into_mysql_ends_equal_to_a_fresh_replay(
     rng = random.Random(11)
     kills, last = 0, 0
     while kills < 4:  # kill -9 right after observed progress, while it is applying batches
-        projector = Projector(log_url, target, tmp_path, batch_size=25)
+        projector = Projector(log_url, target, tmp_path, batch_size=batch, staging=staging)
         try:
             _wait_until(lambda: _applied(target) > last, 60, "progress after a restart", projector.alive)
             time.sleep(rng.uniform(0, 0.05))
@@ -484,7 +495,7 @@ def test_projector_kill9_over_kafka_into_mysql_ends_equal_to_a_fresh_replay(
             _copy_into_kafka(records[half:], log_url)  # the log grows while the projector is down
         assert now < len(records), "the projector finished before the kills landed mid-log"
         last = now
-    projector = Projector(log_url, target, tmp_path, batch_size=25)
+    projector = Projector(log_url, target, tmp_path, batch_size=batch, staging=staging)
     try:
         _wait_until(lambda: _applied(target) >= len(records), 90, "the restarted projector to catch up",
                     projector.alive)

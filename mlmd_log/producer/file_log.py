@@ -215,13 +215,13 @@ def list_segment_bases(directory: str) -> list[int]:
     return sorted(bases)
 
 
-def acquire_writer_lock(directory: str) -> int:
-    """Take the exclusive writer lock and write our pid in it; return the lock fd.
+def try_lock_file(lock_path: str) -> tuple[int | None, str]:
+    """Takes the exclusive lock of ``lock_path`` and writes our pid in it: (fd, "").
+    When another open file holds it: (None, who holds it).
 
-    flock locks belong to an open file description, so a second ``FileLog`` in the
-    same process conflicts just like another process does.
+    flock locks belong to an open file description, so a second opener in the same
+    process conflicts just like another process does.
     """
-    lock_path = os.path.join(directory, LOCK_FILE)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -231,14 +231,27 @@ def acquire_writer_lock(directory: str) -> int:
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
         who = "an unknown process" if holder is None else f"pid {holder}"
-        if holder == os.getpid():
-            who += " (this process: another FileLog on the same directory is open)"
-        raise FailedPreconditionError(
-            f"log {directory} already has a writer: lock file {lock_path} is held by {who}; "
-            f"open it with readonly=True to read"
-        ) from None
+        return None, who + (" (this process)" if holder == os.getpid() else "")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd, ""
+
+
+def release_lock_file(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def acquire_writer_lock(directory: str) -> int:
+    """Take the exclusive writer lock of a log directory; return the lock fd."""
+    lock_path = os.path.join(directory, LOCK_FILE)
+    fd, who = try_lock_file(lock_path)
+    if fd is None:
+        raise FailedPreconditionError(
+            f"log {directory} already has a writer: lock file {lock_path} is held by {who}"
+            f"{': another FileLog on the same directory is open' if 'this process' in who else ''}; "
+            f"open it with readonly=True to read"
+        )
     return fd
 
 
@@ -699,8 +712,7 @@ class FileLog(Log):
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            release_lock_file(self._lock_fd)
             self._lock_fd = None
 
     def __repr__(self) -> str:

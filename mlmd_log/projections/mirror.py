@@ -507,6 +507,27 @@ def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_
             shared.halt.wait(retry_sleep)
 
 
+STAGING_LOCK_WAIT_S = 120.0  # how long a stager waits for another one to let go of staging
+
+
+def _lock_staging(path: str, alive: Callable[[], bool] = lambda: True) -> int:
+    """The exclusive lock of staging (``PATH.lock``) for one stager; returns its fd. A stager
+    still finishing its last batch (that of a killed projector) is waited for, up to
+    STAGING_LOCK_WAIT_S."""
+    from mlmd_log.producer.file_log import try_lock_file
+
+    deadline = time.monotonic() + STAGING_LOCK_WAIT_S
+    while True:
+        fd, who = try_lock_file(path + ".lock")
+        if fd is not None:
+            return fd
+        if time.monotonic() > deadline or not alive():
+            raise errors.FailedPreconditionError(
+                f"Staging {path} is in use by another stager ({who}, lock {path}.lock): "
+                "run one projector per staging file")
+        time.sleep(0.05)
+
+
 class _Stager(threading.Thread):
     """The stager as a thread of this process, on the projection's own staging projector."""
 
@@ -517,11 +538,18 @@ class _Stager(threading.Thread):
                                    _Cell(0), _Cell(0), _Cell(0))
         self._args = (log, projection.projector, self.shared, batch_size, max_ahead, idle_sleep, retry_sleep,
                       retryable)
+        self._staging_path = projection.staging_path
         self._failure: Optional[BaseException] = None
 
     def run(self) -> None:
+        from mlmd_log.producer.file_log import release_lock_file
+
         try:
-            _stage(*self._args)
+            lock = _lock_staging(self._staging_path, lambda: not self.shared.halt.is_set())
+            try:
+                _stage(*self._args)
+            finally:
+                release_lock_file(lock)
         except BaseException as exc:  # noqa: BLE001 - handed to the mirror loop, which re-raises
             self._failure = exc
 
@@ -545,16 +573,23 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us between batches
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from mlmd_log.producer.file_log import release_lock_file
+
+    alive = lambda: os.getppid() == parent and not shared.halt.is_set()  # noqa: E731
     try:
-        log = open_log(log_url, readonly=True)
-        staging = SqliteBackend(staging_path)
+        lock = _lock_staging(staging_path, alive)
         try:
-            retryable = (errors.UnavailableError, *staging.infrastructure_errors)
-            _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,
-                   alive=lambda: os.getppid() == parent)
+            log = open_log(log_url, readonly=True)
+            staging = SqliteBackend(staging_path)
+            try:
+                retryable = (errors.UnavailableError, *staging.infrastructure_errors)
+                _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,
+                       alive=lambda: os.getppid() == parent)
+            finally:
+                staging.close()
+                log.close()
         finally:
-            staging.close()
-            log.close()
+            release_lock_file(lock)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         failures.put((type(exc).__name__, getattr(exc, "message", None) or str(exc)))
 
