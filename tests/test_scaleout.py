@@ -185,7 +185,10 @@ class _ReadsOnly:
     """A MetadataStore transport that answers reads straight from one projection."""
 
     def __init__(self, db: Any):
-        self.reads = ReadService(db.conn, db.dialect.name)
+        if hasattr(db, "connection"):  # a DuckDbProjection
+            self.reads = ReadService(db.connection, "duckdb")
+        else:
+            self.reads = ReadService(db.conn, db.dialect.name)
 
     def call(self, rpc: str, request: Any) -> Any:
         return self.reads.call(rpc, request)
@@ -378,32 +381,46 @@ def test_eight_workers_through_kafka_every_ack_applied_once_and_projections_agre
     finally:
         db.close()
 
-    # The same topic replayed into SQLite and into a second MySQL database.
+    # The same topic replayed into SQLite, into a second MySQL database and into DuckDB.
+    from mlmd_log.projections.duckdb import DuckDbProjection
+
     rebuilt = MySqlBackend(databases())
     rebuilt.create_schema()
     sqlite_db = open_projection(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    duck = DuckDbProjection(str(tmp_path / "rebuilt.duckdb"))
     try:
         _replay_into(log_url, rebuilt)
         _replay_into(log_url, sqlite_db)
         sqlite_db.conn.commit()
+        kafka_log = open_log(log_url)
+        try:
+            assert duck.catch_up(kafka_log, batch_size=97).applied_offset == end
+        finally:
+            kafka_log.close()
         mysql_dump = _dump_mysql(rebuilt)
         sqlite_dump = normalised(dump_tables(str(tmp_path / "rebuilt.sqlite"), ALL_TABLES))
+        duck_dump = normalised({t: duck.connection.execute(f'SELECT * FROM "{t}"').fetchall() for t in MLMD_TABLES})
         for table in ALL_TABLES:
             assert live_dump[table] == mysql_dump[table], f"{table}: live MySQL differs from a MySQL replay"
             assert live_dump[table] == sqlite_dump[table], f"{table}: MySQL differs from a SQLite replay"
+        for table in MLMD_TABLES:
+            assert live_dump[table] == duck_dump[table], f"{table}: MySQL differs from the DuckDB projection"
         assert len(live_dump["Artifact"]) == len(expected_uris)
         mysql_reads, sqlite_reads = _answers(_reader(rebuilt)), _answers(_reader(sqlite_db))
+        duck_reads = _answers(_reader(duck))
     finally:
         rebuilt.close()
         sqlite_db.close()
-    assert live_reads.keys() == mysql_reads.keys() == sqlite_reads.keys()
+        duck.close()
+    assert live_reads.keys() == mysql_reads.keys() == sqlite_reads.keys() == duck_reads.keys()
     for label in live_reads:
         assert live_reads[label] == mysql_reads[label], f"read {label!r}: live MySQL vs MySQL replay"
         assert live_reads[label] == sqlite_reads[label], f"read {label!r}: MySQL vs SQLite"
+        assert live_reads[label] == duck_reads[label], f"read {label!r}: MySQL vs DuckDB"
     assert len(live_reads["executions"]) == workers * steps and len(live_reads["contexts"]) == 3
 
 
-def test_mysql_answers_event_context_and_lineage_reads_like_sqlite(databases, tmp_path: Path) -> None:
+def test_mysql_and_duckdb_answer_event_context_and_lineage_reads_like_sqlite(databases, tmp_path: Path) -> None:
     _write_log(str(tmp_path), 30)
     store = mlmd.MetadataStore(str(tmp_path))  # the same directory: add parent/child context links
     try:
@@ -424,6 +441,13 @@ def test_mysql_answers_event_context_and_lineage_reads_like_sqlite(databases, tm
         expected = _event_answers(_reader(sqlite_db))
         assert expected["events by executions"] and expected["children"] != ((),) * len(expected["children"])
         assert _event_answers(_reader(mysql_db)) == expected
+        from mlmd_log.projections.duckdb import DuckDbProjection
+
+        with DuckDbProjection(str(tmp_path / "rebuilt.duckdb")) as duck:
+            log = open_log(str(tmp_path / "log"), readonly=True)
+            duck.catch_up(log)
+            log.close()
+            assert _event_answers(_reader(duck)) == expected
     finally:
         sqlite_db.close()
         mysql_db.close()
