@@ -34,6 +34,11 @@ target's offset (the projector is deterministic: same ids, times and rowids).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import queue
+import select
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -108,7 +113,7 @@ class MySqlMirrorTarget:
         self.db = db.with_multi_statements()
         self.chunk_rows = chunk_rows
         self.infrastructure_errors = db.infrastructure_errors
-        self._queued: list[str] = []
+        self._queued: list[str] = []  # writes not sent yet (see _queue)
         self._queued_chars = 0
 
     def create_schema(self) -> None:
@@ -565,16 +570,12 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
                     batch_size: int, max_ahead: int, idle_sleep: float, retry_sleep: float) -> None:
     """The process stager's body: its own log reader and staging projector; stopped by the
     parent (``shared.halt``), or when the parent is gone."""
-    import os
-    import signal
-
     from mlmd_log.locations import open_log
+    from mlmd_log.producer.file_log import release_lock_file
     from mlmd_log.projections.projector import Projector
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us between batches
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from mlmd_log.producer.file_log import release_lock_file
-
     alive = lambda: os.getppid() == parent and not shared.halt.is_set()  # noqa: E731
     try:
         lock = _lock_staging(staging_path, alive)
@@ -584,7 +585,7 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
             try:
                 retryable = (errors.UnavailableError, *staging.infrastructure_errors)
                 _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,
-                       alive=lambda: os.getppid() == parent)
+                       alive=alive)
             finally:
                 staging.close()
                 log.close()
@@ -626,8 +627,6 @@ class _Wakeup:
         self._reader, self._writer = ctx.Pipe(duplex=False)
 
     def set(self) -> None:  # (child)
-        import os
-
         fd = self._writer.fileno()
         os.set_blocking(fd, False)
         try:
@@ -636,17 +635,12 @@ class _Wakeup:
             pass
 
     def clear(self) -> None:  # (parent)
-        import os
-        import select
-
         fd = self._reader.fileno()
         while select.select([fd], [], [], 0)[0]:
             if not os.read(fd, 65536):
                 return
 
     def wait(self, timeout: float) -> bool:  # (parent)
-        import select
-
         return bool(select.select([self._reader.fileno()], [], [], timeout)[0])
 
 
@@ -657,9 +651,6 @@ class _StagerProcess:
 
     def __init__(self, log_url: str, projection: MirroredProjection, batch_size: int, max_ahead: int,
                  idle_sleep: float, retry_sleep: float):
-        import multiprocessing
-        import os
-
         if log_url.startswith("memory:"):
             raise errors.InvalidArgumentError("A memory: log cannot be read by another process: stage in a thread")
         ctx = multiprocessing.get_context("spawn")  # (no fork: this process may run broker client threads)
@@ -679,8 +670,6 @@ class _StagerProcess:
 
     def failure(self) -> Optional[BaseException]:
         if self._failure is None:
-            import queue
-
             try:
                 name, message = self._failures.get_nowait()
             except queue.Empty:
