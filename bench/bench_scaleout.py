@@ -555,13 +555,29 @@ def part_b(args: argparse.Namespace, env: Env) -> Dict[str, Any]:
         profile = cProfile.Profile()
         out["projector_profiled"] = time_projector(env, log_url, pdb, args.batch_size, args.profile_seconds, profile)
         out["profile"] = profile_report(profile)
-    rates = [("target", float(TARGET_PROJECTOR_RPS))]
     measured = out["projector"]["per_s"]
-    if measured * 0.7 < TARGET_PROJECTOR_RPS:
-        rates.append(("sustainable", max(50.0, round(measured * 0.7, -1))))
-    out["steady"] = {label: steady_state(args, env, f"b2{label}", rate, max(measured, 100.0))
-                     for label, rate in rates}
+    capacity = max(measured, 100.0)
+    out["steady"] = {"target": steady_state(args, env, "b2target", float(TARGET_PROJECTOR_RPS), capacity)}
+    # Then the highest rate that keeps the lag under 2 s with 8 writers on the same cores:
+    # 0.7x of what the projector did alone, lower by 0.7x each time it is not kept.
+    rate = measured * 0.7
+    for attempt in range(3):
+        if rate >= TARGET_PROJECTOR_RPS:
+            break
+        rate = max(50.0, round(rate, -1))
+        label = "sustainable" if attempt == 0 else f"lower {attempt}"
+        out["steady"][label] = run = steady_state(args, env, f"b2s{attempt}", rate, capacity)
+        if lag_kept(run):
+            break
+        rate *= 0.7
     return out
+
+
+def lag_kept(run: Dict[str, Any]) -> bool:
+    """The steady-state target: lag under TARGET_LAG_S all through, and no writer ever stalled
+    because its window of outstanding puts was full."""
+    lag = run["lag"]
+    return lag["max_seconds"] is not None and lag["max_seconds"] < TARGET_LAG_S and run["stalls"] == 0
 
 
 def print_part_b(b: Dict[str, Any]) -> str:
@@ -578,8 +594,7 @@ def print_part_b(b: Dict[str, Any]) -> str:
               "| max / p99 lag records | max / p99 lag s | stalls (window full) | lag < 2 s |",
               "|---|---|---|---|---|---|---|---|---|"]
     for label, s in b["steady"].items():
-        lag = s["lag"]
-        ok = lag["max_seconds"] is not None and lag["max_seconds"] < TARGET_LAG_S and s["stalls"] == 0
+        lag, ok = s["lag"], lag_kept(s)
         lines.append(f"| {label} | {s['requested_per_s']:,.0f} | {lag['applied_per_s'] or 0:,.0f} | {s['steps_per_s']:,.0f} "
                      f"| {s['p50_ms']:.0f} / {s['p99_ms']:.0f} | {lag['max_records']} / {lag['p99_records']} "
                      f"| {lag['max_seconds']} / {lag['p99_seconds']} | {s['stalls']:,} | {'yes' if ok else 'NO'} |")
