@@ -262,7 +262,11 @@ class ReadOnlyTransport:
         raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
 
     def _refresh_snapshot(self) -> None:
-        """Ends the read transaction so the next statement sees the projector's commits."""
+        """Ends the read transaction so the next statement sees the projector's commits (a
+        connection in autocommit mode, as MySQL's here, has none: no round trip for it)."""
+        autocommit = getattr(self.db.conn, "get_autocommit", None)
+        if autocommit is not None and autocommit():
+            return
         try:
             self.db.conn.commit()
         except Exception:  # sqlite3 outside a transaction, or nothing to end
