@@ -52,3 +52,77 @@ def test_a_failing_log_ends_every_future_and_flush_returns(tmp_path):
             assert "disk on fire" in future.exception().message
     finally:
         store.close()
+
+
+class _SlowProjection:
+    """A transport whose first outcome wait holds until released, so that later batches
+    queue up behind it; records each wait's offsets."""
+
+    def __init__(self, fail_second_wait: bool = False):
+        import threading
+
+        self.release = threading.Event()
+        self.waits: list[list[int]] = []
+        self.next_offset = 0
+        self.fail_second_wait = fail_second_wait
+
+    def append(self, payloads):
+        offsets = list(range(self.next_offset, self.next_offset + len(payloads)))
+        self.next_offset += len(payloads)
+        return offsets
+
+    def wait_for_outcomes(self, offsets, first_look_s=0.0):
+        self.waits.append(list(offsets))
+        if len(self.waits) == 1:
+            assert self.release.wait(10)
+        elif self.fail_second_wait and len(self.waits) == 2:
+            raise mlmd.errors.DeadlineExceededError("no projector")
+        return [("outcome", offset) for offset in offsets]
+
+    @staticmethod
+    def response(rpc, outcome):
+        return outcome[1]
+
+
+def _submit_batches(puts, transport, batches: int) -> list:
+    """One put per batch: each is appended before the next is submitted."""
+    import time
+
+    futures = []
+    for _ in range(batches):
+        futures.append(puts.submit("PutArtifacts", svc.PutArtifactsRequest()))
+        deadline = time.monotonic() + 10
+        while transport.next_offset < len(futures) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    return futures
+
+
+def test_batches_appended_during_a_wait_are_awaited_together_in_order():
+    from mlmd_log.service import AsyncPuts
+
+    transport = _SlowProjection()
+    puts = AsyncPuts(transport, max_batch=1)
+    futures = _submit_batches(puts, transport, 6)
+    transport.release.set()
+    puts.flush(timeout=10)
+    assert [f.result(timeout=1) for f in futures] == list(range(6))
+    assert transport.waits[0] == [0]
+    assert transport.waits[1] == [1, 2, 3, 4, 5]  # one wait for the five batches queued behind the first
+    puts.close()
+
+
+def test_a_failed_wait_fails_every_put_of_its_group_and_the_next_ones_go_on():
+    from mlmd_log.service import AsyncPuts
+
+    transport = _SlowProjection(fail_second_wait=True)
+    puts = AsyncPuts(transport, max_batch=1)
+    futures = _submit_batches(puts, transport, 4)
+    transport.release.set()
+    puts.flush(timeout=10)
+    assert futures[0].result(timeout=1) == 0
+    for future in futures[1:]:
+        assert isinstance(future.exception(timeout=1), mlmd.errors.DeadlineExceededError)
+    later = puts.submit("PutArtifacts", svc.PutArtifactsRequest())
+    puts.flush(timeout=10)
+    assert later.result(timeout=1) == 4
+    puts.close()

@@ -151,6 +151,7 @@ class KafkaLog(Log):
             "auto_offset_reset": "none",  # an offset the topic no longer has is an error
             "max_partition_fetch_bytes": max_record_bytes + _BATCH_OVERHEAD,
             "fetch_max_bytes": max(52428800, max_record_bytes + _BATCH_OVERHEAD),
+            "metrics_enabled": False,  # (we read none; their sensors cost CPU on every fetch)
             **dict(consumer_config or {}),
         }
         self._send_lock = threading.Lock()
@@ -173,6 +174,7 @@ class KafkaLog(Log):
             "batch_size": batch_size,
             "max_request_size": max_record_bytes + _BATCH_OVERHEAD,
             "compression_type": compression_type,
+            "metrics_enabled": False,  # (we read none; their sensors cost CPU on every send)
             **dict(producer_config or {}),
         }
         self._producer = self._connect("connecting a producer to", lambda: KafkaProducer(**producer_settings))
