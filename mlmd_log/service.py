@@ -293,15 +293,11 @@ class RemoteTransport(ReadOnlyTransport):
         self.log = self._retrying(lambda: open_log(log_url, timeout_s=log_timeout_s))
         super().__init__(projection_url, create=True)
         self.wait_timeout_s = wait_timeout_s
-        self._usual_wait_s = 0.0  # moving average of how long outcomes took to appear
+        self._put_waits = UsualWait(first_look=0.6)  # (synchronous puts; AsyncPuts keeps its own)
 
     def _put(self, rpc: str, request: Any) -> Any:
         [offset] = self.append([self._records.make(rpc, request).SerializeToString()])
-        started = time.monotonic()
-        # The first look at the projection comes after most of what recent puts waited:
-        # fewer queries to it, most of them answered.
-        [outcome] = self.wait_for_outcomes([offset], first_look_s=0.6 * self._usual_wait_s)
-        self._usual_wait_s = 0.8 * self._usual_wait_s + 0.2 * min(1.0, time.monotonic() - started)
+        [outcome] = self.wait_for_outcomes([offset], self._put_waits)
         return response_of(rpc, outcome)
 
     def append(self, payloads: list[bytes]) -> list[int]:
@@ -329,21 +325,18 @@ class RemoteTransport(ReadOnlyTransport):
             row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
             return row[0] if row else 0
 
-    def wait_for_outcome(self, offset: int) -> Any:
-        """Polls the projection until it has applied ``offset``; returns that record's outcome."""
-        return self.wait_for_outcomes([offset])[0]
-
-    def wait_for_outcomes(self, offsets: list[int], first_look_s: float = 0.0) -> list[Any]:
+    def wait_for_outcomes(self, offsets: list[int], usual: Optional["UsualWait"] = None) -> list[Any]:
         """Outcomes of several records, with one wait and one query for the whole range.
 
-        The projection is asked first after ``first_look_s``, then again after a tenth of
-        the time waited so far (0.5-20 ms): prompt on short waits, few queries on long ones."""
+        The projection is asked first after ``usual.first_look_s()`` (at once without one),
+        then again after a tenth of the time waited so far (0.5-20 ms): prompt on short
+        waits, few queries on long ones."""
         from mlmd_log.projections.projector import read_outcomes
 
         last = max(offsets)
         started = time.monotonic()
-        if first_look_s > 0:
-            time.sleep(first_look_s)
+        if usual is not None:
+            time.sleep(usual.first_look_s())
         while self.applied_offset() <= last:
             waited = time.monotonic() - started
             if waited > self.wait_timeout_s:
@@ -353,6 +346,8 @@ class RemoteTransport(ReadOnlyTransport):
             time.sleep(min(0.02, max(0.0005, 0.1 * waited)))
         with self._lock:
             found = {o.offset: o for o in read_outcomes(self.db, "`log_offset` BETWEEN ? AND ?", (min(offsets), last))}
+        if usual is not None:
+            usual.record(time.monotonic() - started)
         missing = [o for o in offsets if o not in found]
         if missing:
             raise errors.InternalError(f"The projection applied offset {missing[0]} but holds no outcome for it")
@@ -361,6 +356,22 @@ class RemoteTransport(ReadOnlyTransport):
     def close(self) -> None:
         self.log.close()
         super().close()
+
+
+class UsualWait:
+    """How long a writer's waits for outcomes usually take (a moving average, each wait
+    counted up to 1 s), so the first look at the projection comes after ``first_look`` of
+    it: fewer queries to the projection, most of them answered."""
+
+    def __init__(self, first_look: float):
+        self.first_look = first_look
+        self.average_s = 0.0
+
+    def first_look_s(self) -> float:
+        return self.first_look * self.average_s
+
+    def record(self, waited_s: float) -> None:
+        self.average_s = 0.8 * self.average_s + 0.2 * min(1.0, waited_s)
 
 
 def _as_status_error(exc: BaseException) -> errors.StatusError:
@@ -386,7 +397,7 @@ class AsyncPuts:
         self._max_batch = max_batch
         self._closed = False
         self._resolve_queue: "queue.Queue" = queue.Queue()
-        self._usual_wait_s = 0.0  # moving average of how long a group's outcomes took to appear
+        self._group_waits = UsualWait(first_look=0.5)  # (a group's outcomes, see _outcomes)
         self._thread = threading.Thread(target=self._run, name="mlmd-log-async-puts", daemon=True)
         self._resolver = threading.Thread(target=self._resolve, name="mlmd-log-async-outcomes", daemon=True)
         self._thread.start()
@@ -499,8 +510,4 @@ class AsyncPuts:
         many = getattr(self._transport, "wait_for_outcomes", None)
         if many is None:
             return [self._transport.wait_for_outcome(offset) for offset in offsets]
-        # As a synchronous put does: the first look after half of what recent waits took.
-        started = time.monotonic()
-        outcomes = many(offsets, first_look_s=0.5 * self._usual_wait_s)
-        self._usual_wait_s = 0.8 * self._usual_wait_s + 0.2 * min(1.0, time.monotonic() - started)
-        return outcomes
+        return many(offsets, self._group_waits)

@@ -71,7 +71,7 @@ class _SlowProjection:
         self.next_offset += len(payloads)
         return offsets
 
-    def wait_for_outcomes(self, offsets, first_look_s=0.0):
+    def wait_for_outcomes(self, offsets, usual=None):
         self.waits.append(list(offsets))
         if len(self.waits) == 1:
             assert self.release.wait(10)
