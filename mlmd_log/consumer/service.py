@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from mlmd_log import errors
-from mlmd_log.producer.base import Log
+from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.projector import Projector
 
@@ -93,11 +93,11 @@ class ProjectorService:
         return self.status
 
     def _wait_for_records(self) -> None:
-        """Idle: a log that can block until records come (Kafka) is waited on, up to 0.1 s at
+        """Idle: a log that can block until records come (Kafka) is waited on, WAIT_SLICE_S at
         a time (no polling while it is quiet); others are looked at again after idle_sleep."""
-        if getattr(self.log, "waits_for_records", False):
+        if self.log.waits_for_records:
             try:
-                self.log.wait_for_records(self.projector.next_offset, 0.1)
+                self.log.wait_for_records(self.projector.next_offset, WAIT_SLICE_S)
                 return
             except errors.UnavailableError:
                 pass  # the next step reports it

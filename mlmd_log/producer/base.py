@@ -17,6 +17,10 @@ from mlmd_log.errors import InvalidArgumentError, OutOfRangeError
 #: The frame length field is 4 bytes, so no record may be larger than this.
 MAX_RECORD_BYTES = 2**32 - 1
 
+#: How long a caught-up follower blocks in ``wait_for_records`` at a time (it looks at its
+#: stop flag in between).
+WAIT_SLICE_S = 0.1
+
 
 class Log(abc.ABC):
     """An append-only log of byte records with consecutive offsets.
@@ -53,6 +57,15 @@ class Log(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release resources (files, locks). Idempotent."""
+
+    #: Whether ``wait_for_records`` blocks until a record comes; followers of a log that
+    #: cannot poll its end themselves.
+    waits_for_records = False
+
+    def wait_for_records(self, offset: int, timeout_s: float) -> bool:
+        """Blocks until the log holds a record at ``offset`` (True) or ``timeout_s`` passed
+        (False). Only for logs with ``waits_for_records``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot wait for records; poll end_offset()")
 
     def __enter__(self) -> "Log":
         return self

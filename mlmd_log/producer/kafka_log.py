@@ -353,12 +353,11 @@ class KafkaLog(Log):
             raise
         self._give_back(consumer)
 
-    waits_for_records = True  # wait_for_records blocks in the broker, not in a polling loop
+    waits_for_records = True
 
     def wait_for_records(self, offset: int, timeout_s: float) -> bool:
-        """Blocks until the log holds a record at ``offset`` (True) or ``timeout_s`` passed
-        (False), in a fetch the broker holds open: a follower of a quiet log costs nothing
-        and wakes as soon as a record is appended."""
+        """In a fetch the broker holds open: a follower of a quiet log costs nothing and
+        wakes as soon as a record is appended."""
         self._check_open()
         consumer = self._take_consumer()
         try:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mlmd_log import errors
-from mlmd_log.producer.base import Log
+from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 # The table layout and node kinds of the mirror are shared with the DuckDB projection.
 from mlmd_log.projections.staged import APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables, StagedProjection
@@ -112,7 +112,7 @@ class MySqlMirrorTarget:
     def __init__(self, db: Any, chunk_rows: int = 1000):
         self.db = db.with_multi_statements()
         self.chunk_rows = chunk_rows
-        self.infrastructure_errors = db.infrastructure_errors
+        self.infrastructure_errors = self.db.infrastructure_errors
         self._queued: list[str] = []  # writes not sent yet (see _queue)
         self._queued_chars = 0
 
@@ -477,7 +477,6 @@ class _StageShared:
 
 MIN_PAUSE = 0.001  # seconds between end-offset checks while records came recently ...
 BUSY_WINDOW = 0.05  # ... that is, within this many seconds (then the pause doubles up to idle_sleep)
-LONG_POLL_S = 0.1  # a log that can block until records come (Kafka) is waited on this long at a time
 
 
 def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_ahead: int, idle_sleep: float,
@@ -492,8 +491,8 @@ def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_
             start = projector.next_offset
             if start >= end or start - shared.mirrored.value >= max_ahead:
                 shared.idle.value = int(start >= end)
-                if start >= end and getattr(log, "waits_for_records", False):
-                    log.wait_for_records(end, LONG_POLL_S)  # (back at once when a record comes)
+                if start >= end and log.waits_for_records:
+                    log.wait_for_records(end, WAIT_SLICE_S)  # (back at once when a record comes)
                     continue
                 shared.halt.wait(pause)
                 # While records keep coming, look again soon (a synchronous writer waits for
@@ -625,12 +624,14 @@ class _Wakeup:
 
     def __init__(self, ctx: Any):
         self._reader, self._writer = ctx.Pipe(duplex=False)
+        self._writer_fd: Optional[int] = None  # (the child's end, made non-blocking on first use)
 
     def set(self) -> None:  # (child)
-        fd = self._writer.fileno()
-        os.set_blocking(fd, False)
+        if self._writer_fd is None:
+            self._writer_fd = self._writer.fileno()
+            os.set_blocking(self._writer_fd, False)
         try:
-            os.write(fd, b"!")
+            os.write(self._writer_fd, b"!")
         except (BlockingIOError, BrokenPipeError):
             pass
 
@@ -752,7 +753,7 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
             if not copied:
                 if until_caught_up and idle:
                     break
-                shared.applied.wait(LONG_POLL_S)  # until staging applies more (or a look at stop_event)
+                shared.applied.wait(WAIT_SLICE_S)  # until staging applies more (or a look at stop_event)
     finally:
         if stager is not None:
             stager.stop()
