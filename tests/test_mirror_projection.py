@@ -469,6 +469,40 @@ def test_a_child_stager_that_fails_is_raised_by_follow(history, target, tmp_path
         log.close()
 
 
+def test_a_child_stager_that_dies_is_an_internal_error_of_follow(history, target, tmp_path):
+    """A stager killed from outside (the OOM killer, say) ends follow() with a clear error
+    instead of a projector that waits forever for batches."""
+    import signal
+
+    log_dir = os.path.join(history, "log")
+    log = FileLog(log_dir, readonly=True)
+    raised: list = []
+    try:
+        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+
+        def run() -> None:
+            try:
+                follow(log, projection, threading.Event(), 2, log_url=log_dir)
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                raised.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [p for p in multiprocessing.active_children()
+                                                   if "stager" in p.name]:
+            time.sleep(0.01)
+        [stager] = [p for p in multiprocessing.active_children() if "stager" in p.name]
+        os.kill(stager.pid, signal.SIGKILL)
+        thread.join(60)
+        assert not thread.is_alive()
+        assert len(raised) == 1 and isinstance(raised[0], mlmd.errors.InternalError), raised
+        assert "staging process exited" in raised[0].message
+        projection.close()
+    finally:
+        log.close()
+
+
 def test_one_stager_per_staging_file(history, target, tmp_path, monkeypatch):
     """A second projector on the same staging file waits for the first stager's lock, and
     fails with a clear error when it is not let go (two stagers would apply records twice)."""

@@ -591,7 +591,10 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
         finally:
             release_lock_file(lock)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        failures.put((type(exc).__name__, getattr(exc, "message", None) or str(exc)))
+        if isinstance(exc, errors.StatusError):
+            failures.put((exc.error_code, exc.message))
+        else:
+            failures.put((errors.INTERNAL, f"The staging process failed: {type(exc).__name__}: {exc}"))
 
 
 class _Flag:
@@ -672,15 +675,12 @@ class _StagerProcess:
     def failure(self) -> Optional[BaseException]:
         if self._failure is None:
             try:
-                name, message = self._failures.get_nowait()
+                code, message = self._failures.get_nowait()
             except queue.Empty:
                 if self.process.is_alive() or self.shared.halt.is_set():
                     return None
-                name, message = "exit", f"exit code {self.process.exitcode}"
-            cls = getattr(errors, name, None)
-            if not (isinstance(cls, type) and issubclass(cls, errors.StatusError)):
-                cls, message = errors.InternalError, f"The staging process failed: {name}: {message}"
-            self._failure = cls(message)
+                code, message = errors.INTERNAL, f"The staging process exited (exit code {self.process.exitcode})"
+            self._failure = errors.make_exception(message, code)
         return self._failure
 
     def stop(self) -> None:
