@@ -542,6 +542,8 @@ class Engine:
                                                         custom_names if mask else None)}
         if force_time or any(changes.values()) or not _same_attributes(node, stored_node):
             stored_uri = stored_node.uri if kind is ARTIFACT else None  # (a mask below may overwrite it)
+            getters = dict(kind.columns)
+            stored_columns = {c: getters[c](stored_node) for c in kind.update_columns}
             target = kind.message()
             target.CopyFrom(node)
             if not node.HasField("type_id"):
@@ -557,12 +559,13 @@ class Engine:
                         target.ClearField(path)
             if kind is CONTEXT and not target.name:
                 raise InvalidArgumentError("Context name should not be empty")
-            getters = dict(kind.columns)
-            sets = ", ".join(f"`{c}` = ?" for c in kind.update_columns)
-            params = [getters[c](target) for c in kind.update_columns]
+            # Only the columns whose value changes: an index on a column the statement does
+            # not set is left alone (an unchanged uri costs two index rewrites otherwise).
+            changed = [(c, value) for c in kind.update_columns if (value := getters[c](target)) != stored_columns[c]]
+            sets = "".join(f"`{c}` = ?, " for c, _ in changed)
             try:
-                self.db.execute(f"UPDATE `{kind.table}` SET {sets}, `last_update_time_since_epoch` = ? "
-                                "WHERE `id` = ?", (*params, self.now_ms, node.id))
+                self.db.execute(f"UPDATE `{kind.table}` SET {sets}`last_update_time_since_epoch` = ? "
+                                "WHERE `id` = ?", (*(v for _, v in changed), self.now_ms, node.id))
             except self.db.integrity_errors as exc:
                 # MLMD does not translate a unique violation on update: it surfaces as INTERNAL.
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
