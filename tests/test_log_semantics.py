@@ -221,6 +221,41 @@ def test_replay_gives_identical_tables_and_reads(store_dir, tmp_path):
     replayed.close()
 
 
+@pytest.mark.parametrize("batch_size", [2, 5, 100])
+def test_rejected_records_in_a_batch_leave_what_one_by_one_application_leaves(store_dir, tmp_path, batch_size):
+    """A batch is applied without a savepoint per record; a rejected record (some after
+    writing rows, as a put_execution whose context already exists) rolls the batch back and
+    it is applied again around it. Tables, outcomes and checkpoint must equal applying
+    each record in a transaction of its own, also with producer retries of a rejected and
+    an accepted record at the end of the batch."""
+    source = FileLog(str(store_dir / "log"), readonly=True)
+    records = list(source.read(0))
+    source.close()
+    live = sqlite3.connect(str(store_dir / "mlmd.sqlite"))
+    codes = outcome_rows(live)
+    live.close()
+    rejected_offset = next(o for o in sorted(codes) if o > 3 and codes[o][1] != 0)
+    retries = [records[rejected_offset][1], records[-1][1]]
+    records += [(len(records) + i, payload) for i, payload in enumerate(retries)]
+
+    def applied(path, size):
+        db = SqliteBackend(str(path))
+        db.create_schema()
+        projector = Projector(db)
+        outcomes = []
+        for start in range(0, len(records), size):
+            outcomes += projector.apply_batch(records[start:start + size])
+        db.close()
+        return outcomes, dump_tables(str(path))
+
+    one_by_one, tables = applied(tmp_path / "one.sqlite", 1)
+    batched, batched_tables = applied(tmp_path / f"batch{batch_size}.sqlite", batch_size)
+    assert sum(1 for o in one_by_one if o.error_code) == 6  # five rejected puts and the retry of one
+    assert one_by_one[-2].error_message == one_by_one[rejected_offset].error_message
+    assert batched == one_by_one
+    assert batched_tables == tables
+
+
 def test_cli_replay_gives_identical_mlmd_tables(store_dir, tmp_path):
     rebuilt = tmp_path / "cli.sqlite"
     done = subprocess.run([sys.executable, "-m", "mlmd_log.cli", "replay", "--log", str(store_dir / "log"),

@@ -1,4 +1,4 @@
-"""Folds log records into a projection: one transaction per batch, a savepoint per record.
+"""Folds log records into a projection: one transaction per batch, each record applied as if alone.
 
 The applied offset and every record's outcome are written in the same transaction
 as the rows, so a crash at any instant leaves the projection at a record boundary
@@ -61,6 +61,14 @@ def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
     return record
 
 
+class _Rejected(Exception):
+    """A record failed outside a savepoint of its own: its writes must be undone by the caller."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.error_message)
+        self.outcome = outcome
+
+
 class Projector:
     """Applies records in log order to one SQL projection."""
 
@@ -108,9 +116,7 @@ class Projector:
                         f"Log gap: expected offset {self.next_offset + len(pending)}, got {offset}")
                 pending.append((offset, decode_record(payload, offset)))
             seen = self._earlier_outcomes([record.record_id for _, record in pending])
-            for offset, record in pending:
-                outcomes.append(self._apply_one(offset, record, seen))
-                self.next_offset = offset + 1
+            outcomes = self._apply_records(pending, seen)
             self.db.executemany(
                 "INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, `response`) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -172,46 +178,83 @@ class Projector:
                 seen.setdefault(outcome.record_id, outcome)
         return seen
 
-    def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome]) -> Outcome:
-        """Runs one record, or repeats the first outcome of an earlier record with its id."""
+    def _apply_records(self, pending: list, seen: dict[str, Outcome]) -> list[Outcome]:
+        """Applies decoded records in order, each as if alone: a rejected one leaves no rows.
+
+        Records are applied under one savepoint for the batch, not one each: most records
+        succeed, and a savepoint per record costs a copy of every page it touches. When a
+        record fails, the batch is rolled back to its savepoint and the records before it
+        are applied again (deterministic: the same rows); the failed record's outcome is
+        already known, and the records after it get a savepoint each, so a further failure
+        is undone alone."""
+        if not pending:
+            return []
+        state = (self.engine.snapshot(), self.last_time_ms, dict(seen))
+        self.db.savepoint("batch")
+        outcomes: list[Outcome] = []
+        for index, (offset, record) in enumerate(pending):
+            try:
+                outcomes.append(self._apply_one(offset, record, seen, alone=False))
+            except _Rejected as rejected:
+                self.db.rollback_to("batch")
+                snapshot, self.last_time_ms, earlier = state
+                self.engine.restore(snapshot)
+                seen.clear()
+                seen.update(earlier)
+                outcomes = [self._apply_one(o, r, seen, alone=False) for o, r in pending[:index]]
+                self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
+                if record.record_id:
+                    seen[record.record_id] = rejected.outcome
+                outcomes.append(rejected.outcome)
+                outcomes += [self._apply_one(o, r, seen, alone=True) for o, r in pending[index + 1:]]
+                break
+        self.db.release("batch")
+        self.next_offset = pending[-1][0] + 1
+        return outcomes
+
+    def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome],
+                   alone: bool) -> Outcome:
+        """Runs one record, or repeats the first outcome of an earlier record with its id.
+        ``alone``: in a savepoint of its own, undone there if rejected; otherwise a rejected
+        record raises _Rejected and the caller undoes its writes."""
         earlier = seen.get(record.record_id) if record.record_id else None
         if earlier is not None:
             return Outcome(offset, record.record_id, earlier.error_code, earlier.error_message, earlier.response)
         self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
-        outcome = self._run(offset, record)
+        outcome = self._run(offset, record, alone)
         if record.record_id:
             seen[record.record_id] = outcome
         return outcome
 
-    def _run(self, offset: int, record: log_record_pb2.LogRecord) -> Outcome:
+    def _run(self, offset: int, record: log_record_pb2.LogRecord, alone: bool) -> Outcome:
         kind: Optional[str] = record.WhichOneof("request")
         if kind is None:
             return Outcome(offset, record.record_id, errors.INVALID_ARGUMENT,
                            f"Log record at offset {offset} carries no request")
-        snapshot = self.engine.snapshot()
-        self.db.savepoint("rec")
+        if alone:
+            snapshot = self.engine.snapshot()
+            self.db.savepoint("rec")
         try:
             response = self.engine.apply(kind, getattr(record, kind), self.last_time_ms)
         except errors.StatusError as exc:
-            self._undo(snapshot)
-            return Outcome(offset, record.record_id, exc.error_code, exc.message)
+            failure = (exc.error_code, exc.message)
         except self.db.integrity_errors:  # a constraint the engine did not translate
-            self._undo(snapshot)
-            return Outcome(offset, record.record_id, errors.INTERNAL,
-                           f"A uniqueness constraint was violated applying log record at offset {offset}")
+            failure = (errors.INTERNAL, f"A uniqueness constraint was violated applying log record at offset {offset}")
         except self.db.infrastructure_errors:
             raise  # the database failed, not the record: abort the batch, retry later
         except Exception as exc:  # a defect met by this record: reject it alone, keep the log moving
-            self._undo(snapshot)
-            return Outcome(offset, record.record_id, errors.INTERNAL,
-                           f"Internal error applying log record at offset {offset}: {type(exc).__name__}: {exc}")
-        self.db.release("rec")
-        return Outcome(offset, record.record_id, response=response.SerializeToString(deterministic=True))
-
-    def _undo(self, snapshot: dict) -> None:
+            failure = (errors.INTERNAL,
+                       f"Internal error applying log record at offset {offset}: {type(exc).__name__}: {exc}")
+        else:
+            if alone:
+                self.db.release("rec")
+            return Outcome(offset, record.record_id, response=response.SerializeToString(deterministic=True))
+        if not alone:
+            raise _Rejected(Outcome(offset, record.record_id, *failure))
         self.db.rollback_to("rec")
         self.db.release("rec")
         self.engine.restore(snapshot)
+        return Outcome(offset, record.record_id, *failure)
 
     def outcome_at(self, offset: int) -> Optional[Outcome]:
         found = read_outcomes(self.db, "`log_offset` = ?", (offset,))
