@@ -142,6 +142,38 @@ def test_apply_again_is_a_no_op(history, projected):
     assert _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",)) == before
 
 
+def test_staging_keeps_no_reversed_uris_until_opened_as_a_projection_of_its_own(history, projected, tmp_path):
+    """Staging serves no reads, so it skips the reversed uris (uri suffix filters); opened as
+    a SQLite projection for writing, it is filled and its suffix filters answer as live's."""
+    from mlmd_log.locations import open_projection
+    from mlmd_log.projections.projector import Projector
+
+    projection, _, _ = projected
+    copy = tmp_path / "staging-copy.sqlite"
+    src = sqlite3.connect(projection.staging_path)
+    dst = sqlite3.connect(str(copy))
+    src.backup(dst)
+    src.close()
+    assert dst.execute("SELECT COUNT(*) FROM `mlmdlog_artifact_ruri`").fetchone() == (0,)
+    assert dst.execute("SELECT COUNT(*) FROM `mlmdlog_meta` WHERE `name` = 'complete:reversed_uris'").fetchone() == (0,)
+    artifacts = dst.execute("SELECT COUNT(*) FROM `Artifact`").fetchone()[0]
+    dst.close()
+    assert artifacts > 5
+    db = open_projection(f"sqlite:///{copy}")
+    Projector(db)  # (fills what an older or staging projection lacks)
+    assert db.one("SELECT COUNT(*) FROM `mlmdlog_artifact_ruri`") == (artifacts,)
+    reader = Reader(db.conn)
+    live_conn = sqlite3.connect(f"file:{os.path.join(history, 'mlmd.sqlite')}?mode=ro", uri=True)
+    live_reader = Reader(live_conn)
+    for query, at_least in (("uri LIKE '%/1'", 1), ("uri LIKE '%A'", 1), ("uri LIKE '%/nowhere'", 0)):
+        options = pb.ListOperationOptions(filter_query=query)
+        found = [a.id for a in reader.get_artifacts(options).items]
+        assert found == [a.id for a in live_reader.get_artifacts(options).items]
+        assert len(found) >= at_least
+    live_conn.close()
+    db.close()
+
+
 def test_small_row_path_and_one_batch_give_the_same_tables(history, tmp_path):
     log = FileLog(os.path.join(history, "log"), readonly=True)
     try:

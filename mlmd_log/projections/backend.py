@@ -2,13 +2,13 @@
 
 The state machine (``engine.py``) speaks one SQL text with ``?`` parameters and
 back-quoted names; a dialect rewrites it for its driver. A backend adds the
-transaction primitives the projector relies on: one transaction per batch, a
-savepoint per record, and the checkpoint row written in the same transaction.
+transaction primitives the projector relies on: one transaction per batch,
+savepoints, and the checkpoint row written in the same transaction.
 """
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log.projections import ddl
@@ -173,7 +173,11 @@ class SqliteBackend(SqlBackend):
     integrity_errors = (sqlite3.IntegrityError,)
     infrastructure_errors = (sqlite3.Error,)  # checked after integrity_errors
 
-    def __init__(self, path: str, readonly: bool = False, durable: bool = False):
+    def __init__(self, path: str, readonly: bool = False, durable: bool = False, reversed_uris: bool = True):
+        """``reversed_uris=False``: a staging projection (mirrored or DuckDB), whose reads
+        the target serves, skips the reversed uris only SQLite's uri suffix filters use."""
+        if not reversed_uris:
+            self.dialect = replace(SQLITE, reversed_uris=False)
         uri = path.startswith("file:")
         if readonly and not uri and path != ":memory:":
             path, uri = f"file:{path}?mode=ro", True
@@ -190,6 +194,8 @@ class SqliteBackend(SqlBackend):
 
     def create_schema(self) -> None:
         super().create_schema()
+        if not self.dialect.reversed_uris:  # (opened for writing without them: no longer complete)
+            self.execute("DELETE FROM `mlmdlog_meta` WHERE `name` = ?", ("complete:reversed_uris",))
         if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
             self.analyze()  # a projection built before statistics were kept
 

@@ -51,10 +51,9 @@ import threading
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
-from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_ORDER, SMALL_TABLES, TABLES, NodeTables,
-                                         StagedProjection)
+                                         StagedProjection, open_staging)
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 
@@ -304,8 +303,7 @@ class DuckDbProjection(StagedProjection):
         self.path = duckdb_path
         self.staging_path = staging_sqlite_path or duckdb_path + ".staging.sqlite"
         self.con = duckdb.connect(duckdb_path)
-        self.staging = SqliteBackend(self.staging_path)
-        self.staging.create_schema()
+        self.staging = open_staging(self.staging_path)
         self.projector = Projector(self.staging)
         self._loader = _Loader(self.con, small_rows, tmp_dir)
         self._create_schema()

@@ -48,7 +48,8 @@ from mlmd_log import errors
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 # The table layout and node kinds of the mirror are shared with the DuckDB projection.
-from mlmd_log.projections.staged import APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables, StagedProjection
+from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables,
+                                         StagedProjection, open_staging)
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
@@ -254,8 +255,7 @@ class MirroredProjection(StagedProjection):
         self.target = MySqlMirrorTarget(target, chunk_rows)
         self.target.create_schema()
         self.staging_path = staging_sqlite_path
-        self.staging = SqliteBackend(staging_sqlite_path)
-        self.staging.create_schema()
+        self.staging = open_staging(staging_sqlite_path)
         self.projector = Projector(self.staging)
         # The mirror reads staging through its own connection: it sees committed batches only,
         # so ``follow`` can apply the next batch to staging while this one is mirrored.
@@ -580,7 +580,7 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
         lock = _lock_staging(staging_path, alive)
         try:
             log = open_log(log_url, readonly=True)
-            staging = SqliteBackend(staging_path)
+            staging = open_staging(staging_path)
             try:
                 retryable = (errors.UnavailableError, *staging.infrastructure_errors)
                 _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,

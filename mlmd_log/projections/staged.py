@@ -13,8 +13,18 @@ from dataclasses import dataclass, field
 
 from mlmd_log import errors
 from mlmd_log.producer.base import Log
+from mlmd_log.projections.backend import SqliteBackend
 
 LOG = logging.getLogger("mlmd_log.staged")
+
+
+def open_staging(path: str) -> SqliteBackend:
+    """A staging projection: the MLMD state machine's own tables. Reads are served by the
+    target, so it keeps no reversed uris (SQLite's uri suffix filters are their only use;
+    opened later as a projection of its own, it is filled in then)."""
+    staging = SqliteBackend(path, reversed_uris=False)
+    staging.create_schema()
+    return staging
 
 # -- what is mirrored ------------------------------------------------------------
 # MLMD v10 tables with the same names and columns (in the same order) as ddl.SQLITE_MLMD,
