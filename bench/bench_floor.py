@@ -362,7 +362,9 @@ def print_scaleout(s: Dict[str, Any]) -> str:
              f"| floor: consume it (kafka-python, as the projector reads) | {k['consume']['steps_per_s']:,} | "
              f"{k['consume']['client_us']} | {k['consume']['server_us']} |", "",
              f"- Projector target {PROJECTOR_TARGET:,} records/s into MySQL: MariaDB alone takes the rows of "
-             f"{m['steps_per_s']:,} steps/s on this machine with nothing else running.",
+             f"{m['steps_per_s']:,} steps/s on this machine with nothing else running. Even with the client on "
+             f"the other core, the server's {m['server_us']} us of CPU per step bounds it at "
+             f"{1e6 / m['server_us']:,.0f} steps/s on a whole core.",
              f"- Aggregate target {AGGREGATE_TARGET:g}x = {AGGREGATE_TARGET * ref_rate:,.0f} steps/s. The floor costs "
              f"{s['floor_cpu_us_per_step']} us of CPU per step (rows into MariaDB + produce + consume, client and "
              f"server), so {CORES} cores carry at most {s['max_steps_per_s']:,} steps/s = "
