@@ -160,6 +160,10 @@ class Engine:
         # (type_id, name) -> id of contexts that exist (reused by put_execution); bounded,
         # cleared when a record is undone or a context changes.
         self._context_ids: dict[tuple[int, str], int] = {}
+        # (kind, id) -> the read form this engine last wrote for a node: the next update of
+        # it (a pipeline step names its input again) reads it here, not back from the table.
+        # Bounded, cleared when a record is undone.
+        self._forms: dict[tuple[str, int], bytes] = {}
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
         self.reload_counters()
@@ -181,6 +185,7 @@ class Engine:
         self._next_id = dict(snapshot)
         self.types.invalidate()
         self._context_ids.clear()
+        self._forms.clear()
 
     def _insert_with_id(self, table: str, columns: Sequence[str], params: Sequence[Any]) -> int:
         new_id = self._next_id[table]
@@ -381,6 +386,7 @@ class Engine:
                                   self.now_ms, read_double, limit)
             if data is not None:
                 rows.append((node_id, data))
+                self._remember_form(kind, node_id, data)
         if rows:
             self.db.executemany(f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
 
@@ -478,9 +484,17 @@ class Engine:
                     result[name].CopyFrom(value)
         table = node_pb.TABLES[kind.name]
         if node_pb.normalise_properties(new, self._read_double, self.db.dialect.int_limit):
-            self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, new.SerializeToString()))
+            data = new.SerializeToString()
+            self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, data))
+            self._remember_form(kind, new.id, data)
         else:
             self.db.execute(f"DELETE FROM `{table}` WHERE `id` = ?", (new.id,))
+            self._forms.pop((kind.name, new.id), None)
+
+    def _remember_form(self, kind: NodeKind, node_id: int, data: bytes) -> None:
+        if len(self._forms) >= 10000:
+            self._forms.clear()
+        self._forms[(kind.name, node_id)] = data
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
                           is_custom: bool, names: Optional[set[str]]) -> list[tuple[str, Any]]:
@@ -509,6 +523,9 @@ class Engine:
 
     def load_node(self, kind: NodeKind, node_id: int) -> Optional[Any]:
         """The stored node exactly as MLMD's access object reads it back (type name, values)."""
+        data = self._forms.get((kind.name, node_id))
+        if data is not None:
+            return kind.message.FromString(data)
         found = self.reader.nodes(kind.name, [node_id])
         return found[0] if found else None
 
