@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from mlmd_log import errors
 from mlmd_log.consumer.inline import InlineApplier
@@ -344,8 +344,10 @@ class RemoteTransport(ReadOnlyTransport):
                     f"The put is durable in the log at offset {last} but no projector applied it within "
                     f"{self.wait_timeout_s:.0f}s: is `mlmd-log project` running for this log?")
             time.sleep(min(0.02, max(0.0005, 0.1 * waited)))
+        found = {}
         with self._lock:
-            found = {o.offset: o for o in read_outcomes(self.db, "`log_offset` BETWEEN ? AND ?", (min(offsets), last))}
+            for where, params in _offset_ranges(offsets):
+                found.update((o.offset, o) for o in read_outcomes(self.db, where, params))
         if usual is not None:
             usual.record(time.monotonic() - started)
         missing = [o for o in offsets if o not in found]
@@ -356,6 +358,23 @@ class RemoteTransport(ReadOnlyTransport):
     def close(self) -> None:
         self.log.close()
         super().close()
+
+
+def _offset_ranges(offsets: list[int], per_query: int = 100) -> Iterator[tuple[str, list[int]]]:
+    """WHERE clauses (with their parameters) that select exactly ``offsets``: one range per run
+    of consecutive offsets (a batch the broker appended), up to ``per_query`` runs a query.
+    One range from the lowest to the highest would also return the records other writers
+    appended in between, and each of them would be sent and parsed here for nothing."""
+    runs: list[list[int]] = []
+    for offset in sorted(set(offsets)):
+        if runs and offset == runs[-1][1] + 1:
+            runs[-1][1] = offset
+        else:
+            runs.append([offset, offset])
+    for start in range(0, len(runs), per_query):
+        chunk = runs[start:start + per_query]
+        yield (" OR ".join("`log_offset` BETWEEN ? AND ?" for _ in chunk),
+               [bound for run in chunk for bound in run])
 
 
 class UsualWait:

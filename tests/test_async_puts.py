@@ -126,3 +126,36 @@ def test_a_failed_wait_fails_every_put_of_its_group_and_the_next_ones_go_on():
     puts.flush(timeout=10)
     assert later.result(timeout=1) == 4
     puts.close()
+
+
+def test_outcomes_of_scattered_offsets_are_read_alone(tmp_path):
+    """A writer whose batches other writers' records separate reads only its own outcomes:
+    one offset range per batch, not everything from its first offset to its last."""
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.service import RemoteTransport, _offset_ranges
+
+    log_path, projection_url = str(tmp_path / "log"), f"sqlite:///{tmp_path / 'p.sqlite'}"
+    transport = RemoteTransport(log_path, projection_url, wait_timeout_s=10)
+    records = RecordFactory("test")
+    type_offset = transport.append([records.make("PutArtifactType", svc.PutArtifactTypeRequest(
+        artifact_type=pb.ArtifactType(name="T"))).SerializeToString()])[0]
+    offsets = transport.append([records.make("PutArtifacts", svc.PutArtifactsRequest(
+        artifacts=[pb.Artifact(type_id=999 if i == 5 else 10)])).SerializeToString() for i in range(12)])
+    reader = open_log(log_path, readonly=True)
+    projection = open_projection(projection_url)
+    replay(reader, projection)
+    projection.close()
+    reader.close()
+    wanted = [offsets[1], offsets[2], offsets[5], offsets[9], offsets[10]]
+    assert [where.count("BETWEEN") for where, _ in _offset_ranges(wanted)] == [3]
+    assert [params for _, params in _offset_ranges(wanted, per_query=2)] == [
+        [offsets[1], offsets[2], offsets[5], offsets[5]], [offsets[9], offsets[10]]]
+    found = transport.wait_for_outcomes(wanted)
+    assert [o.offset for o in found] == wanted
+    assert [o.error_code for o in found] == [0, 0, mlmd.errors.NOT_FOUND, 0, 0]
+    created = svc.PutArtifactsResponse.FromString(found[3].response)
+    assert list(created.artifact_ids) == [9]  # the rejected put took no id
+    assert type_offset == offsets[0] - 1
+    transport.close()
