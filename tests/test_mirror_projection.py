@@ -82,6 +82,14 @@ def target(mysql_url):
     _drop(target)
 
 
+@pytest.fixture
+def log(history):
+    """The history's log, read-only."""
+    history_log = FileLog(os.path.join(history, "log"), readonly=True)
+    yield history_log
+    history_log.close()
+
+
 def _live(history: str) -> dict:
     return normalised(dump_tables(os.path.join(history, "mlmd.sqlite"), TABLES))
 
@@ -90,8 +98,7 @@ def _mirrored(target, staging: str) -> MirroredProjection:
     return MirroredProjection(MySqlBackend(target), staging)
 
 
-def test_mirror_equals_direct_mysql_and_sqlite(history, target, mysql_url, tmp_path):
-    log = FileLog(os.path.join(history, "log"), readonly=True)
+def test_mirror_equals_direct_mysql_and_sqlite(history, log, target, mysql_url, tmp_path):
     direct_target = _fresh_database(mysql_url)
     try:
         projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
@@ -114,98 +121,85 @@ def test_mirror_equals_direct_mysql_and_sqlite(history, target, mysql_url, tmp_p
         assert mirrored["mlmdlog_checkpoint"][0][1] == log.end_offset()
         projection.close()
     finally:
-        log.close()
         _drop(direct_target)
 
 
-def test_crashes_between_staging_and_mysql_are_repaired(history, target, tmp_path, monkeypatch):
+def test_crashes_between_staging_and_mysql_are_repaired(history, log, target, tmp_path, monkeypatch):
     """Staging ahead of MySQL, a mirror failing half-way and a lost staging file all end equal."""
-    log = FileLog(os.path.join(history, "log"), readonly=True)
     staging = str(tmp_path / "staging.sqlite")
-    try:
-        projection = _mirrored(target, staging)
-        for _ in range(5):
-            projection.apply(log, batch_size=4)
-        # Staging applies two batches that never reach MySQL (a crash after the staging commit).
-        for _ in range(2):
-            start = projection.projector.next_offset
-            projection.projector.apply_batch(list(log.read(start, 4)))
-        assert projection.applied_offset() < projection.projector.next_offset
-        # The next mirror fails after writing some rows: nothing of it stays.
-        real_insert, calls = mirror_module.MySqlMirrorTarget.insert, []
-
-        def failing_insert(self, table, columns, rows):
-            calls.append(table)
-            if len([c for c in calls if c]) == 4:
-                raise RuntimeError("connection lost")
-            return real_insert(self, table, columns, rows)
-
-        before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
-        monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "insert", failing_insert)
-        with pytest.raises(RuntimeError):
-            projection.mirror()
-        monkeypatch.undo()
-        assert len(calls) == 4
-        assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
+    projection = _mirrored(target, staging)
+    for _ in range(5):
         projection.apply(log, batch_size=4)
-        projection.close()
-        # The staging file is lost: it is replayed up to MySQL's offset, then mirroring goes on.
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(staging + suffix):
-                os.remove(staging + suffix)
-        projection = _mirrored(target, staging)
-        assert projection.projector.next_offset == 0
-        projection.catch_up(log, batch_size=7)
-        assert _dump_mysql(projection.db, TABLES) == _live(history)
-        projection.close()
-    finally:
-        log.close()
+    # Staging applies two batches that never reach MySQL (a crash after the staging commit).
+    for _ in range(2):
+        start = projection.projector.next_offset
+        projection.projector.apply_batch(list(log.read(start, 4)))
+    assert projection.applied_offset() < projection.projector.next_offset
+    # The next mirror fails after writing some rows: nothing of it stays.
+    real_insert, calls = mirror_module.MySqlMirrorTarget.insert, []
+
+    def failing_insert(self, table, columns, rows):
+        calls.append(table)
+        if len([c for c in calls if c]) == 4:
+            raise RuntimeError("connection lost")
+        return real_insert(self, table, columns, rows)
+
+    before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
+    monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "insert", failing_insert)
+    with pytest.raises(RuntimeError):
+        projection.mirror()
+    monkeypatch.undo()
+    assert len(calls) == 4
+    assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
+    projection.apply(log, batch_size=4)
+    projection.close()
+    # The staging file is lost: it is replayed up to MySQL's offset, then mirroring goes on.
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(staging + suffix):
+            os.remove(staging + suffix)
+    projection = _mirrored(target, staging)
+    assert projection.projector.next_offset == 0
+    projection.catch_up(log, batch_size=7)
+    assert _dump_mysql(projection.db, TABLES) == _live(history)
+    projection.close()
 
 
 def test_a_statement_failing_inside_the_mirrors_batched_query_leaves_the_target_as_it_was(
-        history, target, tmp_path, monkeypatch):
+        history, log, target, tmp_path, monkeypatch):
     """The mirror sends its writes several statements to a query; when the server fails one in
     the middle (after others of the same query ran), the whole mirror is rolled back."""
-    log = FileLog(os.path.join(history, "log"), readonly=True)
-    try:
-        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
-        projection.apply(log, batch_size=10)
-        start = projection.projector.next_offset
-        projection.projector.apply_batch(list(log.read(start, 10)))
-        before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
-        real_mark = mirror_module.MySqlMirrorTarget.write_mark
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    projection.apply(log, batch_size=10)
+    start = projection.projector.next_offset
+    projection.projector.apply_batch(list(log.read(start, 10)))
+    before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
+    real_mark = mirror_module.MySqlMirrorTarget.write_mark
 
-        def failing_mark(self, *args):
-            self._queue("INSERT INTO `mlmdlog_no_such_table` VALUES (1)")  # after the rows, before the mark
-            return real_mark(self, *args)
+    def failing_mark(self, *args):
+        self._queue("INSERT INTO `mlmdlog_no_such_table` VALUES (1)")  # after the rows, before the mark
+        return real_mark(self, *args)
 
-        monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "write_mark", failing_mark)
-        with pytest.raises(Exception, match="mlmdlog_no_such_table"):
-            projection.mirror()
-        monkeypatch.undo()
-        assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
-        projection.catch_up(log, batch_size=10)
-        assert _dump_mysql(projection.db, TABLES) == _live(history)
-        projection.close()
-    finally:
-        log.close()
+    monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "write_mark", failing_mark)
+    with pytest.raises(Exception, match="mlmdlog_no_such_table"):
+        projection.mirror()
+    monkeypatch.undo()
+    assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
+    projection.catch_up(log, batch_size=10)
+    assert _dump_mysql(projection.db, TABLES) == _live(history)
+    projection.close()
 
 
-def test_takes_over_a_database_of_the_direct_projector(history, target, tmp_path):
+def test_takes_over_a_database_of_the_direct_projector(history, log, target, tmp_path):
     """A MySQL projection written by the direct projector (no mirror state) is taken over by a full copy."""
-    log = FileLog(os.path.join(history, "log"), readonly=True)
-    try:
-        direct = MySqlBackend(target)
-        direct.create_schema()
-        Projector(direct).apply_batch(list(log.read(0, log.end_offset() // 2)))
-        direct.close()
-        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
-        stats = projection.catch_up(log, batch_size=5)
-        assert stats.applied_offset == log.end_offset()
-        assert _dump_mysql(projection.db, TABLES) == _live(history)
-        projection.close()
-    finally:
-        log.close()
+    direct = MySqlBackend(target)
+    direct.create_schema()
+    Projector(direct).apply_batch(list(log.read(0, log.end_offset() // 2)))
+    direct.close()
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    stats = projection.catch_up(log, batch_size=5)
+    assert stats.applied_offset == log.end_offset()
+    assert _dump_mysql(projection.db, TABLES) == _live(history)
+    projection.close()
 
 
 def _wait_for_offset(target, offset: int, timeout: float = 60.0) -> None:
@@ -222,23 +216,19 @@ def _wait_for_offset(target, offset: int, timeout: float = 60.0) -> None:
         watcher.close()
 
 
-def test_follow_applies_until_stopped(history, target, tmp_path):
-    log = FileLog(os.path.join(history, "log"), readonly=True)
-    try:
-        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
-        stop = threading.Event()
-        thread = threading.Thread(target=follow, args=(log, projection, stop, 6), daemon=True)
-        thread.start()
-        _wait_for_offset(target, log.end_offset())
-        stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
-        watcher = MySqlBackend(target)  # its own connection: the follower thread owned the projection's
-        assert _dump_mysql(watcher, TABLES) == _live(history)
-        watcher.close()
-        projection.close()
-    finally:
-        log.close()
+def test_follow_applies_until_stopped(history, log, target, tmp_path):
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    stop = threading.Event()
+    thread = threading.Thread(target=follow, args=(log, projection, stop, 6), daemon=True)
+    thread.start()
+    _wait_for_offset(target, log.end_offset())
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    watcher = MySqlBackend(target)  # its own connection: the follower thread owned the projection's
+    assert _dump_mysql(watcher, TABLES) == _live(history)
+    watcher.close()
+    projection.close()
 
 
 # -- three ways into MySQL give the same rows (their speeds printed; bench/ measures them) ---
@@ -322,11 +312,10 @@ def test_throughput_mirror_vs_direct(target, mysql_url, tmp_path, capsys):
 
 
 def test_two_mirrors_of_one_target_take_turns_and_a_mirror_trusts_only_its_own_last_state(
-        history, target, tmp_path, monkeypatch):
+        history, log, target, tmp_path, monkeypatch):
     """A mirror remembers what its last mirror left in the target and then does not ask the
     target again; once another mirror has moved the target on, it asks. Taking turns, two
     mirrors with their own staging files end with the target equal to the live store."""
-    log = FileLog(os.path.join(history, "log"), readonly=True)
     asked: list[str] = []
     real_max_key = mirror_module.MySqlMirrorTarget.max_key
 
@@ -335,25 +324,22 @@ def test_two_mirrors_of_one_target_take_turns_and_a_mirror_trusts_only_its_own_l
         return real_max_key(self, table, column)
 
     monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "max_key", counting_max_key)
-    try:
-        first = _mirrored(target, str(tmp_path / "first.sqlite"))
-        second = _mirrored(target, str(tmp_path / "second.sqlite"))
-        first.apply(log, batch_size=3)
-        first.apply(log, batch_size=3)
-        asked.clear()
-        first.apply(log, batch_size=3)  # its own state is still the target's: no max_key asked
-        assert asked == []
-        turns = 0
-        while first.applied_offset() < log.end_offset():
-            for projection in (second, first):
-                projection.apply(log, batch_size=3)
-            turns += 1
-        assert turns > 2 and asked  # after the other's turn, the target is asked again
-        assert _dump_mysql(first.db, TABLES) == _live(history)
-        first.close()
-        second.close()
-    finally:
-        log.close()
+    first = _mirrored(target, str(tmp_path / "first.sqlite"))
+    second = _mirrored(target, str(tmp_path / "second.sqlite"))
+    first.apply(log, batch_size=3)
+    first.apply(log, batch_size=3)
+    asked.clear()
+    first.apply(log, batch_size=3)  # its own state is still the target's: no max_key asked
+    assert asked == []
+    turns = 0
+    while first.applied_offset() < log.end_offset():
+        for projection in (second, first):
+            projection.apply(log, batch_size=3)
+        turns += 1
+    assert turns > 2 and asked  # after the other's turn, the target is asked again
+    assert _dump_mysql(first.db, TABLES) == _live(history)
+    first.close()
+    second.close()
 
 
 # -- every value reaches MySQL exactly, whoever renders it ----------------------------------
@@ -432,81 +418,68 @@ def test_mirror_copies_every_value_exactly(tmp_path, mysql_url, target, no_backs
 
 
 # -- the stager in a child process (as `mlmd-log project --staging` runs it) ---------------
-def test_follow_with_the_stager_in_a_child_process_and_again_after_a_stop(history, target, tmp_path):
+def test_follow_with_the_stager_in_a_child_process_and_again_after_a_stop(history, log, target, tmp_path):
     log_dir = os.path.join(history, "log")
-    log = FileLog(log_dir, readonly=True)
-    try:
-        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
-        # First run: stopped part way (a small ahead-bound keeps the stager close to the mirror).
-        stop = threading.Event()
-        thread = threading.Thread(target=follow, args=(log, projection, stop, 3),
-                                  kwargs={"log_url": log_dir, "max_ahead": 3}, daemon=True)
-        thread.start()
-        _wait_for_offset(target, 6)
-        stop.set()
-        thread.join(60)
-        assert not thread.is_alive()
-        assert not [p for p in multiprocessing.active_children() if "stager" in p.name]
-        # The parent's view of staging follows what the child applied, so a second run goes on
-        # from there instead of replaying staging from an old offset.
-        assert projection.projector.next_offset >= projection.applied_offset()
-        stats = follow(log, projection, threading.Event(), 4, until_caught_up=True, log_url=log_dir)
-        assert stats.applied_offset == log.end_offset()
-        assert _dump_mysql(projection.db, TABLES) == _live(history)
-        projection.close()
-    finally:
-        log.close()
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    # First run: stopped part way (a small ahead-bound keeps the stager close to the mirror).
+    stop = threading.Event()
+    thread = threading.Thread(target=follow, args=(log, projection, stop, 3),
+                              kwargs={"log_url": log_dir, "max_ahead": 3}, daemon=True)
+    thread.start()
+    _wait_for_offset(target, 6)
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert not [p for p in multiprocessing.active_children() if "stager" in p.name]
+    # The parent's view of staging follows what the child applied, so a second run goes on
+    # from there instead of replaying staging from an old offset.
+    assert projection.projector.next_offset >= projection.applied_offset()
+    stats = follow(log, projection, threading.Event(), 4, until_caught_up=True, log_url=log_dir)
+    assert stats.applied_offset == log.end_offset()
+    assert _dump_mysql(projection.db, TABLES) == _live(history)
+    projection.close()
 
 
-def test_a_child_stager_that_fails_is_raised_by_follow(history, target, tmp_path):
-    log = FileLog(os.path.join(history, "log"), readonly=True)
-    try:
-        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
-        with pytest.raises(mlmd.errors.InvalidArgumentError, match="Unsupported log URL"):
-            follow(log, projection, threading.Event(), 4, until_caught_up=True, log_url="nosuch://log")
-        projection.close()
-    finally:
-        log.close()
+def test_a_child_stager_that_fails_is_raised_by_follow(history, log, target, tmp_path):
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    with pytest.raises(mlmd.errors.InvalidArgumentError, match="Unsupported log URL"):
+        follow(log, projection, threading.Event(), 4, until_caught_up=True, log_url="nosuch://log")
+    projection.close()
 
 
-def test_a_child_stager_that_dies_is_an_internal_error_of_follow(history, target, tmp_path):
+def test_a_child_stager_that_dies_is_an_internal_error_of_follow(history, log, target, tmp_path):
     """A stager killed from outside (the OOM killer, say) ends follow() with a clear error
     instead of a projector that waits forever for batches."""
     import signal
 
     log_dir = os.path.join(history, "log")
-    log = FileLog(log_dir, readonly=True)
     raised: list = []
-    try:
-        projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
 
-        def run() -> None:
-            try:
-                follow(log, projection, threading.Event(), 2, log_url=log_dir)
-            except BaseException as exc:  # noqa: BLE001 - the test looks at it
-                raised.append(exc)
+    def run() -> None:
+        try:
+            follow(log, projection, threading.Event(), 2, log_url=log_dir)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            raised.append(exc)
 
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not [p for p in multiprocessing.active_children()
-                                                   if "stager" in p.name]:
-            time.sleep(0.01)
-        [stager] = [p for p in multiprocessing.active_children() if "stager" in p.name]
-        os.kill(stager.pid, signal.SIGKILL)
-        thread.join(60)
-        assert not thread.is_alive()
-        assert len(raised) == 1 and isinstance(raised[0], mlmd.errors.InternalError), raised
-        assert "staging process exited" in raised[0].message
-        projection.close()
-    finally:
-        log.close()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [p for p in multiprocessing.active_children()
+                                               if "stager" in p.name]:
+        time.sleep(0.01)
+    [stager] = [p for p in multiprocessing.active_children() if "stager" in p.name]
+    os.kill(stager.pid, signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], mlmd.errors.InternalError), raised
+    assert "staging process exited" in raised[0].message
+    projection.close()
 
 
-def test_one_stager_per_staging_file(history, target, tmp_path, monkeypatch):
+def test_one_stager_per_staging_file(history, log, target, tmp_path, monkeypatch):
     """A second projector on the same staging file waits for the first stager's lock, and
     fails with a clear error when it is not let go (two stagers would apply records twice)."""
-    log = FileLog(os.path.join(history, "log"), readonly=True)
     staging = str(tmp_path / "staging.sqlite")
     first = _mirrored(target, staging)
     second_target = _fresh_database(os.environ["MLMD_TEST_MYSQL_URL"])
@@ -529,7 +502,6 @@ def test_one_stager_per_staging_file(history, target, tmp_path, monkeypatch):
         assert _dump_mysql(first.db, TABLES) == _live(history)
         first.close()
     finally:
-        log.close()
         _drop(second_target)
 
 
