@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -157,8 +158,10 @@ class EmbeddedTransport:
     def append(self, payloads: list[bytes]) -> list[int]:
         return self._writable().append(payloads)
 
-    def wait_for_outcome(self, offset: int) -> Any:
-        return self._writable().outcome_for(offset)
+    def wait_for_outcomes(self, offsets: list[int], usual: Optional["UsualWait"] = None) -> list[Any]:
+        """The outcomes of these records (applied inline: no wait to tune with ``usual``)."""
+        applier = self._writable()
+        return [applier.outcome_for(offset) for offset in offsets]
 
     response = staticmethod(response_of)
 
@@ -326,7 +329,8 @@ class RemoteTransport(ReadOnlyTransport):
             return row[0] if row else 0
 
     def wait_for_outcomes(self, offsets: list[int], usual: Optional["UsualWait"] = None) -> list[Any]:
-        """Outcomes of several records, with one wait and one query for the whole range.
+        """Outcomes of several records, with one wait for all of them and one query per 100
+        runs of consecutive offsets (see _offset_ranges).
 
         The projection is asked first after ``usual.first_look_s()`` (at once without one),
         then again after a tenth of the time waited so far (0.5-20 ms): prompt on short
@@ -406,7 +410,6 @@ class AsyncPuts:
     (or its MLMD error) once applied. ``flush`` waits for everything submitted so far."""
 
     def __init__(self, transport: Any, max_batch: int = 1000, client_name: str = "mlmd-log-async"):
-        import queue
         from concurrent.futures import Future
 
         self._future_class = Future
@@ -446,7 +449,6 @@ class AsyncPuts:
         self._resolver.join()
 
     def _run(self) -> None:
-        import queue
         while True:
             item = self._queue.get()
             if item is None:
@@ -482,7 +484,6 @@ class AsyncPuts:
         """Resolves appended batches in order. Batches appended while an earlier one was
         awaited are awaited together: one wait and one outcome query for the group, instead
         of one each (the waiting costs the writer more CPU than anything else it does)."""
-        import queue
 
         while True:
             item = self._resolve_queue.get()
@@ -526,7 +527,4 @@ class AsyncPuts:
                 future.set_result(None)
 
     def _outcomes(self, offsets: list[int]) -> list[Any]:
-        many = getattr(self._transport, "wait_for_outcomes", None)
-        if many is None:
-            return [self._transport.wait_for_outcome(offset) for offset in offsets]
-        return many(offsets, self._group_waits)
+        return self._transport.wait_for_outcomes(offsets, self._group_waits)
