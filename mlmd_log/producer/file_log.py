@@ -215,9 +215,9 @@ def list_segment_bases(directory: str) -> list[int]:
     return sorted(bases)
 
 
-def try_lock_file(lock_path: str) -> tuple[int | None, str]:
-    """Takes the exclusive lock of ``lock_path`` and writes our pid in it: (fd, "").
-    When another open file holds it: (None, who holds it).
+def try_lock_file(lock_path: str) -> tuple[int | None, int | None]:
+    """Takes the exclusive lock of ``lock_path`` and writes our pid in it: (fd, None).
+    When another open file holds it: (None, the holder's pid if it wrote one).
 
     flock locks belong to an open file description, so a second opener in the same
     process conflicts just like another process does.
@@ -230,11 +230,17 @@ def try_lock_file(lock_path: str) -> tuple[int | None, str]:
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        who = "an unknown process" if holder is None else f"pid {holder}"
-        return None, who + (" (this process)" if holder == os.getpid() else "")
+        return None, holder
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd, ""
+    return fd, None
+
+
+def describe_holder(holder: int | None) -> str:
+    """Who holds a lock, for an error message."""
+    if holder is None:
+        return "an unknown process"
+    return f"pid {holder}" + (" (this process)" if holder == os.getpid() else "")
 
 
 def release_lock_file(fd: int) -> None:
@@ -245,12 +251,12 @@ def release_lock_file(fd: int) -> None:
 def acquire_writer_lock(directory: str) -> int:
     """Take the exclusive writer lock of a log directory; return the lock fd."""
     lock_path = os.path.join(directory, LOCK_FILE)
-    fd, who = try_lock_file(lock_path)
+    fd, holder = try_lock_file(lock_path)
     if fd is None:
+        hint = ": another FileLog on the same directory is open" if holder == os.getpid() else ""
         raise FailedPreconditionError(
-            f"log {directory} already has a writer: lock file {lock_path} is held by {who}"
-            f"{': another FileLog on the same directory is open' if 'this process' in who else ''}; "
-            f"open it with readonly=True to read"
+            f"log {directory} already has a writer: lock file {lock_path} is held by {describe_holder(holder)}"
+            f"{hint}; open it with readonly=True to read"
         )
     return fd
 

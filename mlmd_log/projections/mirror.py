@@ -518,16 +518,16 @@ def _lock_staging(path: str, alive: Callable[[], bool] = lambda: True) -> int:
     """The exclusive lock of staging (``PATH.lock``) for one stager; returns its fd. A stager
     still finishing its last batch (that of a killed projector) is waited for, up to
     STAGING_LOCK_WAIT_S."""
-    from mlmd_log.producer.file_log import try_lock_file
+    from mlmd_log.producer.file_log import describe_holder, try_lock_file
 
     deadline = time.monotonic() + STAGING_LOCK_WAIT_S
     while True:
-        fd, who = try_lock_file(path + ".lock")
+        fd, holder = try_lock_file(path + ".lock")
         if fd is not None:
             return fd
         if time.monotonic() > deadline or not alive():
             raise errors.FailedPreconditionError(
-                f"Staging {path} is in use by another stager ({who}, lock {path}.lock): "
+                f"Staging {path} is in use by another stager ({describe_holder(holder)}, lock {path}.lock): "
                 "run one projector per staging file")
         time.sleep(0.05)
 
