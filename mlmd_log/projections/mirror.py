@@ -313,21 +313,14 @@ class MirroredProjection(StagedProjection):
                 self._known = known
                 return {}  # staging has nothing the last mirror did not copy
             if known is None or known.offset > offset:  # (with a fresh cache, staging is ahead: skip the look)
-                target_offset, mark = self.target.mark()
-                if mark is not None and mark.applied_offset == offset:
+                if self._holds_already(offset, *self.target.mark()):
                     return {}
-                if target_offset is not None and target_offset > offset:
-                    raise errors.FailedPreconditionError(
-                        f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
             self.target.begin()
             try:
-                target_offset, mark = self.target.mark(lock=True)  # under the lock
-                if mark is not None and mark.applied_offset == offset:
+                target_offset, mark = self.target.mark(lock=True)  # again, under the lock
+                if self._holds_already(offset, target_offset, mark):
                     self.target.rollback()
                     return {}
-                if target_offset is not None and target_offset > offset:
-                    raise errors.FailedPreconditionError(
-                        f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
                 trusted = known if known is not None and mark is not None and mark.applied_offset == known.offset \
                     else None
                 copied, small = self._copy(mark, offset, last_time, trusted)
@@ -339,6 +332,16 @@ class MirroredProjection(StagedProjection):
             return copied
         finally:
             st.conn.execute("COMMIT")
+
+    def _holds_already(self, offset: int, target_offset: Optional[int], mark: Optional[MirrorMark]) -> bool:
+        """Whether the target's last mirror copied staging at ``offset``; a target ahead of
+        staging is an error (staging must be replayed up to it first)."""
+        if mark is not None and mark.applied_offset == offset:
+            return True
+        if target_offset is not None and target_offset > offset:
+            raise errors.FailedPreconditionError(
+                f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
+        return False
 
     def _state_of_staging(self, offset: int, small: dict) -> "_TargetState":
         """What the target holds right after a mirror of staging at ``offset`` (``small``:
