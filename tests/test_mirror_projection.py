@@ -202,6 +202,23 @@ def test_takes_over_a_database_of_the_direct_projector(history, log, target, tmp
     projection.close()
 
 
+def test_a_mirror_from_staging_behind_the_target_is_refused(history, log, target, tmp_path):
+    """Mirroring a staging file older than the target would turn the target back; it is
+    refused, the target is left as it is, and apply() replays staging up to it first."""
+    projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
+    projection.catch_up(log, batch_size=5)
+    projection.close()
+    behind = _mirrored(target, str(tmp_path / "older-staging.sqlite"))
+    behind.projector.apply_batch(list(log.read(0, 3)))
+    before = _dump_mysql(behind.db, TABLES + ("mlmdlog_mirror_state",))
+    with pytest.raises(mlmd.errors.FailedPreconditionError, match="is behind the target"):
+        behind.mirror()
+    assert _dump_mysql(behind.db, TABLES + ("mlmdlog_mirror_state",)) == before
+    assert behind.apply(log, batch_size=5).applied_offset == log.end_offset()
+    assert _dump_mysql(behind.db, TABLES) == _live(history)
+    behind.close()
+
+
 def _wait_for_offset(target, offset: int, timeout: float = 60.0) -> None:
     watcher = MySqlBackend(target)
     try:
