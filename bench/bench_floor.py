@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from benchlib import pipeline_types, ref_python  # noqa: E402
+from benchlib import ref_python, time_calls  # noqa: E402
 
 CORE_TARGET = 5.0  # issue 2: batched put_artifacts, ours/theirs
 AGGREGATE_TARGET = 10.0  # issue 5: 8 writers' steps/s, ours/theirs
@@ -115,14 +115,15 @@ def core_floor(calls: int, workdir: str) -> Dict[str, Any]:
     insert_property = ("INSERT INTO `ArtifactProperty` (`artifact_id`, `name`, `is_custom_property`, `int_value`, "
                        "`double_value`, `string_value`, `byte_value`, `proto_value`, `bool_value`) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    sql_s: List[float] = []
-    for artifacts, props in batches:
-        t0 = time.perf_counter()
+
+    def insert(i: int) -> None:
+        artifacts, props = batches[i]
         conn.execute("BEGIN")
         conn.executemany(insert_artifact, artifacts)
         conn.executemany(insert_property, props)
         conn.execute("COMMIT")
-        sql_s.append(time.perf_counter() - t0)
+
+    sql_ms = time_calls(insert, calls, budget_s=3600)["p50_ms"]
     conn.close()
 
     request = svc.PutArtifactsRequest()
@@ -133,21 +134,15 @@ def core_floor(calls: int, workdir: str) -> Dict[str, Any]:
         a.properties["p_double"].double_value = n * 0.5
     payload = request.SerializeToString()
     fd = os.open(os.path.join(workdir, "floor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    log_s: List[float] = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
+
+    def append(_: int) -> None:
         os.write(fd, payload)
         os.fdatasync(fd)
-        log_s.append(time.perf_counter() - t0)
+
+    log_ms = time_calls(append, calls, budget_s=3600)["p50_ms"]
     os.close(fd)
-    sql_ms, log_ms = median(sql_s) * 1000, median(log_s) * 1000
     return {"calls": calls, "sql_ms": round(sql_ms, 3), "log_ms": round(log_ms, 3),
             "floor_ms": round(sql_ms + log_ms, 3), "payload_bytes": len(payload)}
-
-
-def median(values: List[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
 
 
 def core_side(impl: str, python: str) -> Dict[str, Any]:

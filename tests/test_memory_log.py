@@ -1,7 +1,6 @@
 """MemoryLog: the Log contract without a disk."""
 from __future__ import annotations
 
-
 import pytest
 
 from mlmd_log.errors import FailedPreconditionError, InvalidArgumentError, OutOfRangeError
