@@ -232,14 +232,11 @@ TABLES = {
 
 def _fresh_step_database(env: Any, name: str, workers: int, now: int) -> Any:
     """A new database with the official schema, the seeds and runs the steps refer to; a connection."""
-    import pymysql
     from mlmd_log.locations import open_projection
 
     db = env.database(name)
     open_projection(env.projection_url(db)).close()  # creates the database and MLMD's tables
-    m = env.mysql
-    conn = pymysql.connect(host=m.hostname, port=m.port or 3306, user=m.username, password=m.password,
-                           database=db, local_infile=True)
+    conn = env.connect(db, autocommit=False, local_infile=True)
     with conn.cursor() as cur:
         cur.executemany(TABLES["Artifact"], [(1 + w, 1, f"bench://w{w}/examples", None, None, None, now, now)
                                              for w in range(workers)])

@@ -93,11 +93,12 @@ class Env:
         m = self.mysql
         return f"{m.hostname}:{m.port or 3306}:{db}:{m.username}:{m.password}"
 
-    def connect(self, db: Optional[str] = None) -> Any:
+    def connect(self, db: Optional[str] = None, **options: Any) -> Any:
+        """A PyMySQL connection (autocommit unless ``options`` say otherwise)."""
         import pymysql
         m = self.mysql
         return pymysql.connect(host=m.hostname, port=m.port or 3306, user=m.username, password=m.password,
-                               database=db, autocommit=True)
+                               database=db, **{"autocommit": True, **options})
 
     def drop_databases(self) -> None:
         conn = self.connect()
