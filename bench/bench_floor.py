@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from benchlib import ref_python, time_calls  # noqa: E402
+from benchlib import ref_python, step_parts, step_request, time_calls  # noqa: E402
 
 CORE_TARGET = 5.0  # issue 2: batched put_artifacts, ours/theirs
 AGGREGATE_TARGET = 10.0  # issue 5: 8 writers' steps/s, ours/theirs
@@ -318,16 +318,9 @@ def kafka_floor(env: Any, steps: int, workers: int) -> Dict[str, Any]:
     payloads = []
     for s in range(1, steps + 1):
         w = s % workers
-        request = svc.PutExecutionRequest(execution=pb.Execution(type_id=3, last_known_state=pb.Execution.COMPLETE))
-        request.execution.properties["step"].int_value = s
-        pair = request.artifact_event_pairs.add(event=pb.Event(type=pb.Event.INPUT))
-        pair.artifact.CopyFrom(pb.Artifact(id=1 + w, type_id=1, uri=f"bench://w{w}/examples"))
-        pair.artifact.properties["span"].int_value = 1
-        pair = request.artifact_event_pairs.add(event=pb.Event(type=pb.Event.OUTPUT))
-        pair.artifact.CopyFrom(pb.Artifact(type_id=2, uri=f"bench://w{w}/model/{s}"))
-        pair.artifact.properties["version"].int_value = s
-        request.contexts.add(type_id=4, name=f"run-{w}")
-        request.options.reuse_context_if_already_exist = True
+        seed = pb.Artifact(id=1 + w, type_id=1, uri=f"bench://w{w}/examples")
+        seed.properties["span"].int_value = 1
+        request = step_request(pb, svc, step_parts(pb, s, w, model_type=2, trainer_type=3, run_type=4), seed)
         payloads.append(factory.make("PutExecution", request).SerializeToString())
     broker = pid_of("kafka.Kafka")
     log = KafkaLog.from_url(env.topic_url("floor"), create=True)

@@ -42,7 +42,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
-from benchlib import pipeline_types, ref_python
+from benchlib import pipeline_types, ref_python, step_parts, step_request
 
 MIRROR = False  # --mirror: the projector applies into SQLite staging and mirrors into MariaDB
 STAGER = "process"  # --stager: with --mirror, the stager runs as a child process or a thread
@@ -374,20 +374,8 @@ def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
     for base in range(0, count, chunk):
         payloads = []
         for step in range(base + 1, min(count, base + chunk) + 1):
-            request = svc.PutExecutionRequest(
-                execution=pb.Execution(type_id=trainer_type, last_known_state=pb.Execution.COMPLETE))
-            request.execution.properties["step"].int_value = step
-            pair = request.artifact_event_pairs.add()
-            pair.artifact.CopyFrom(seed)
-            pair.event.type = pb.Event.INPUT
-            pair = request.artifact_event_pairs.add()
-            pair.artifact.type_id = model_type
-            pair.artifact.uri = f"bench://prefill/w{step % 8}/model/{step}"
-            pair.artifact.properties["version"].int_value = step
-            pair.event.type = pb.Event.OUTPUT
-            request.contexts.add(type_id=run_type, name=f"run-{step % 8}")
-            request.options.reuse_context_if_already_exist = True
-            payloads.append(records.make("PutExecution", request).SerializeToString())
+            parts = step_parts(pb, step, step % 8, model_type, trainer_type, run_type)
+            payloads.append(records.make("PutExecution", step_request(pb, svc, parts, seed)).SerializeToString())
         payload_bytes += sum(len(p) for p in payloads)
         log.append(payloads)
     seconds = time.perf_counter() - started

@@ -48,6 +48,30 @@ def pipeline_types(pb: Any) -> tuple[Any, Any, Any, Any]:
     return examples, model, trainer, pb.ContextType(name="PipelineRun")
 
 
+def step_parts(pb: Any, step: int, worker: int, model_type: int, trainer_type: int, run_type: int) -> tuple:
+    """One pipeline step's new execution (its step number as a property), its new Model
+    (version = step, a uri of its own) and the worker's run context."""
+    execution = pb.Execution(type_id=trainer_type, last_known_state=pb.Execution.COMPLETE)
+    execution.properties["step"].int_value = step
+    model = pb.Artifact(type_id=model_type, uri=f"bench://w{worker}/model/{step}")
+    model.properties["version"].int_value = step
+    return execution, model, pb.Context(type_id=run_type, name=f"run-{worker}")
+
+
+def step_request(pb: Any, svc: Any, parts: tuple, source: Any) -> Any:
+    """The step as a PutExecutionRequest: ``source`` (an artifact given with its id) as INPUT,
+    the new Model as OUTPUT, the run context reused."""
+    execution, model, run = parts
+    request = svc.PutExecutionRequest(execution=execution)
+    for artifact, event_type in ((source, pb.Event.INPUT), (model, pb.Event.OUTPUT)):
+        pair = request.artifact_event_pairs.add()
+        pair.artifact.CopyFrom(artifact)
+        pair.event.type = event_type
+    request.contexts.add().CopyFrom(run)
+    request.options.reuse_context_if_already_exist = True
+    return request
+
+
 def percentile_ms(sorted_ns: Sequence[int], q: float) -> float:
     """The q-quantile (nearest rank) of sorted nanosecond timings, in milliseconds."""
     if not sorted_ns:

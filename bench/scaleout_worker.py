@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List
 
-from benchlib import pipeline_types
+from benchlib import pipeline_types, step_parts, step_request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,14 +94,8 @@ class Worker:
         raise SystemExit("gave up after 1000 attempts")
 
     def step_parts(self, step: int) -> tuple:
-        pb = self.pb
         _, model_type, trainer_type, run_type = self.types
-        execution = pb.Execution(type_id=trainer_type, last_known_state=pb.Execution.COMPLETE)
-        execution.properties["step"].int_value = step
-        model = pb.Artifact(type_id=model_type, uri=f"bench://w{self.args.worker}/model/{step}")
-        model.properties["version"].int_value = step
-        run = pb.Context(type_id=run_type, name=f"run-{self.args.worker}")
-        return execution, model, run
+        return step_parts(self.pb, step, self.args.worker, model_type, trainer_type, run_type)
 
     @staticmethod
     def wait_until(t: float) -> None:
@@ -170,16 +164,7 @@ class Worker:
                 stalls += 1  # --window steps outstanding: the store is not keeping up with --rate
                 outstanding.acquire()
             step += 1
-            execution, model, run = self.step_parts(step)
-            request = svc.PutExecutionRequest(execution=execution)
-            pair = request.artifact_event_pairs.add()
-            pair.artifact.CopyFrom(self.seed)
-            pair.event.type = pb.Event.INPUT
-            pair = request.artifact_event_pairs.add()
-            pair.artifact.CopyFrom(model)
-            pair.event.type = pb.Event.OUTPUT
-            request.contexts.add().CopyFrom(run)
-            request.options.reuse_context_if_already_exist = True
+            request = step_request(pb, svc, self.step_parts(step), self.seed)
             t0 = time.perf_counter()
             puts.submit("PutExecution", request).add_done_callback(done_callback(t0))
         submitted_until = time.time()
