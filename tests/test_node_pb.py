@@ -195,7 +195,7 @@ def test_doubles_are_stored_as_mlmd_reads_them(value, expected):
 @pytest.mark.mysql
 def test_mysql_projection_read_forms_match_its_tables(tmp_path, mysql_url):
     """The same checks on a MySQL projection the engine writes directly (replay), where
-    int_value is 32 bits and forms are built by the copy-and-fix path."""
+    int_value is 32 bits (a value beyond that gets no form: the tables answer for it)."""
     import os
 
     from mlmd_log.consumer.replay import replay
