@@ -20,6 +20,7 @@ from mlmd_log.errors import (
 )
 from mlmd_log.projections import node_pb, values
 from mlmd_log.projections.backend import SqlBackend
+from mlmd_log.projections.steps import StepWriter
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.query.sql import DIALECTS as READ_DIALECTS
@@ -164,6 +165,11 @@ class Engine:
         # it (a pipeline step names its input again) reads it here, not back from the table.
         # Bounded, cleared when a record is undone.
         self._forms: dict[tuple[str, int], bytes] = {}
+        # (table, context_id, node_id) of attributions and associations known to exist:
+        # a step that names an existing artifact again need not look. Bounded, cleared
+        # when a record is undone.
+        self._links: set[tuple[str, int, int]] = set()
+        self.steps = StepWriter(self)
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
         self.reload_counters()
@@ -186,6 +192,8 @@ class Engine:
         self.types.invalidate()
         self._context_ids.clear()
         self._forms.clear()
+        self._links.clear()
+        self.steps.discard()
 
     def _insert_with_id(self, table: str, columns: Sequence[str], params: Sequence[Any]) -> int:
         new_id = self._next_id[table]
@@ -202,12 +210,25 @@ class Engine:
     # -- dispatch -----------------------------------------------------------
     def apply(self, kind: str, request: pb_message.Message, time_ms: int) -> pb_message.Message:
         """Applies one request at log time ``time_ms``; returns its response or raises StatusError."""
+        self.steps.flush()  # (rows of steps queued before this record: it may read them)
         self.now_ms = time_ms
         handler = getattr(self, "_apply_" + kind, None)
         if handler is None:
             raise UnimplementedError(f"Unknown log request kind: {kind}")
         request.DiscardUnknownFields()  # (fields of a newer client: never stored, never read back)
         return handler(request)
+
+    def apply_step(self, kind: str, request: pb_message.Message, time_ms: int) -> Optional[pb_message.Message]:
+        """The response of a record applied as a pipeline step (``steps``: rows queued until
+        ``flush_steps``), or None when the record needs ``apply``."""
+        if kind != "put_execution":
+            return None
+        self.now_ms = time_ms
+        return self.steps.put_execution(request, time_ms)
+
+    def flush_steps(self) -> None:
+        """Writes the rows of the steps applied since the last flush (StepsFailed if they clash)."""
+        self.steps.flush()
 
     # -- types --------------------------------------------------------------
     def _apply_put_artifact_type(self, req: svc.PutArtifactTypeRequest) -> svc.PutArtifactTypeResponse:
@@ -728,6 +749,10 @@ class Engine:
                               "VALUES (?, ?, ?)", (new_id, context_id, node_id))
         if cur.rowcount == 1:
             self._next_id[table] = new_id + 1
+        self._note_link((table, context_id, node_id))
+
+    def _note_link(self, key: tuple[str, int, int]) -> None:
+        self._links.add(key)  # (bounded by StepWriter.flush: queued links must stay known)
 
     def _apply_put_attributions_and_associations(
             self, req: svc.PutAttributionsAndAssociationsRequest) -> svc.PutAttributionsAndAssociationsResponse:
@@ -780,16 +805,9 @@ class Engine:
         if not context.HasField("name"):
             raise InvalidArgumentError(f"Context is missing a name: {_short(context)}")
         if reuse and not context.HasField("id"):
-            key = (context.type_id, context.name)
-            known = self._context_ids.get(key)
+            known = self.stored_context_id(context.type_id, context.name)
             if known is not None:
                 return known
-            row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?", key)
-            if row is not None:
-                if len(self._context_ids) >= 10000:
-                    self._context_ids.clear()
-                self._context_ids[key] = row[0]
-                return row[0]
         try:
             return self._upsert_node(CONTEXT, context, validate=validate)
         except AlreadyExistsError as exc:
@@ -797,6 +815,19 @@ class Engine:
                 raise AbortedError("Concurrent creation of the same context at the first time. Retry the "
                                    f"transaction to reuse the context: {_short(context)}") from exc
             raise
+
+    def stored_context_id(self, type_id: int, name: str) -> Optional[int]:
+        """The id of the context of this type and name, if it exists (remembered, bounded)."""
+        key = (type_id, name)
+        known = self._context_ids.get(key)
+        if known is None:
+            row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?", key)
+            if row is None:
+                return None
+            if len(self._context_ids) >= 10000:
+                self._context_ids.clear()
+            known = self._context_ids[key] = row[0]
+        return known
 
     def _artifact_id_by_external_id(self, external_id: str) -> Optional[int]:
         row = self.db.one("SELECT `id` FROM `Artifact` WHERE `external_id` = ?", (external_id,))

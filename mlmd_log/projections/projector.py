@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from mlmd_log import errors
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.engine import Engine
+from mlmd_log.projections.steps import StepsFailed
 from mlmd_log.schemas import log_record_pb2
 
 SCHEMA_VERSION = 1
@@ -62,7 +63,7 @@ def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
 
 
 class _Rejected(Exception):
-    """A record failed outside a savepoint of its own: its writes must be undone by the caller."""
+    """A record failed: its writes must be undone by the caller."""
 
     def __init__(self, outcome: Outcome):
         super().__init__(outcome.error_message)
@@ -181,61 +182,93 @@ class Projector:
     def _apply_records(self, pending: list, seen: dict[str, Outcome]) -> list[Outcome]:
         """Applies decoded records in order, each as if alone: a rejected one leaves no rows.
 
-        Records are applied under one savepoint for the batch, not one each: most records
-        succeed, and a savepoint per record costs a copy of every page it touches. When a
-        record fails, the batch is rolled back to its savepoint and the records before it
-        are applied again (deterministic: the same rows); the failed record's outcome is
-        already known, and the records after it get a savepoint each, so a further failure
-        is undone alone."""
+        Records are applied in segments, each under one savepoint, not one savepoint per
+        record: most records succeed, and a savepoint per record costs a copy of every page
+        it touches. When a record fails, its segment is rolled back to the savepoint and the
+        records before it in the segment are applied again (deterministic: the same rows);
+        the failed record keeps the outcome it got, and a new segment starts after it. So a
+        rejection costs at most the segment's records once more.
+
+        Pipeline steps go through the engine's step writer (rows queued, written per table
+        before the segment's savepoint is released). Should those rows not go in, the batch
+        is applied again without it."""
         if not pending:
             return []
         state = (self.engine.snapshot(), self.last_time_ms, dict(seen))
         self.db.savepoint("batch")
-        outcomes: list[Outcome] = []
-        for index, (offset, record) in enumerate(pending):
+        try:
+            outcomes = self._apply_segments(pending, seen)
+        except StepsFailed as exc:
+            LOG.warning("applying batch at offset %d again without the step writer: %s", pending[0][0], exc)
+            self._back_to("batch", state, seen)
+            self.engine.steps.enabled = False
             try:
-                outcomes.append(self._apply_one(offset, record, seen, alone=False))
-            except _Rejected as rejected:
-                self.db.rollback_to("batch")
-                snapshot, self.last_time_ms, earlier = state
-                self.engine.restore(snapshot)
-                seen.clear()
-                seen.update(earlier)
-                outcomes = [self._apply_one(o, r, seen, alone=False) for o, r in pending[:index]]
-                self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
-                if record.record_id:
-                    seen[record.record_id] = rejected.outcome
-                outcomes.append(rejected.outcome)
-                outcomes += [self._apply_one(o, r, seen, alone=True) for o, r in pending[index + 1:]]
-                break
+                outcomes = self._apply_segments(pending, seen)
+            finally:
+                self.engine.steps.enabled = True
         self.db.release("batch")
         self.next_offset = pending[-1][0] + 1
         return outcomes
 
-    def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome],
-                   alone: bool) -> Outcome:
-        """Runs one record, or repeats the first outcome of an earlier record with its id.
-        ``alone``: in a savepoint of its own, undone there if rejected; otherwise a rejected
-        record raises _Rejected and the caller undoes its writes."""
+    def _back_to(self, savepoint: str, state: tuple, seen: dict[str, Outcome]) -> None:
+        """Undoes what was applied since ``savepoint``: rows there, memory to ``state``."""
+        self.db.rollback_to(savepoint)
+        snapshot, self.last_time_ms, earlier = state
+        self.engine.restore(snapshot)
+        seen.clear()
+        seen.update(earlier)
+
+    def _apply_segments(self, pending: list, seen: dict[str, Outcome]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        start = 0
+        while start < len(pending):
+            state = (self.engine.snapshot(), self.last_time_ms, dict(seen))
+            self.db.savepoint("segment")
+            end = len(pending)
+            for index in range(start, end):
+                offset, record = pending[index]
+                try:
+                    outcomes.append(self._apply_one(offset, record, seen))
+                except _Rejected as rejected:
+                    self._back_to("segment", state, seen)
+                    del outcomes[start:]
+                    outcomes += [self._apply_one(o, r, seen) for o, r in pending[start:index]]
+                    self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
+                    if record.record_id:
+                        seen[record.record_id] = rejected.outcome
+                    outcomes.append(rejected.outcome)
+                    end = index + 1
+                    break
+            self.engine.flush_steps()
+            self.db.release("segment")
+            start = end
+        return outcomes
+
+    def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome]) -> Outcome:
+        """Runs one record, or repeats the first outcome of an earlier record with its id. A
+        rejected record raises _Rejected: the caller undoes its writes."""
         earlier = seen.get(record.record_id) if record.record_id else None
         if earlier is not None:
             return Outcome(offset, record.record_id, earlier.error_code, earlier.error_message, earlier.response)
         self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
-        outcome = self._run(offset, record, alone)
+        outcome = self._run(offset, record)
         if record.record_id:
             seen[record.record_id] = outcome
         return outcome
 
-    def _run(self, offset: int, record: log_record_pb2.LogRecord, alone: bool) -> Outcome:
+    def _run(self, offset: int, record: log_record_pb2.LogRecord) -> Outcome:
         kind: Optional[str] = record.WhichOneof("request")
         if kind is None:
             return Outcome(offset, record.record_id, errors.INVALID_ARGUMENT,
                            f"Log record at offset {offset} carries no request")
-        if alone:
-            snapshot = self.engine.snapshot()
-            self.db.savepoint("rec")
+        request = getattr(record, kind)
+        step = self.engine.apply_step(kind, request, self.last_time_ms)
+        if step is not None:
+            return Outcome(offset, record.record_id, response=step.SerializeToString(deterministic=True))
         try:
-            response = self.engine.apply(kind, getattr(record, kind), self.last_time_ms)
+            response = self.engine.apply(kind, request, self.last_time_ms)
+        except StepsFailed:
+            raise  # (rows queued by earlier steps: the batch is applied again without them)
         except errors.StatusError as exc:
             failure = (exc.error_code, exc.message)
         except self.db.integrity_errors:  # a constraint the engine did not translate
@@ -246,15 +279,8 @@ class Projector:
             failure = (errors.INTERNAL,
                        f"Internal error applying log record at offset {offset}: {type(exc).__name__}: {exc}")
         else:
-            if alone:
-                self.db.release("rec")
             return Outcome(offset, record.record_id, response=response.SerializeToString(deterministic=True))
-        if not alone:
-            raise _Rejected(Outcome(offset, record.record_id, *failure))
-        self.db.rollback_to("rec")
-        self.db.release("rec")
-        self.engine.restore(snapshot)
-        return Outcome(offset, record.record_id, *failure)
+        raise _Rejected(Outcome(offset, record.record_id, *failure))
 
     def outcome_at(self, offset: int) -> Optional[Outcome]:
         found = read_outcomes(self.db, "`log_offset` = ?", (offset,))
