@@ -143,10 +143,15 @@ def test_apply_again_is_a_no_op(history, projected):
 
 
 def test_staging_keeps_no_reversed_uris_until_opened_as_a_projection_of_its_own(history, projected, tmp_path):
-    """Staging serves no reads, so it skips the reversed uris (uri suffix filters); opened as
-    a SQLite projection for writing, it is filled and its suffix filters answer as live's."""
+    """Staging serves no reads, so it skips the reversed uris (uri suffix filters) and the
+    indexes only reads use; opened as a SQLite projection for writing, it gets both, and its
+    suffix filters answer as live's."""
     from mlmd_log.locations import open_projection
+    from mlmd_log.projections import ddl
     from mlmd_log.projections.projector import Projector
+
+    def indexes(conn):
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
 
     projection, _, _ = projected
     copy = tmp_path / "staging-copy.sqlite"
@@ -157,11 +162,15 @@ def test_staging_keeps_no_reversed_uris_until_opened_as_a_projection_of_its_own(
     assert dst.execute("SELECT COUNT(*) FROM `mlmdlog_artifact_ruri`").fetchone() == (0,)
     assert dst.execute("SELECT COUNT(*) FROM `mlmdlog_meta` WHERE `name` = 'complete:reversed_uris'").fetchone() == (0,)
     artifacts = dst.execute("SELECT COUNT(*) FROM `Artifact`").fetchone()[0]
+    staged_indexes = indexes(dst)
     dst.close()
     assert artifacts > 5
+    assert not staged_indexes & ddl.READ_ONLY_INDEXES
+    assert "idx_artifact_last_update_time_since_epoch" in staged_indexes  # (the mirror's copy uses it)
     db = open_projection(f"sqlite:///{copy}")
     Projector(db)  # (fills what an older or staging projection lacks)
     assert db.one("SELECT COUNT(*) FROM `mlmdlog_artifact_ruri`") == (artifacts,)
+    assert indexes(db.conn) >= ddl.READ_ONLY_INDEXES | staged_indexes
     reader = Reader(db.conn)
     live_conn = sqlite3.connect(f"file:{os.path.join(history, 'mlmd.sqlite')}?mode=ro", uri=True)
     live_reader = Reader(live_conn)
@@ -172,6 +181,10 @@ def test_staging_keeps_no_reversed_uris_until_opened_as_a_projection_of_its_own(
         assert len(found) >= at_least
     live_conn.close()
     db.close()
+    from mlmd_log.projections.staged import open_staging
+    again = open_staging(str(copy))  # (a projection taken as staging again sheds them)
+    assert not indexes(again.conn) & ddl.READ_ONLY_INDEXES
+    again.close()
 
 
 def test_small_row_path_and_one_batch_give_the_same_tables(history, tmp_path):

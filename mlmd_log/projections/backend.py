@@ -173,10 +173,12 @@ class SqliteBackend(SqlBackend):
     integrity_errors = (sqlite3.IntegrityError,)
     infrastructure_errors = (sqlite3.Error,)  # checked after integrity_errors
 
-    def __init__(self, path: str, readonly: bool = False, durable: bool = False, reversed_uris: bool = True):
-        """``reversed_uris=False``: a staging projection (mirrored or DuckDB), whose reads
-        the target serves, skips the reversed uris only SQLite's uri suffix filters use."""
-        if not reversed_uris:
+    def __init__(self, path: str, readonly: bool = False, durable: bool = False, staging: bool = False):
+        """``staging``: a staging projection (mirrored or DuckDB), whose reads the target
+        serves: it skips the reversed uris only SQLite's uri suffix filters use, and the
+        indexes only reads use (``ddl.READ_ONLY_INDEXES``)."""
+        self.staging = staging
+        if staging:
             self.dialect = replace(SQLITE, reversed_uris=False)
         uri = path.startswith("file:")
         if readonly and not uri and path != ":memory:":
@@ -190,12 +192,20 @@ class SqliteBackend(SqlBackend):
             conn.execute("PRAGMA temp_store=MEMORY")
 
     def schema(self) -> list[str]:
-        return ddl.SQLITE_MLMD + ddl.SQLITE_LOG
+        statements = ddl.SQLITE_MLMD + ddl.SQLITE_LOG
+        if self.staging:
+            statements = [s for s in statements if ddl.index_name(s) not in ddl.READ_ONLY_INDEXES]
+        return statements
 
     def create_schema(self) -> None:
         super().create_schema()
-        if not self.dialect.reversed_uris:  # (opened for writing without them: no longer complete)
+        if self.staging:
+            # (opened for writing without them: the reversed uris are no longer complete,
+            # and the read indexes of a file that was a projection of its own would only
+            # slow the writes down; the schema gives them back when it is one again)
             self.execute("DELETE FROM `mlmdlog_meta` WHERE `name` = ?", ("complete:reversed_uris",))
+            for name in sorted(ddl.READ_ONLY_INDEXES):
+                self.execute(f"DROP INDEX IF EXISTS `{name}`")
         if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
             self.analyze()  # a projection built before statistics were kept
 

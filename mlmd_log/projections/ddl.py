@@ -6,6 +6,9 @@ never alter MLMD's.
 """
 from __future__ import annotations
 
+import re
+from typing import Optional
+
 SCHEMA_VERSION = 10
 
 # Type ids 1..9 are the simple (system) types every MLMD store creates on init.
@@ -178,6 +181,26 @@ SQLITE_LOG: list[str] = [
     `ruri` TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_artifact_ruri` ON `mlmdlog_artifact_ruri`(`ruri` COLLATE NOCASE)",
 ]
+
+
+# Indexes that serve reads only (filters, lineage, listings by time or uri): neither the
+# state machine nor a mirror's copy looks anything up by them. A staging projection, whose
+# reads its target serves, goes without them (each costs a B-tree insert per row); opened
+# as a projection of its own, it gets them from the schema.
+READ_ONLY_INDEXES = frozenset({
+    "idx_artifact_uri", "idx_artifact_create_time_since_epoch", "idx_event_execution_id",
+    "idx_execution_create_time_since_epoch", "idx_context_create_time_since_epoch",
+    *(f"idx_{kind}_property_{value}" for kind in ("artifact", "execution", "context")
+      for value in ("int", "double", "string")),
+    "idx_artifact_external_id", "idx_execution_external_id", "idx_context_external_id",
+    "idx_mlmdlog_attribution_artifact", "idx_mlmdlog_association_execution", "idx_mlmdlog_artifact_uri_nocase",
+})
+
+
+def index_name(statement: str) -> Optional[str]:
+    """The index a CREATE INDEX statement creates (None for any other statement)."""
+    found = re.match(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS `(\w+)`", statement)
+    return found.group(1) if found else None
 
 
 # -- MySQL / MariaDB ---------------------------------------------------------

@@ -20,9 +20,10 @@ LOG = logging.getLogger("mlmd_log.staged")
 
 def open_staging(path: str) -> SqliteBackend:
     """A staging projection: the MLMD state machine's own tables. Reads are served by the
-    target, so it keeps no reversed uris (SQLite's uri suffix filters are their only use;
-    opened later as a projection of its own, it is filled in then)."""
-    staging = SqliteBackend(path, reversed_uris=False)
+    target, so it keeps no reversed uris (SQLite's uri suffix filters are their only use)
+    and no index that only reads use; opened later as a projection of its own, it gets
+    both then."""
+    staging = SqliteBackend(path, staging=True)
     staging.create_schema()
     return staging
 
