@@ -53,7 +53,7 @@ from typing import Any, Iterable, Optional, Sequence
 from mlmd_log import errors
 from mlmd_log.projections.projector import Projector
 from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_ORDER, SMALL_TABLES, TABLES, NodeTables,
-                                         StagedProjection, open_staging)
+                                         StagedProjection, changed_nodes_sql, open_staging, staging_select)
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 
@@ -426,13 +426,8 @@ class DuckDbProjection(StagedProjection):
         row = self.con.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()
         return int(row[0]) if row and row[0] is not None else -1
 
-    def _staging_select(self, table: str, alias: str = "") -> str:
-        prefix = f"{alias}." if alias else ""
-        return "SELECT " + ", ".join(f"{prefix}`{c}`" for c, _ in TABLES[table]) + f" FROM `{table}`" + \
-            (f" AS {alias}" if alias else "")
-
     def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
-        rows = self.staging.rows(self._staging_select(table) + " " + tail, params)
+        rows = self.staging.rows(staging_select(table) + " " + tail, params)
         return self._loader.insert(table, TABLES[table], rows)
 
     def _replace_small_tables(self, count: Any) -> bool:
@@ -440,7 +435,7 @@ class DuckDbProjection(StagedProjection):
         changed_types = False
         for table in SMALL_TABLES:
             columns = TABLES[table]
-            new = self.staging.rows(self._staging_select(table) + f" ORDER BY {SMALL_ORDER[table]}")
+            new = self.staging.rows(staging_select(table) + f" ORDER BY {SMALL_ORDER[table]}")
             new_norm = [tuple(_param(t, v) for (_, t), v in zip(columns, r)) for r in new]
             order = SMALL_ORDER[table].replace("`", '"')
             names = ", ".join(f'"{c}"' for c, _ in columns)
@@ -454,9 +449,8 @@ class DuckDbProjection(StagedProjection):
 
     def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Any) -> None:
         """Nodes changed since ``since`` (all when None) replace their DuckDB rows and properties."""
-        where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
-        params = () if since is None else (since,)
-        rows = self.staging.rows(self._staging_select(node.table) + where + " ORDER BY `id`", params)
+        nodes_sql, props_sql, _, params = changed_nodes_sql(node, since)
+        rows = self.staging.rows(nodes_sql, params)
         if not rows:
             return
         if since is not None:
@@ -468,10 +462,7 @@ class DuckDbProjection(StagedProjection):
                              '(SELECT "id" FROM "mlmdlog_mirror_ids")')
             self.con.execute('DROP TABLE "mlmdlog_mirror_ids"')
         count(node.table, self._loader.insert(node.table, TABLES[node.table], rows))
-        prop_where = "" if since is None else " WHERE N.`last_update_time_since_epoch` >= ?"
-        props = self.staging.rows(
-            self._staging_select(node.prop_table, "P") + f" JOIN `{node.table}` AS N ON N.`id` = P.`{node.owner}`"
-            + prop_where + f" ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`", params)
+        props = self.staging.rows(props_sql, params)
         count(node.prop_table, self._loader.insert(node.prop_table, TABLES[node.prop_table], props))
 
     def _refresh_type_views(self) -> None:

@@ -49,7 +49,7 @@ from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 # The table layout and node kinds of the mirror are shared with the DuckDB projection.
 from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables,
-                                         StagedProjection, open_staging)
+                                         StagedProjection, changed_nodes_sql, open_staging, staging_select)
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
@@ -397,11 +397,6 @@ class MirroredProjection(StagedProjection):
     def _columns(self, table: str) -> tuple[str, ...]:
         return tuple(c for c, _ in TABLES[table])
 
-    def _select(self, table: str, alias: str = "") -> str:
-        prefix = f"{alias}." if alias else ""
-        return "SELECT " + ", ".join(f"{prefix}`{c}`" for c in self._columns(table)) + f" FROM `{table}`" + \
-            (f" AS {alias}" if alias else "")
-
     def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple]]:
         """Staging rows in chunks (memory stays bounded however large the window)."""
         cur = self.reader.conn.cursor()  # its own cursor: the stream outlives single statements
@@ -414,7 +409,7 @@ class MirroredProjection(StagedProjection):
 
     def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
         n = 0
-        for chunk in self._stream(self._select(table) + " " + tail, params):
+        for chunk in self._stream(staging_select(table) + " " + tail, params):
             n += self.target.insert(table, self._columns(table), chunk)
         return n
 
@@ -425,7 +420,7 @@ class MirroredProjection(StagedProjection):
         staged = {}
         for table in SMALL_TABLES:
             columns = self._columns(table)
-            new = self.reader.rows(self._select(table))
+            new = self.reader.rows(staging_select(table))
             staged[table] = _canonical(new)
             held = trusted.small[table] if trusted is not None else None
             if held is None and not full:
@@ -440,22 +435,17 @@ class MirroredProjection(StagedProjection):
     def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None],
                     trusted: Optional["_TargetState"] = None) -> None:
         """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
-        where = "" if since is None else " WHERE `last_update_time_since_epoch` >= ?"
-        params: tuple = () if since is None else (since,)
+        nodes_sql, props_sql, forms_sql, params = changed_nodes_sql(node, since)
         existing = -1 if since is None else self._target_max(trusted, node.table, "id")
-        for chunk in self._stream(self._select(node.table) + where + " ORDER BY `id`", params):
+        for chunk in self._stream(nodes_sql, params):
             old = [r[0] for r in chunk if r[0] <= existing]  # ids past the target's max are new: nothing to delete
             if old:
                 self.target.delete_nodes(node, old)
             count(node.table, self.target.insert(node.table, self._columns(node.table), chunk))
-        prop_where = "" if since is None else " WHERE N.`last_update_time_since_epoch` >= ?"
-        for chunk in self._stream(
-                self._select(node.prop_table, "P") + f" JOIN `{node.table}` AS N ON N.`id` = P.`{node.owner}`"
-                + prop_where + f" ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`", params):
+        for chunk in self._stream(props_sql, params):
             count(node.prop_table, self.target.insert(node.prop_table, self._columns(node.prop_table), chunk))
         forms = READ_FORMS[node.kind]
-        for chunk in self._stream(f"SELECT F.`id`, F.`pb` FROM `{forms}` AS F JOIN `{node.table}` AS N "
-                                  f"ON N.`id` = F.`id`{prop_where} ORDER BY F.`id`", params):
+        for chunk in self._stream(forms_sql, params):
             count(forms, self.target.insert(forms, ("id", "pb"), chunk))
 
 

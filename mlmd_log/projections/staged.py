@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from mlmd_log import errors
 from mlmd_log.producer.base import Log
@@ -75,6 +76,37 @@ class NodeTables:
 NODES = (NodeTables("artifact", "Artifact", "ArtifactProperty", "artifact_id", 1, "artifacts"),
          NodeTables("execution", "Execution", "ExecutionProperty", "execution_id", 0, "executions"),
          NodeTables("context", "Context", "ContextProperty", "context_id", 2, "contexts"))
+
+def staging_select(table: str, alias: str = "") -> str:
+    """SELECT of the mirrored columns of a staging table, in ``TABLES`` order."""
+    prefix = f"{alias}." if alias else ""
+    return "SELECT " + ", ".join(f"{prefix}`{c}`" for c, _ in TABLES[table]) + f" FROM `{table}`" + \
+        (f" AS {alias}" if alias else "")
+
+
+def changed_nodes_sql(node: NodeTables, since: Optional[int]) -> tuple[str, str, str, tuple]:
+    """Staging queries for the nodes changed since ``since`` (all when None), their property
+    rows and their read forms, each in id order, and their parameters.
+
+    Since a time, the node table is read through its update-time index, named: seeing the
+    ORDER BY id, SQLite's planner otherwise scans the whole table in id order, so every
+    mirror cost time in proportion to the projection's size (6-9 ms per query at 49k nodes
+    for a few changed ones)."""
+    if since is None:
+        nodes, where, params = f"`{node.table}` AS N", "", ()
+    else:
+        index = f"idx_{node.kind}_last_update_time_since_epoch"
+        nodes, where, params = (f"`{node.table}` AS N INDEXED BY `{index}`",
+                                " WHERE N.`last_update_time_since_epoch` >= ?", (since,))
+    node_columns = ", ".join(f"N.`{c}`" for c, _ in TABLES[node.table])
+    prop_columns = ", ".join(f"P.`{c}`" for c, _ in TABLES[node.prop_table])
+    return (f"SELECT {node_columns} FROM {nodes}{where} ORDER BY N.`id`",
+            f"SELECT {prop_columns} FROM {nodes} CROSS JOIN `{node.prop_table}` AS P ON P.`{node.owner}` = N.`id`"
+            f"{where} ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`",
+            f"SELECT F.`id`, F.`pb` FROM {nodes} CROSS JOIN `mlmdlog_{node.kind}_pb` AS F ON F.`id` = N.`id`"
+            f"{where} ORDER BY F.`id`",
+            params)
+
 
 # Append-only tables with a monotonically assigned key: (table, key column).
 APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
