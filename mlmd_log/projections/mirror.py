@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from mlmd_log import errors
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
+from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
 # The table layout and node kinds of the mirror are shared with the DuckDB projection.
 from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables,
                                          StagedProjection, changed_nodes_sql, open_staging, staging_select)
@@ -108,7 +109,7 @@ class MySqlMirrorTarget:
     of a few records costs a few round trips instead of one per statement. The server
     stops at the first failing statement of a query; the transaction is then rolled back."""
 
-    max_statement_chars = 1 << 20  # per query; far below max_allowed_packet
+    max_statement_chars = MAX_STATEMENT_CHARS  # per query
 
     def __init__(self, db: Any, chunk_rows: int = 1000):
         self.db = db.with_multi_statements()
@@ -197,29 +198,11 @@ class MySqlMirrorTarget:
         self._queue(f"DELETE FROM `{table}`")
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
-        """Multi-row INSERTs of at most ``chunk_rows`` rows and ~1 MB of SQL each.
-
-        The VALUES text is built here rather than by ``executemany``: PyMySQL escapes every
-        value through a generic dispatcher, which cost more than the server's work; ints
-        and NULLs (most cells) are formatted directly, other values by the connection's own
-        ``escape`` (so strings honour the server's escaping mode)."""
-        if not rows:
-            return 0
+        """Multi-row INSERTs of at most ``chunk_rows`` rows and ~1 MB of SQL each (queued)."""
         names = ", ".join(f"`{c}`" for c in columns)
-        head = f"INSERT INTO `{table}` ({names}) VALUES "
-        escape = self.db.conn.escape
-        values: list[str] = []
-        size = 0
-        for row in rows:
-            text = "(" + ",".join("NULL" if v is None else str(v) if type(v) is int else escape(v)
-                                  for v in row) + ")"
-            values.append(text)
-            size += len(text) + 1
-            if len(values) >= self.chunk_rows or size >= self.max_statement_chars:
-                self._queue(head + ",".join(values))
-                values, size = [], 0
-        if values:
-            self._queue(head + ",".join(values))
+        for statement in multi_row_statements(f"INSERT INTO `{table}` ({names}) VALUES ", rows, self.db.conn.escape,
+                                              self.chunk_rows, self.max_statement_chars):
+            self._queue(statement)
         return len(rows)
 
     def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:

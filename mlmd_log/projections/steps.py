@@ -74,6 +74,16 @@ class StepWriter:
         self._sql["path"] = ("INSERT INTO `EventPath` (`event_id`, `is_index_step`, `step_index`, `step_key`) "
                              "VALUES (?, ?, ?, ?)")
         self._sql["ruri"] = "INSERT INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)"
+        # A new node's row, for the columns ARTIFACT and EXECUTION declare (name and external
+        # id are absent: a step creates no node with them).
+        assert [c for c, _ in ARTIFACT.columns] == ["type_id", "uri", "state", "name", "external_id"]
+        assert [c for c, _ in EXECUTION.columns] == ["type_id", "last_known_state", "name", "external_id"]
+        self._rows = {
+            "artifact": lambda node_id, n, now: (node_id, n.type_id, n.uri, n.state if n.HasField("state") else None,
+                                                 None, None, now, now),
+            "execution": lambda node_id, n, now: (
+                node_id, n.type_id, n.last_known_state if n.HasField("last_known_state") else None, None, None,
+                now, now)}
         for table, column in (("Association", "execution_id"), ("Attribution", "artifact_id")):
             self._sql[table] = f"INSERT INTO `{table}` (`id`, `context_id`, `{column}`) VALUES (?, ?, ?)"
 
@@ -332,24 +342,25 @@ class StepWriter:
 
     def _write_nodes(self, kind: "NodeKind", created: list[_Node], now: int) -> None:
         engine = self.engine
-        getters = [getter for _, getter in kind.columns]
-        self._queue(kind.name, [(made.id, *[getter(made.node) for getter in getters], now, now) for made in created])
-        prop_rows = []
-        encode = values.encode_value
+        row_of = self._rows[kind.name]
+        rows, prop_rows, forms = [], [], []
+        encode, encode_form = values.encode_value, node_pb.encode
+        read_double, limit = engine._read_double, engine.db.dialect.int_limit
         for made in created:
-            for is_custom, props in ((0, made.node.properties), (1, made.node.custom_properties)):
-                for name in sorted(props):
-                    prop_rows.append((made.id, name, is_custom, *encode(props[name])))
+            node, node_id = made.node, made.id
+            rows.append(row_of(node_id, node, now))
+            for is_custom, props in ((0, node.properties), (1, node.custom_properties)):
+                if props:
+                    for name in sorted(props):
+                        prop_rows.append((node_id, name, is_custom, *encode(props[name])))
+            data = encode_form(kind.name, kind.message, node, node_id, made.type_name, now, read_double, limit)
+            if data is not None:
+                forms.append((node_id, data))
+                engine._remember_form(kind, node_id, data)
+        self._queue(kind.name, rows)
         if prop_rows:
             self._queue(kind.name + ".props", prop_rows)
         if kind is self._artifact and engine.db.dialect.reversed_uris:
             self._queue("ruri", [(made.id, made.node.uri[::-1]) for made in created])
-        forms = []
-        read_double, limit = engine._read_double, engine.db.dialect.int_limit
-        for made in created:
-            data = node_pb.encode(kind.name, kind.message, made.node, made.id, made.type_name, now, read_double, limit)
-            if data is not None:
-                forms.append((made.id, data))
-                engine._remember_form(kind, made.id, data)
         if forms:
             self._queue(kind.name + ".pb", forms)
