@@ -214,9 +214,8 @@ def history(seed: int, steps: int, path) -> list[bytes]:
     return h.records
 
 
-def apply(path, records: list[bytes], batch_size: int, steps: bool):
-    db = SqliteBackend(str(path))
-    db.create_schema()
+def apply_all(db, records: list[bytes], batch_size: int, steps: bool = True):
+    """Outcomes of applying ``records`` to ``db`` in batches, and how many went as steps."""
     projector = Projector(db)
     taken = []
     original = projector.engine.steps.put_execution
@@ -232,8 +231,15 @@ def apply(path, records: list[bytes], batch_size: int, steps: bool):
     numbered = list(enumerate(records))
     for start in range(0, len(numbered), batch_size):
         outcomes += projector.apply_batch(numbered[start:start + batch_size])
+    return outcomes, sum(taken)
+
+
+def apply(path, records: list[bytes], batch_size: int, steps: bool):
+    db = SqliteBackend(str(path))
+    db.create_schema()
+    outcomes, taken = apply_all(db, records, batch_size, steps)
     db.close()
-    return outcomes, every_table(path), sum(taken)
+    return outcomes, every_table(path), taken
 
 
 @pytest.mark.parametrize("seed,batch_size", [(1, 1), (2, 7), (3, 50), (4, 400)])
@@ -276,3 +282,33 @@ def test_steps_whose_rows_clash_are_applied_again_by_the_general_path(tmp_path):
     assert any("event already exists" in o.error_message for o in general[20:])
     assert stepped == general
     assert stepped_tables == general_tables
+
+
+@pytest.mark.mysql
+def test_steps_into_mysql_leave_what_the_general_path_leaves_on_sqlite(tmp_path, mysql_url):
+    """The direct MySQL projector takes the same steps, their rows sent as multi-row
+    statements: MLMD's tables, the read forms and the outcomes equal the general path's on
+    SQLite (batches of 50, so rejected records fall inside batches too)."""
+    from dbdump import MLMD_TABLES, normalised
+    from mlmd_log.projections.mysql import MySqlBackend
+    from mysqldb import drop, dump_mysql, fresh_database
+
+    records = history(6, 300, tmp_path / "made.sqlite")
+    general, general_tables, _ = apply(tmp_path / "general.sqlite", records, 50, steps=False)
+    target = fresh_database(mysql_url)
+    try:
+        db = MySqlBackend(target)
+        db.create_schema()
+        stepped, taken = apply_all(db, records, 50)
+        tables = MLMD_TABLES + ("mlmdlog_artifact_pb", "mlmdlog_execution_pb", "mlmdlog_context_pb",
+                                "mlmdlog_checkpoint")
+        ours = dump_mysql(db, tables)
+        db.close()
+    finally:
+        drop(target)
+    assert taken > 60
+    assert stepped == general
+    expected = normalised({t: general_tables[t] for t in tables})
+    for table in tables:
+        assert ours[table] == expected[table], f"{table} differs"
+    assert expected["Event"] and expected["mlmdlog_artifact_pb"]
