@@ -45,6 +45,7 @@ from urllib.parse import urlparse
 from benchlib import pipeline_types, ref_python, step_parts, step_request
 
 MIRROR = False  # --mirror: the projector applies into SQLite staging and mirrors into MariaDB
+PIPELINE = True  # --no-pipeline: the direct projector writes each batch before deciding the next
 STAGER = "process"  # --stager: with --mirror, the stager runs as a child process or a thread
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -214,6 +215,8 @@ class Projector:
     def __init__(self, log_url: str, projection_url: str, batch_size: int, log_path: str):
         self.out = open(log_path, "w")
         staging = ["--staging", log_path + ".staging.sqlite", "--stager", STAGER] if MIRROR else []
+        if not MIRROR and not PIPELINE:
+            staging = ["--no-pipeline"]
         self.proc = subprocess.Popen([sys.executable, "-m", "mlmd_log.cli", "project", "--log", log_url,
                                       "--into", projection_url, "--batch-size", str(batch_size),
                                       "--report-every", "5", *staging], stdout=self.out, stderr=subprocess.STDOUT,
@@ -417,7 +420,8 @@ def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
     if MIRROR:
         return _time_mirror(log, log_url, open_projection(env.projection_url(db)), batch, budget, profile)
     projection = open_projection(env.projection_url(db))
-    service = ProjectorService(log, projection, batch_size=batch)
+    reader = open_projection(env.projection_url(db)) if PIPELINE else None  # (as `mlmd-log project` does)
+    service = ProjectorService(log, projection, batch_size=batch, reader=reader)
     start_offset = service.projector.next_offset
     timer = threading.Timer(budget, service.stop)
     timer.start()
@@ -430,8 +434,11 @@ def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
         if profile is not None:
             profile.disable()
         timer.cancel()
+    service.close()
     seconds = time.perf_counter() - t0
     projection.close()
+    if reader is not None:
+        reader.close()
     log.close()
     applied = status.applied_offset - start_offset
     return {"records": applied, "seconds": round(seconds, 2), "per_s": round(applied / seconds, 1),
@@ -619,14 +626,16 @@ def main() -> int:
     parser.add_argument("--mysql-url", default=None, help="default: `bash compose/mariadb.sh url`")
     parser.add_argument("--ref-python", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the bench databases and topics")
+    parser.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                        help="ours, without --mirror: the projector writes each batch before deciding the next")
     parser.add_argument("--mirror", action="store_true",
                         help="ours: the projector applies into SQLite staging and mirrors into MariaDB in bulk")
     parser.add_argument("--stager", choices=["process", "thread"], default="process",
                         help="with --mirror: the stager (the state machine into staging) as a child process or a thread")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    global MIRROR, STAGER
-    MIRROR, STAGER = args.mirror, args.stager
+    global MIRROR, STAGER, PIPELINE
+    MIRROR, STAGER, PIPELINE = args.mirror, args.stager, args.pipeline
     if args.quick:
         args.seconds, args.steady_seconds, args.warmup = 4.0, 4.0, 6.0
         args.prefill, args.projector_seconds, args.read_seconds, args.profile_seconds = 20_000, 5.0, 3.0, 5.0

@@ -82,13 +82,21 @@ def _cmd_project(args: argparse.Namespace) -> int:
         return _project_mirrored(args)
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
-    service = ProjectorService(log, db, batch_size=args.batch_size)
+    # Into MySQL, a second connection lets a writer thread store one batch while the next
+    # is decided (consumer/pipelined.py).
+    reader = open_projection(args.into) if args.into.startswith("mysql://") and args.pipeline else None
+    service = ProjectorService(log, db, batch_size=args.batch_size, reader=reader)
     service.install_signal_handlers()
     try:
         status = service.run(report_every=args.report_every, until_caught_up=args.until_caught_up)
     finally:
-        db.close()
-        log.close()
+        try:
+            service.close()
+        finally:
+            db.close()
+            if reader is not None:
+                reader.close()
+            log.close()
     print(f"projector stopped at offset {status.applied_offset} (lag {status.lag})")
     return 0
 
@@ -147,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-caught-up", action="store_true", help="stop once the projection reaches the log end")
     p.add_argument("--staging", help="with mysql://: apply into this local SQLite file and mirror each batch into "
                                      "MySQL in bulk (several times faster than one round trip per statement)")
+    p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                   help="into mysql:// without --staging: write each batch before deciding the next (by default "
+                        "a thread writes one batch of pipeline steps while the next is decided)")
     p.add_argument("--stager", choices=["process", "thread"], default="process",
                    help="with --staging: apply the log to staging in a child process (default; the state machine "
                         "and the copy into MySQL then use two cores) or in a thread of this one")

@@ -39,10 +39,16 @@ class ProjectorService:
     """Applies ``log`` into ``db`` until stopped."""
 
     def __init__(self, log: Log, db: SqlBackend, batch_size: int = 2000, idle_sleep: float = 0.005,
-                 retry_sleep: float = 1.0):
+                 retry_sleep: float = 1.0, reader: Optional[SqlBackend] = None):
+        """``reader``: a second connection to the projection; with it, batches of pipeline steps
+        are written by a thread while the next batch is decided (``PipelinedApplier``)."""
         self.log = log
         self.db = db
         self.projector = Projector(db)
+        self.pipeline = None
+        if reader is not None:
+            from mlmd_log.consumer.pipelined import PipelinedApplier
+            self.pipeline = PipelinedApplier(self.projector, reader)
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
         self.retry_sleep = retry_sleep
@@ -65,7 +71,7 @@ class ProjectorService:
             return 0
         started = time.monotonic()
         batch = list(self.log.read(start, min(self.batch_size, end - start)))
-        outcomes = self.projector.apply_batch(batch)
+        outcomes = (self.pipeline or self.projector).apply_batch(batch)
         self.status.applied_offset = self.projector.next_offset
         self.status.records_applied += len(outcomes)
         self.status.batches += 1
@@ -87,10 +93,26 @@ class ProjectorService:
                 last_report = time.monotonic()
                 (on_report or _log_status)(self.status)
             if applied == 0:
+                if self.pipeline is not None and self.pipeline.in_flight:
+                    self._drain()  # (a failed write moves next_offset back: the next step applies again)
+                    continue
                 if until_caught_up:
                     break
                 self._wait_for_records()
         return self.status
+
+    def _drain(self) -> None:
+        try:
+            self.pipeline.drain()
+        except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
+            LOG.warning("projector: %s; retrying in %.1fs", exc, self.retry_sleep)
+            self.stop_event.wait(self.retry_sleep)
+        self.status.applied_offset = self.projector.next_offset
+
+    def close(self) -> None:
+        """Writes the batches in flight (pipelined) and stops the writer thread."""
+        if self.pipeline is not None:
+            self.pipeline.close()
 
     def _wait_for_records(self) -> None:
         """Idle: a log that can block until records come (Kafka) is waited on, WAIT_SLICE_S at

@@ -8,6 +8,7 @@ object): the same checks in the same order, raising the same error classes.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -107,6 +108,11 @@ class TypeRegistry:
 
     def invalidate(self) -> None:
         self._by_id = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the types are in memory (reading them does not touch the projection)."""
+        return self._by_id is not None
 
     def _load(self) -> dict[int, StoredType]:
         if self._by_id is None:
@@ -513,9 +519,14 @@ class Engine:
             self._forms.pop((kind.name, new.id), None)
 
     def _remember_form(self, kind: NodeKind, node_id: int, data: bytes) -> None:
-        if len(self._forms) >= 10000:
-            self._forms.clear()
-        self._forms[(kind.name, node_id)] = data
+        """Bounded, recently written first kept: a node written again moves to the end, and
+        the older half goes when the bound is reached (a step's inputs stay remembered)."""
+        forms, key = self._forms, (kind.name, node_id)
+        forms.pop(key, None)
+        forms[key] = data
+        if len(forms) > 10000:
+            for old in list(itertools.islice(forms, 5000)):
+                del forms[old]
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
                           is_custom: bool, names: Optional[set[str]]) -> list[tuple[str, Any]]:
@@ -816,11 +827,12 @@ class Engine:
                                    f"transaction to reuse the context: {_short(context)}") from exc
             raise
 
-    def stored_context_id(self, type_id: int, name: str) -> Optional[int]:
-        """The id of the context of this type and name, if it exists (remembered, bounded)."""
+    def stored_context_id(self, type_id: int, name: str, read: bool = True) -> Optional[int]:
+        """The id of the context of this type and name, if it exists (remembered, bounded;
+        ``read`` False: only if remembered)."""
         key = (type_id, name)
         known = self._context_ids.get(key)
-        if known is None:
+        if known is None and read:
             row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?", key)
             if row is None:
                 return None

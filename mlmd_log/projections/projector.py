@@ -48,6 +48,26 @@ def read_outcomes(db: SqlBackend, where: str, params: Sequence) -> list[Outcome]
             db.rows(_OUTCOME_COLUMNS + f"WHERE {where} ORDER BY `log_offset`", params)]
 
 
+OUTCOME_INSERT = ("INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, "
+                  "`response`) VALUES (?, ?, ?, ?, ?)")
+
+
+def outcome_rows(outcomes: Iterable[Outcome]) -> list[tuple]:
+    return [(o.offset, o.record_id, o.error_code, o.error_message or None, o.response or None) for o in outcomes]
+
+
+def earlier_outcomes(db: SqlBackend, record_ids: list[str]) -> dict[str, Outcome]:
+    """Outcomes ``db`` holds for these record ids (producer retries), the first per id, in
+    one query per 500 ids."""
+    wanted = sorted({r for r in record_ids if r})
+    seen: dict[str, Outcome] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        for outcome in read_outcomes(db, f"`record_id` IN ({', '.join('?' for _ in chunk)})", chunk):
+            seen.setdefault(outcome.record_id, outcome)
+    return seen
+
+
 def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
     """Parses a log payload, refusing ones this version cannot interpret."""
     record = log_record_pb2.LogRecord()
@@ -108,20 +128,10 @@ class Projector:
             self.db.begin()
             self._check_sole_writer()
         try:
-            pending = []
-            for offset, payload in records:
-                if offset < self.next_offset + len(pending):
-                    continue  # already applied (a resumed reader may re-deliver)
-                if offset != self.next_offset + len(pending):
-                    raise errors.DataLossError(
-                        f"Log gap: expected offset {self.next_offset + len(pending)}, got {offset}")
-                pending.append((offset, decode_record(payload, offset)))
+            pending = self.decode_pending(records)
             seen = self._earlier_outcomes([record.record_id for _, record in pending])
             outcomes = self._apply_records(pending, seen)
-            self.db.executemany(
-                "INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, `response`) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(o.offset, o.record_id, o.error_code, o.error_message or None, o.response or None) for o in outcomes])
+            self.db.executemany(OUTCOME_INSERT, outcome_rows(outcomes))
             self.db.write_checkpoint(self.next_offset, self.last_time_ms)
         except BaseException:
             self.abandon()
@@ -129,6 +139,18 @@ class Projector:
         if commit:
             self.commit()
         return outcomes
+
+    def decode_pending(self, records: Iterable[tuple[int, bytes]]) -> list[tuple[int, log_record_pb2.LogRecord]]:
+        """The records from ``next_offset`` on, decoded; earlier ones (re-delivered) skipped."""
+        pending = []
+        for offset, payload in records:
+            if offset < self.next_offset + len(pending):
+                continue  # already applied (a resumed reader may re-deliver)
+            if offset != self.next_offset + len(pending):
+                raise errors.DataLossError(
+                    f"Log gap: expected offset {self.next_offset + len(pending)}, got {offset}")
+            pending.append((offset, decode_record(payload, offset)))
+        return pending
 
     def _check_sole_writer(self) -> None:
         """At the start of a transaction: the checkpoint is where this projector left it. If
@@ -170,14 +192,7 @@ class Projector:
         self.next_offset, self.last_time_ms = offset, last_time
 
     def _earlier_outcomes(self, record_ids: list[str]) -> dict[str, Outcome]:
-        """Outcomes already recorded for these record ids (producer retries), in one query per chunk."""
-        wanted = sorted({r for r in record_ids if r})
-        seen: dict[str, Outcome] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            for outcome in read_outcomes(self.db, f"`record_id` IN ({', '.join('?' for _ in chunk)})", chunk):
-                seen.setdefault(outcome.record_id, outcome)
-        return seen
+        return earlier_outcomes(self.db, record_ids)
 
     def _apply_records(self, pending: list, seen: dict[str, Outcome]) -> list[Outcome]:
         """Applies decoded records in order, each as if alone: a rejected one leaves no rows.

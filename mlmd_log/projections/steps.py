@@ -50,13 +50,35 @@ class _Node:
         self.id, self.node, self.type_name = node_id, node, type_name
 
 
+def write_rows(db: Any, inserts: dict[str, list], touched: dict[tuple[str, int], tuple[int, bytes]]) -> None:
+    """Writes queued step rows: every insert, one executemany per statement, then the updates
+    of nodes that existed (a node created in the queue is inserted before any update of it).
+    StepsFailed if a row clashes with a stored one."""
+    try:
+        for sql, rows in inserts.items():
+            db.executemany(sql, rows)
+        for kind, table in (("artifact", "Artifact"), ("execution", "Execution")):
+            rows = [(when, node_id, form) for (k, node_id), (when, form) in touched.items() if k == kind]
+            if rows:
+                db.executemany(f"UPDATE `{table}` SET `last_update_time_since_epoch` = ? WHERE `id` = ?",
+                               [r[:2] for r in rows])
+                db.executemany(f"REPLACE INTO `{node_pb.TABLES[kind]}` (`id`, `pb`) VALUES (?, ?)",
+                               [(node_id, form) for _, node_id, form in rows])
+    except db.integrity_errors as exc:
+        raise StepsFailed(f"queued step rows clash with stored ones: {exc}") from exc
+
+
 class StepWriter:
-    """Decides which put_execution records are certain, and queues their rows."""
+    """Decides which put_execution records are certain, and queues their rows.
+
+    ``reads_allowed`` False: decide from memory alone (the engine's caches), never reading
+    the projection; what memory cannot settle goes to the general path."""
 
     def __init__(self, engine: "Engine"):
         from mlmd_log.projections.engine import ARTIFACT, EXECUTION, _VALUE_FIELD
         self.engine = engine
         self.enabled = True
+        self.reads_allowed = True
         self._artifact, self._execution = ARTIFACT, EXECUTION
         self._value_field = _VALUE_FIELD
         self._inserts: dict[str, list] = {}
@@ -98,28 +120,21 @@ class StepWriter:
         self._touched.clear()
 
     def flush(self) -> None:
-        """Writes the queued rows: every insert, then the updates of nodes that existed
-        (a node created in the queue is inserted before any update of it)."""
+        """Writes the queued rows (see ``write_rows``) and forgets them."""
         if not self.pending:
             return
-        db = self.engine.db
         try:
-            for sql, rows in self._inserts.items():
-                db.executemany(sql, rows)
-            if self._touched:
-                for kind, table in (("artifact", "Artifact"), ("execution", "Execution")):
-                    rows = [(when, node_id, form) for (k, node_id), (when, form) in self._touched.items() if k == kind]
-                    if rows:
-                        db.executemany(f"UPDATE `{table}` SET `last_update_time_since_epoch` = ? WHERE `id` = ?",
-                                       [r[:2] for r in rows])
-                        db.executemany(f"REPLACE INTO `{node_pb.TABLES[kind]}` (`id`, `pb`) VALUES (?, ?)",
-                                       [(node_id, form) for _, node_id, form in rows])
-        except db.integrity_errors as exc:
-            raise StepsFailed(f"queued step rows clash with stored ones: {exc}") from exc
+            write_rows(self.engine.db, *self.take())
         finally:
             self.discard()
         if len(self.engine._links) > 100000:  # (bounded; only between flushes: see _look_up_link)
             self.engine._links.clear()
+
+    def take(self) -> tuple[dict[str, list], dict[tuple[str, int], tuple[int, bytes]]]:
+        """The queued rows, handed over (to ``write_rows`` elsewhere); the queue is left empty."""
+        taken = (self._inserts, self._touched)
+        self._inserts, self._touched = {}, {}
+        return taken
 
     def _queue(self, key: str, rows: list) -> None:
         sql = self._sql[key]
@@ -176,7 +191,11 @@ class StepWriter:
         if touched is not None:
             stored = pb.Artifact.FromString(touched[1])
         else:  # (its read form as last written, or from the tables: a node still queued has its form kept)
-            stored = engine.load_node(self._artifact, node.id)
+            if self.reads_allowed:
+                stored = engine.load_node(self._artifact, node.id)
+            else:
+                data = engine._forms.get(key)
+                stored = None if data is None else pb.Artifact.FromString(data)
             if stored is None:
                 return False, None
         if node.HasField("type_id") and node.type_id != stored.type_id:
@@ -260,7 +279,7 @@ class StepWriter:
             for context in req.contexts:
                 if context.HasField("id") or not context.HasField("type_id") or not context.HasField("name"):
                     return None
-                context_id = engine.stored_context_id(context.type_id, context.name)
+                context_id = engine.stored_context_id(context.type_id, context.name, self.reads_allowed)
                 if context_id is None:  # (the general path creates it)
                     return None
                 contexts.append(context_id)
@@ -268,7 +287,10 @@ class StepWriter:
         for context_id in contexts:
             for node_id in linked:
                 if node_id not in new_ids:
-                    self._look_up_link("Attribution", "artifact_id", context_id, node_id)
+                    if self.reads_allowed:
+                        self._look_up_link("Attribution", "artifact_id", context_id, node_id)
+                    elif ("Attribution", context_id, node_id) not in engine._links:
+                        return None  # (memory cannot say whether the table has it)
         return pairs, execution_type, contexts, linked, new_ids
 
     def _look_up_link(self, table: str, column: str, context_id: int, node_id: int) -> None:

@@ -1,0 +1,210 @@
+"""The pipelined direct projector (consumer/pipelined.py): batches of steps written by a
+thread while the next is decided must leave exactly what the ordinary projector leaves,
+also when a write fails, rows clash, or records are retried across batches."""
+from __future__ import annotations
+
+import pytest
+
+from mlmd_log.consumer.pipelined import PipelinedApplier
+from mlmd_log.producer.records import RecordFactory
+from mlmd_log.projections import steps as steps_module
+from mlmd_log.projections.mysql import MySqlBackend
+from mlmd_log.projections.projector import Projector
+from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.proto import metadata_store_service_pb2 as svc
+
+from dbdump import MLMD_TABLES, normalised
+from mysqldb import drop, dump_mysql, fresh_database
+from test_steps import apply, history
+
+pytestmark = pytest.mark.mysql
+
+TABLES = MLMD_TABLES + ("mlmdlog_artifact_pb", "mlmdlog_execution_pb", "mlmdlog_context_pb", "mlmdlog_checkpoint",
+                        "mlmdlog_outcome")
+
+
+def pipeline_history(workers: int = 4, steps: int = 240, late_context: bool = True) -> list[bytes]:
+    """Setup records (types, a seed artifact and a run context per worker), then pipeline
+    steps naming their worker's seed, with a few producer retries (the same record again,
+    soon and much later) and one put the general path must take (a new context)."""
+    factory = RecordFactory()
+    out: list[bytes] = []
+
+    def add(rpc, request):
+        record = factory.make(rpc, request)
+        out.append(record.SerializeToString())
+        return record
+
+    add("PutArtifactType", svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(
+        name="Model", properties={"version": pb.INT})))
+    add("PutExecutionType", svc.PutExecutionTypeRequest(execution_type=pb.ExecutionType(
+        name="Trainer", properties={"step": pb.INT})))
+    add("PutContextType", svc.PutContextTypeRequest(context_type=pb.ContextType(name="Run")))
+    model, trainer, run = 10, 11, 12  # (after the 9 system types)
+    for w in range(workers):
+        add("PutArtifacts", svc.PutArtifactsRequest(artifacts=[pb.Artifact(
+            type_id=model, uri=f"seed://{w}", properties={"version": pb.Value(int_value=0)})]))
+    retried = []
+    for i in range(steps):
+        w = i % workers
+        req = svc.PutExecutionRequest(execution=pb.Execution(
+            type_id=trainer, last_known_state=pb.Execution.COMPLETE, properties={"step": pb.Value(int_value=i)}))
+        seed = req.artifact_event_pairs.add()
+        seed.artifact.CopyFrom(pb.Artifact(id=1 + w, type_id=model, uri=f"seed://{w}",
+                                           properties={"version": pb.Value(int_value=0)}))
+        seed.event.type = pb.Event.INPUT
+        made = req.artifact_event_pairs.add()
+        made.artifact.CopyFrom(pb.Artifact(type_id=model, uri=f"m://{i}", properties={"version": pb.Value(int_value=i)}))
+        made.event.type = pb.Event.OUTPUT
+        name = "run-late" if late_context and i == steps // 2 else f"run-{w}"  # (the general path creates it)
+        req.contexts.add(type_id=run, name=name)
+        req.options.reuse_context_if_already_exist = True
+        record = add("PutExecution", req)
+        if i % 37 == 5:
+            retried.append(record)
+        if i % 50 == 10 and retried:
+            out.append(retried[0].SerializeToString())  # (a retry of a record from far back)
+        if i % 23 == 7:
+            out.append(record.SerializeToString())  # (a retry right after it)
+    return out
+
+
+def run_pipelined(target, records: list[bytes], batch_size: int, fail=None):
+    """Applies ``records`` as ProjectorService would (re-reading from next_offset after an
+    error); returns outcomes by offset, the table dump and the applier's counts."""
+    db, reader = MySqlBackend(target), MySqlBackend(target)
+    db.create_schema()
+    pipeline = PipelinedApplier(Projector(db), reader)
+    outcomes = {}
+    numbered = list(enumerate(records))
+    errors_seen = 0
+    try:
+        while pipeline.projector.next_offset < len(records) or pipeline.in_flight:
+            start = pipeline.projector.next_offset
+            try:
+                if start >= len(records):
+                    pipeline.drain()
+                    continue
+                for outcome in pipeline.apply_batch(numbered[start:start + batch_size]):
+                    outcomes[outcome.offset] = outcome
+            except Exception:  # noqa: BLE001  (what the service retries)
+                errors_seen += 1
+                assert errors_seen < 5
+        pipeline.close()
+        dump = dump_mysql(db, TABLES)
+    finally:
+        db.close()
+        reader.close()
+    return [outcomes[i] for i in range(len(records))], dump, dict(pipeline.counts), errors_seen
+
+
+def expected(tmp_path, records):
+    general, tables, _ = apply(tmp_path / "general.sqlite", records, 1, steps=False)
+    return general, normalised({t: tables[t] for t in TABLES})
+
+
+def test_pipelined_steps_leave_what_the_general_path_leaves(tmp_path, mysql_url):
+    records = pipeline_history()
+    general, tables = expected(tmp_path, records)
+    target = fresh_database(mysql_url)
+    try:
+        outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
+    finally:
+        drop(target)
+    assert errors_seen == 0
+    assert counts["pipelined"] > 5 and counts["ordinary"] >= 2  # (setup; the batch with the new context)
+    assert sum(1 for o in general if o.error_code) == 0
+    assert outcomes == general
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"
+
+
+def test_random_history_pipelined_equals_the_general_path(tmp_path, mysql_url):
+    """Rejections, names, changed inputs: most batches go the ordinary way (a rejection or a
+    record memory cannot settle clears what the engine remembers), some pipelined."""
+    records = history(7, 300, tmp_path / "made.sqlite")
+    general, tables = expected(tmp_path, records)
+    target = fresh_database(mysql_url)
+    try:
+        outcomes, dump, counts, _ = run_pipelined(target, records, 10)
+    finally:
+        drop(target)
+    assert counts["pipelined"] > 5
+    assert outcomes == general
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"
+
+
+def test_a_failed_write_drops_the_batches_after_it_and_they_are_applied_again(tmp_path, mysql_url, monkeypatch):
+    import pymysql
+
+    records = pipeline_history()
+    general, tables = expected(tmp_path, records)
+    calls = {"n": 0}
+    original = steps_module.write_rows
+
+    def flaky(db, inserts, touched):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        return original(db, inserts, touched)
+
+    monkeypatch.setattr("mlmd_log.consumer.pipelined.write_rows", flaky)
+    target = fresh_database(mysql_url)
+    try:
+        outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
+    finally:
+        drop(target)
+    assert errors_seen == 1 and counts["failed"] == 1
+    assert outcomes == general
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"
+
+
+def test_rows_that_clash_send_the_batch_the_ordinary_way_without_steps(tmp_path, mysql_url):
+    """An Event row put in behind the projector's back: the pipelined batch fails at the
+    writer, and that batch is applied again without the step writer, rejecting the record
+    that meets the clash as the general path does."""
+    records = pipeline_history(steps=120, late_context=False)
+    target = fresh_database(mysql_url)
+
+    def run(pipelined: bool):
+        db = MySqlBackend(target)
+        db.create_schema()
+        db.execute("DELETE FROM `mlmdlog_checkpoint`")
+        projector = Projector(db)
+        reader = MySqlBackend(target)
+        applier = PipelinedApplier(projector, reader) if pipelined else projector
+        numbered = list(enumerate(records))
+        out = {}
+        for o in applier.apply_batch(numbered[:40]):
+            out[o.offset] = o
+        if pipelined:
+            applier.drain()
+        next_event = projector.engine.snapshot()["Event"]
+        db.execute("INSERT INTO `Event` (`id`, `artifact_id`, `execution_id`, `type`, `milliseconds_since_epoch`) "
+                   "VALUES (?, 1, 1, 1, 0)", (next_event + 3,))
+        while projector.next_offset < len(records) or (pipelined and applier.in_flight):
+            start = projector.next_offset
+            if start >= len(records):
+                applier.drain()  # (a failed write moves next_offset back)
+                continue
+            for o in applier.apply_batch(numbered[start:start + 40]):
+                out[o.offset] = o  # (a batch applied again replaces the outcomes it had)
+        if pipelined:
+            applier.close()
+            assert applier.counts["failed"] == 1
+        dump = dump_mysql(db, TABLES)
+        reader.close()
+        db.close()
+        return [out[i] for i in range(len(records))], dump
+
+    try:
+        ordinary, ordinary_dump = run(False)
+        drop(target)
+        pipelined, pipelined_dump = run(True)
+    finally:
+        drop(target)
+    assert any("event already exists" in o.error_message for o in ordinary)
+    assert pipelined == ordinary
+    assert pipelined_dump == ordinary_dump
