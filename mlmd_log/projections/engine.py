@@ -736,13 +736,7 @@ class Engine:
                                             (event.artifact_id, event.execution_id, event.type, when))
         except self.db.integrity_errors as exc:
             raise AlreadyExistsError(f"Given event already exists: {_short(event)}") from exc
-        rows = []
-        for step in event.path.steps:
-            which = step.WhichOneof("value")
-            if which == "index":
-                rows.append((event_id, 1, step.index, None))
-            elif which == "key":
-                rows.append((event_id, 0, None, step.key))
+        rows = event_path_rows(event_id, event)
         if rows:
             self.db.executemany("INSERT INTO `EventPath` (`event_id`, `is_index_step`, `step_index`, `step_key`) "
                                 "VALUES (?, ?, ?, ?)", rows)
@@ -959,6 +953,18 @@ class Engine:
                 self._validate_properties(node, self.types.by_id(node.type_id))
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(f"Cannot validate properties of {_short(node)}: {exc.message}") from exc
+
+
+def event_path_rows(event_id: int, event: pb.Event) -> list[tuple]:
+    """The EventPath rows of an event's path: (event_id, is_index_step, step_index, step_key)."""
+    rows = []
+    for step in event.path.steps:
+        which = step.WhichOneof("value")
+        if which == "index":
+            rows.append((event_id, 1, step.index, None))
+        elif which == "key":
+            rows.append((event_id, 0, None, step.key))
+    return rows
 
 
 def _mask_property_names(mask: Sequence[str], prefix: str) -> Optional[set[str]]:

@@ -75,12 +75,13 @@ class StepWriter:
     the projection; what memory cannot settle goes to the general path."""
 
     def __init__(self, engine: "Engine"):
-        from mlmd_log.projections.engine import ARTIFACT, EXECUTION, _VALUE_FIELD
+        from mlmd_log.projections.engine import ARTIFACT, EXECUTION, _VALUE_FIELD, event_path_rows
         self.engine = engine
         self.enabled = True
         self.reads_allowed = True
         self._artifact, self._execution = ARTIFACT, EXECUTION
         self._value_field = _VALUE_FIELD
+        self._event_path_rows = event_path_rows
         self._inserts: dict[str, list] = {}
         self._touched: dict[tuple[str, int], tuple[int, bytes]] = {}  # (kind, id) -> (update time, form)
         self._sql: dict[str, str] = {}
@@ -324,12 +325,7 @@ class StepWriter:
                 continue
             when = event.milliseconds_since_epoch if event.HasField("milliseconds_since_epoch") else now
             event_rows.append((event_id, node_id, execution_id, event.type, when))
-            for step in event.path.steps:
-                which = step.WhichOneof("value")
-                if which == "index":
-                    path_rows.append((event_id, 1, step.index, None))
-                elif which == "key":
-                    path_rows.append((event_id, 0, None, step.key))
+            path_rows += self._event_path_rows(event_id, event)
             event_id += 1
         next_id["Event"] = event_id
         if event_rows:
