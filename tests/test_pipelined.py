@@ -205,3 +205,53 @@ def test_rows_that_clash_send_the_batch_the_ordinary_way_without_steps(tmp_path,
     assert any("event already exists" in o.error_message for o in ordinary)
     assert pipelined == ordinary
     assert pipelined_dump == ordinary_dump
+
+
+def test_service_reconnects_after_its_connections_are_killed_and_ends_as_the_general_path(tmp_path, mysql_url):
+    """The server drops both connections of a running (pipelined) projector service, twice;
+    it connects again, starts over from the projection's checkpoint, and ends with what the
+    general path leaves."""
+    import threading
+    import time
+
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.producer import MemoryLog
+
+    records = pipeline_history(steps=1500)
+    general, tables = expected(tmp_path, records)
+    log = MemoryLog()
+    log.append(records)
+    target = fresh_database(mysql_url)
+    db, reader, admin = MySqlBackend(target), MySqlBackend(target), MySqlBackend(target)
+    try:
+        db.create_schema()
+        service = ProjectorService(log, db, batch_size=20, retry_sleep=0.05, reader=reader)
+        thread = threading.Thread(target=service.run, kwargs={"report_every": 1e9}, daemon=True)
+        thread.start()
+
+        def applied() -> int:
+            row = admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            return row[0] if row else 0
+
+        for kill in (300, 900):
+            deadline = time.monotonic() + 60
+            while applied() < kill and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert applied() < len(records), "the projector finished before the connections were killed"
+            for conn in (db, reader):
+                admin.execute(f"KILL CONNECTION {int(conn.conn.thread_id())}")
+        deadline = time.monotonic() + 90
+        while applied() < len(records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.stop()
+        thread.join(30)
+        service.close()
+        assert applied() == len(records)
+        dump = dump_mysql(admin, TABLES)
+    finally:
+        for conn in (db, reader, admin):
+            conn.close()
+        drop(target)
+    assert [o.error_code for o in general].count(0) == len(records)
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"

@@ -167,6 +167,12 @@ class PipelinedApplier:
         try:
             self.drain()
         finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stops the writer thread once it has dealt with what was handed over (after a
+        failure: dropped)."""
+        if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
 

@@ -44,16 +44,39 @@ class ProjectorService:
         are written by a thread while the next batch is decided (``PipelinedApplier``)."""
         self.log = log
         self.db = db
-        self.projector = Projector(db)
+        self.reader = reader
         self.pipeline = None
-        if reader is not None:
-            from mlmd_log.consumer.pipelined import PipelinedApplier
-            self.pipeline = PipelinedApplier(self.projector, reader)
+        self._start_projector()
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
         self.retry_sleep = retry_sleep
         self.stop_event = threading.Event()
         self.status = ProjectorStatus(self.projector.next_offset, 0, 0, 0, 0.0)
+
+    def _start_projector(self) -> None:
+        """A projector (and pipeline) from what the projection holds: its checkpoint, its ids."""
+        self.projector = Projector(self.db)
+        if self.reader is not None:
+            from mlmd_log.consumer.pipelined import PipelinedApplier
+            self.pipeline = PipelinedApplier(self.projector, self.reader)
+
+    def _recover(self, exc: BaseException) -> None:
+        """After the log or the database failed: wait, connect again and start over from the
+        projection's checkpoint (a commit whose answer was lost may have moved it)."""
+        LOG.warning("projector: %s; retrying in %.1fs", exc, self.retry_sleep)
+        self.stop_event.wait(self.retry_sleep)
+        if not isinstance(exc, self.db.infrastructure_errors):
+            return  # (the log failed: the projection is where the projector left it)
+        try:
+            if self.pipeline is not None:
+                self.pipeline.stop()
+                self.pipeline = None
+            self.db.reconnect()
+            if self.reader is not None:
+                self.reader.reconnect()
+            self._start_projector()
+        except self.db.infrastructure_errors as again:
+            LOG.warning("projector: cannot reach the projection yet: %s", again)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -84,10 +107,11 @@ class ProjectorService:
         last_report = time.monotonic()
         while not self.stop_event.is_set():
             try:
+                if self.pipeline is None and self.reader is not None:
+                    self._start_projector()  # (a recovery that could not reach the database)
                 applied = self.step()
             except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
-                LOG.warning("projector: %s; retrying in %.1fs", exc, self.retry_sleep)
-                self.stop_event.wait(self.retry_sleep)
+                self._recover(exc)
                 continue
             if time.monotonic() - last_report >= report_every:
                 last_report = time.monotonic()
@@ -105,14 +129,16 @@ class ProjectorService:
         try:
             self.pipeline.drain()
         except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
-            LOG.warning("projector: %s; retrying in %.1fs", exc, self.retry_sleep)
-            self.stop_event.wait(self.retry_sleep)
+            self._recover(exc)
         self.status.applied_offset = self.projector.next_offset
 
     def close(self) -> None:
         """Writes the batches in flight (pipelined) and stops the writer thread."""
         if self.pipeline is not None:
-            self.pipeline.close()
+            try:
+                self.pipeline.close()
+            finally:
+                self.pipeline = None
 
     def _wait_for_records(self) -> None:
         """Idle: a log that can block until records come (Kafka) is waited on, WAIT_SLICE_S at

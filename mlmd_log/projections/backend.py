@@ -162,6 +162,9 @@ class SqlBackend:
     def release(self, name: str) -> None:
         self.execute(f"RELEASE SAVEPOINT {name}")
 
+    def reconnect(self) -> None:
+        """After a lost connection, connect again (a no-op for an embedded database)."""
+
     def close(self) -> None:
         self.conn.close()
 

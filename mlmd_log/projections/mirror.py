@@ -124,12 +124,7 @@ class MySqlMirrorTarget:
 
     def reconnect(self) -> None:
         """After a lost connection: reconnect, select the database and isolation level again."""
-        conn = self.db.conn
-        conn.ping(reconnect=True)
-        database = getattr(getattr(self.db, "target", None), "database", None)
-        if database:
-            self.db.execute(f"USE `{database}`")
-        self.db.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        self.db.reconnect()
 
     # -- transaction --------------------------------------------------------------
     def begin(self) -> None:

@@ -145,6 +145,16 @@ class MySqlBackend(SqlBackend):
                 "ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
                 "`last_time_ms` = VALUES(`last_time_ms`)")
 
+    def reconnect(self) -> None:
+        """After a lost connection: connect again, with the database and isolation level."""
+        try:
+            self.conn.ping(reconnect=False)
+        except self._pymysql.err.Error:
+            self.conn.connect()  # (the same parameters and flags as the first time)
+        self._cursor = None
+        self.execute(f"USE `{self.target.database}`")
+        self.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
     def with_multi_statements(self) -> "MySqlBackend":
         """This backend, or (closing it) a new connection to its target that takes several
         statements per query."""
