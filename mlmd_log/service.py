@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 from mlmd_log import errors
 from mlmd_log.consumer.inline import InlineApplier
 from mlmd_log.producer.base import Log
-from mlmd_log.producer.records import PUT_RPCS, RecordFactory
+from mlmd_log.producer.records import PUT_RPCS, RecordFactory, as_retry
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
@@ -305,10 +305,17 @@ class RemoteTransport(ReadOnlyTransport):
 
     def append(self, payloads: list[bytes]) -> list[int]:
         """Appends, retrying an unavailable log for up to ``block_on_unavailable_s``. A retry of
-        a record that did reach the log is recognised by its record id and applied once."""
-        return self._retrying(lambda: self.log.append(payloads))
+        a record that did reach the log is recognised by its record id and applied once: the
+        records are sent again marked as retries (LogRecord.attempt), which the projector
+        looks up."""
+        sending = [payloads]
 
-    def _retrying(self, action: Any) -> Any:
+        def again() -> None:
+            sending[0] = [as_retry(p) for p in payloads]
+
+        return self._retrying(lambda: self.log.append(sending[0]), again)
+
+    def _retrying(self, action: Any, before_retry: Any = None) -> Any:
         deadline = time.monotonic() + self.block_on_unavailable_s
         pause = 0.2
         while True:
@@ -319,6 +326,8 @@ class RemoteTransport(ReadOnlyTransport):
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
+                if before_retry is not None:
+                    before_retry()
 
     response = staticmethod(response_of)
 

@@ -454,3 +454,71 @@ def test_read_only_view_of_a_missing_or_foreign_projection_fails_clearly(tmp_pat
     sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
     with pytest.raises(errors.FailedPreconditionError):
         mlmd_log.MetadataStore(ProjectionConfig(f"sqlite:///{foreign}"))
+
+
+# -- first attempts and retries (LogRecord.attempt) ----------------------------------------
+def test_only_retried_records_are_looked_up_and_a_retry_in_a_later_batch_applies_once(tmp_path, monkeypatch):
+    """A record whose id its producer just made (attempt 1) cannot repeat an earlier one,
+    so the projector does not look its id up; a record sent again (attempt 2) is looked up,
+    in a later batch too, and gets the first outcome."""
+    from mlmd_log.producer.records import as_retry
+    from mlmd_log.projections import projector as projector_module
+
+    looked_up = []
+    original = projector_module.read_outcomes
+
+    def counting(db, where, params):
+        looked_up.append(list(params))
+        return original(db, where, params)
+
+    monkeypatch.setattr(projector_module, "read_outcomes", counting)
+    factory = RecordFactory()
+    made = [factory.make("PutArtifactType", svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(name="T")))]
+    made += [factory.make("PutArtifacts", svc.PutArtifactsRequest(artifacts=[pb.Artifact(type_id=10, uri=f"u{i}")]))
+             for i in range(3)]
+    assert {record.attempt for record in made} == {1}
+    db = SqliteBackend(str(tmp_path / "p.sqlite"))
+    db.create_schema()
+    projector = Projector(db)
+    first = projector.apply_batch([(i, record.SerializeToString()) for i, record in enumerate(made)])
+    assert looked_up == []
+    retry = as_retry(made[2].SerializeToString())
+    assert log_record_pb2.LogRecord.FromString(retry).attempt == 2
+    [again] = projector.apply_batch([(4, retry)])
+    assert looked_up == [[made[2].record_id]]
+    assert (again.error_code, again.response) == (first[2].error_code, first[2].response)
+    assert db.one("SELECT COUNT(*) FROM `Artifact`") == (3,)
+    db.close()
+
+
+def test_a_writer_sends_records_again_marked_as_retries(tmp_path):
+    """RemoteTransport.append after an unavailable log: the same records, the same ids,
+    attempt 2 (so the projector looks them up)."""
+    from mlmd_log.service import RemoteTransport
+
+    class FlakyLog:
+        def __init__(self):
+            self.calls = []
+
+        def append(self, payloads):
+            self.calls.append(list(payloads))
+            if len(self.calls) == 1:
+                raise errors.UnavailableError("broker away")
+            return list(range(len(payloads)))
+
+    transport = RemoteTransport(str(tmp_path / "log"), f"sqlite:///{tmp_path / 'p.sqlite'}",
+                                block_on_unavailable_s=5)
+    real, flaky = transport.log, FlakyLog()
+    transport.log = flaky
+    payloads = [RecordFactory().make("PutArtifacts", svc.PutArtifactsRequest()).SerializeToString()
+                for _ in range(2)]
+    try:
+        assert transport.append(payloads) == [0, 1]
+    finally:
+        transport.log = real
+        transport.close()
+    first, second = flaky.calls
+    assert first == payloads
+    decoded = [log_record_pb2.LogRecord.FromString(p) for p in second]
+    assert [r.record_id for r in decoded] == [log_record_pb2.LogRecord.FromString(p).record_id for p in payloads]
+    assert [r.attempt for r in decoded] == [2, 2]

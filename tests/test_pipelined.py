@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlmd_log.consumer.pipelined import PipelinedApplier
-from mlmd_log.producer.records import RecordFactory
+from mlmd_log.producer.records import RecordFactory, as_retry
 from mlmd_log.projections import steps as steps_module
 from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.projections.projector import Projector
@@ -63,9 +63,9 @@ def pipeline_history(workers: int = 4, steps: int = 240, late_context: bool = Tr
         if i % 37 == 5:
             retried.append(record)
         if i % 50 == 10 and retried:
-            out.append(retried[0].SerializeToString())  # (a retry of a record from far back)
+            out.append(as_retry(retried[0].SerializeToString()))  # (a retry of a record from far back)
         if i % 23 == 7:
-            out.append(record.SerializeToString())  # (a retry right after it)
+            out.append(as_retry(record.SerializeToString()))  # (a retry right after it)
     return out
 
 

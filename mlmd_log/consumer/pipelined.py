@@ -31,7 +31,8 @@ from typing import Iterable, Optional
 
 from mlmd_log import errors
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import OUTCOME_INSERT, Outcome, Projector, earlier_outcomes, outcome_rows
+from mlmd_log.projections.projector import (OUTCOME_INSERT, Outcome, Projector, earlier_outcomes, ids_to_look_up,
+                                            outcome_rows)
 from mlmd_log.projections.steps import StepsFailed, write_rows
 
 LOG = logging.getLogger("mlmd_log.projector")
@@ -109,7 +110,7 @@ class PipelinedApplier:
         hands those settled over to the writer."""
         projector, engine = self.projector, self.engine
         start, last_time_before, snapshot = projector.next_offset, projector.last_time_ms, engine.snapshot()
-        seen = self._earlier([record.record_id for _, record in pending])
+        seen = self._earlier(pending)
         outcomes: list[Outcome] = []
         undecided = None
         engine.steps.reads_allowed = False
@@ -194,10 +195,13 @@ class PipelinedApplier:
         self.counts["ordinary"] += 1
         return outcomes
 
-    def _earlier(self, record_ids: list[str]) -> dict[str, Outcome]:
-        """First outcomes of these ids: batches in flight first, then what is committed."""
+    def _earlier(self, pending: list) -> dict[str, Outcome]:
+        """First outcomes of the records' ids that earlier records may have had (see
+        ids_to_look_up): batches in flight first, then what is committed."""
+        wanted = set(ids_to_look_up(pending))
         found: dict[str, Outcome] = {}
-        wanted = set(record_ids)
+        if not wanted:
+            return found
         for batch in self._in_flight:
             for outcome in batch.outcomes:
                 if outcome.record_id in wanted and outcome.record_id not in found:

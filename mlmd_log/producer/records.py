@@ -31,6 +31,19 @@ PUT_RPCS: dict[str, str] = {
 }
 
 
+FIRST_ATTEMPT, RETRY = 1, 2  # LogRecord.attempt
+
+
+def as_retry(payload: bytes) -> bytes:
+    """A serialized record marked as appended again (its first append may be in the log),
+    so that a projector looks its record_id up."""
+    record = log_record_pb2.LogRecord.FromString(payload)
+    if record.attempt == RETRY:
+        return payload
+    record.attempt = RETRY
+    return record.SerializeToString()
+
+
 def _producer_info(client_name: str) -> log_record_pb2.ProducerInfo:
     try:
         user = getpass.getuser()
@@ -57,6 +70,8 @@ class RecordFactory:
             timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             schema_version=RECORD_SCHEMA_VERSION,
         )
+        if record_id is None:  # (a new id: no earlier record can have it; see LogRecord.attempt)
+            record.attempt = FIRST_ATTEMPT
         record.producer.CopyFrom(self._info)
         getattr(record, PUT_RPCS[rpc]).CopyFrom(request)
         return record

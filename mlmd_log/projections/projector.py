@@ -14,6 +14,7 @@ from typing import Iterable, Optional, Sequence
 from google.protobuf.message import DecodeError
 
 from mlmd_log import errors
+from mlmd_log.producer.records import FIRST_ATTEMPT
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.engine import Engine
 from mlmd_log.projections.steps import StepsFailed
@@ -54,6 +55,12 @@ OUTCOME_INSERT = ("INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `er
 
 def outcome_rows(outcomes: Iterable[Outcome]) -> list[tuple]:
     return [(o.offset, o.record_id, o.error_code, o.error_message or None, o.response or None) for o in outcomes]
+
+
+def ids_to_look_up(pending: Iterable[tuple[int, log_record_pb2.LogRecord]]) -> list[str]:
+    """The record ids an earlier record may have had: all but first attempts (a new id
+    made by the producer, LogRecord.attempt 1), which no earlier record can repeat."""
+    return [record.record_id for _, record in pending if record.attempt != FIRST_ATTEMPT]
 
 
 def earlier_outcomes(db: SqlBackend, record_ids: list[str]) -> dict[str, Outcome]:
@@ -129,7 +136,7 @@ class Projector:
             self._check_sole_writer()
         try:
             pending = self.decode_pending(records)
-            seen = self._earlier_outcomes([record.record_id for _, record in pending])
+            seen = self._earlier_outcomes(ids_to_look_up(pending))
             outcomes = self._apply_records(pending, seen)
             self.db.executemany(OUTCOME_INSERT, outcome_rows(outcomes))
             self.db.write_checkpoint(self.next_offset, self.last_time_ms)
