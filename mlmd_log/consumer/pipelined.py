@@ -31,8 +31,8 @@ from typing import Iterable, Optional
 
 from mlmd_log import errors
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import (OUTCOME_INSERT, Outcome, Projector, earlier_outcomes, ids_to_look_up,
-                                            outcome_rows)
+from mlmd_log.projections.projector import (OUTCOME_INSERT, Outcome, Projector, check_checkpoint, earlier_outcomes,
+                                            ids_to_look_up, outcome_rows)
 from mlmd_log.projections.steps import StepsFailed, write_rows
 
 LOG = logging.getLogger("mlmd_log.projector")
@@ -116,21 +116,10 @@ class PipelinedApplier:
         engine.steps.reads_allowed = False
         try:
             for index, (offset, record) in enumerate(pending):
-                earlier = seen.get(record.record_id) if record.record_id else None
-                if earlier is not None:
-                    outcomes.append(Outcome(offset, record.record_id, earlier.error_code, earlier.error_message,
-                                            earlier.response))
-                    continue
-                kind = record.WhichOneof("request")
-                time_ms = max(projector.last_time_ms, record.timestamp_ms)
-                step = engine.apply_step(kind, getattr(record, kind), time_ms) if kind else None
-                if step is None:  # (deciding changed nothing: the records before it are a batch)
+                outcome = projector.settle_from_memory(offset, record, seen)
+                if outcome is None:  # (it changed nothing: the records before it are a batch)
                     undecided = index
                     break
-                projector.last_time_ms = time_ms
-                outcome = Outcome(offset, record.record_id, response=step.SerializeToString(deterministic=True))
-                if record.record_id:
-                    seen[record.record_id] = outcome
                 outcomes.append(outcome)
         finally:
             engine.steps.reads_allowed = True
@@ -141,8 +130,6 @@ class PipelinedApplier:
     def _hand_over(self, start: int, end: int, last_time_before: int, snapshot: dict, outcomes: list) -> None:
         projector, engine = self.projector, self.engine
         inserts, touched = engine.steps.take()
-        if len(engine._links) > 100000:  # (bounded, as StepWriter.flush keeps it)
-            engine._links.clear()
         batch = _Batch(start, end, last_time_before, projector.last_time_ms, snapshot, inserts, touched, outcomes,
                        self._generation)
         projector.next_offset = end
@@ -161,7 +148,6 @@ class PipelinedApplier:
         for batch in list(self._in_flight):
             batch.done.wait()
         self._settle()
-
 
     def close(self) -> None:
         """Writes what is in flight, then stops the writer thread."""
@@ -255,12 +241,7 @@ class PipelinedApplier:
         db = self.db
         db.begin()
         try:
-            row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            stored = row[0] if row else 0
-            if stored != batch.start:
-                raise errors.FailedPreconditionError(
-                    f"The projection's checkpoint is at offset {stored}, but this projector left it at "
-                    f"{batch.start}: another projector is writing the same projection. Run one per projection.")
+            check_checkpoint(db, batch.start)
             write_rows(db, batch.inserts, batch.touched)
             db.executemany(OUTCOME_INSERT, outcome_rows(batch.outcomes))
             db.write_checkpoint(batch.end, batch.last_time_after)

@@ -757,7 +757,7 @@ class Engine:
         self._note_link((table, context_id, node_id))
 
     def _note_link(self, key: tuple[str, int, int]) -> None:
-        self._links.add(key)  # (bounded by StepWriter.flush: queued links must stay known)
+        self._links.add(key)  # (bounded by StepWriter.take: queued links must stay known)
 
     def _apply_put_attributions_and_associations(
             self, req: svc.PutAttributionsAndAssociationsRequest) -> svc.PutAttributionsAndAssociationsResponse:

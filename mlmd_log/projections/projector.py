@@ -75,6 +75,18 @@ def earlier_outcomes(db: SqlBackend, record_ids: list[str]) -> dict[str, Outcome
     return seen
 
 
+def check_checkpoint(db: SqlBackend, expected: int) -> None:
+    """At the start of a transaction: the checkpoint is where this projector left it. If
+    another writer moved it (a second projector on the same projection), applying from
+    there would apply its records twice; refuse instead."""
+    row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+    stored = row[0] if row else 0
+    if stored != expected:
+        raise errors.FailedPreconditionError(
+            f"The projection's checkpoint is at offset {stored}, but this projector left it at "
+            f"{expected}: another projector is writing the same projection. Run one per projection.")
+
+
 def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
     """Parses a log payload, refusing ones this version cannot interpret."""
     record = log_record_pb2.LogRecord()
@@ -136,7 +148,7 @@ class Projector:
             self._check_sole_writer()
         try:
             pending = self.decode_pending(records)
-            seen = self._earlier_outcomes(ids_to_look_up(pending))
+            seen = earlier_outcomes(self.db, ids_to_look_up(pending))
             outcomes = self._apply_records(pending, seen)
             self.db.executemany(OUTCOME_INSERT, outcome_rows(outcomes))
             self.db.write_checkpoint(self.next_offset, self.last_time_ms)
@@ -160,16 +172,11 @@ class Projector:
         return pending
 
     def _check_sole_writer(self) -> None:
-        """At the start of a transaction: the checkpoint is where this projector left it. If
-        another writer moved it (a second projector on the same projection), applying from
-        here would apply its records twice; refuse instead."""
-        row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        stored = row[0] if row else 0
-        if stored != self.next_offset:
+        try:
+            check_checkpoint(self.db, self.next_offset)
+        except errors.FailedPreconditionError:
             self.abandon()
-            raise errors.FailedPreconditionError(
-                f"The projection's checkpoint is at offset {stored}, but this projector left it at "
-                f"{self.next_offset}: another projector is writing the same projection. Run one per projection.")
+            raise
 
     def commit(self) -> None:
         """Commits the open transaction (no-op without one)."""
@@ -197,9 +204,6 @@ class Projector:
         self.db.rollback()
         self.engine.restore(snapshot)
         self.next_offset, self.last_time_ms = offset, last_time
-
-    def _earlier_outcomes(self, record_ids: list[str]) -> dict[str, Outcome]:
-        return earlier_outcomes(self.db, record_ids)
 
     def _apply_records(self, pending: list, seen: dict[str, Outcome]) -> list[Outcome]:
         """Applies decoded records in order, each as if alone: a rejected one leaves no rows.
@@ -269,11 +273,29 @@ class Projector:
     def _apply_one(self, offset: int, record: log_record_pb2.LogRecord, seen: dict[str, Outcome]) -> Outcome:
         """Runs one record, or repeats the first outcome of an earlier record with its id. A
         rejected record raises _Rejected: the caller undoes its writes."""
+        outcome = self.settle_from_memory(offset, record, seen)
+        if outcome is None:
+            self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
+            outcome = self._run(offset, record)
+            if record.record_id:
+                seen[record.record_id] = outcome
+        return outcome
+
+    def settle_from_memory(self, offset: int, record: log_record_pb2.LogRecord,
+                           seen: dict[str, Outcome]) -> Optional[Outcome]:
+        """The outcome of a record that repeats an earlier one's id (that one's) or that the
+        engine's step writer settles (its rows queued); None, having changed nothing, for a
+        record the general path must apply."""
         earlier = seen.get(record.record_id) if record.record_id else None
         if earlier is not None:
             return Outcome(offset, record.record_id, earlier.error_code, earlier.error_message, earlier.response)
-        self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
-        outcome = self._run(offset, record)
+        kind = record.WhichOneof("request")
+        time_ms = max(self.last_time_ms, record.timestamp_ms)
+        step = self.engine.apply_step(kind, getattr(record, kind), time_ms) if kind else None
+        if step is None:
+            return None
+        self.last_time_ms = time_ms
+        outcome = Outcome(offset, record.record_id, response=step.SerializeToString(deterministic=True))
         if record.record_id:
             seen[record.record_id] = outcome
         return outcome
@@ -284,9 +306,6 @@ class Projector:
             return Outcome(offset, record.record_id, errors.INVALID_ARGUMENT,
                            f"Log record at offset {offset} carries no request")
         request = getattr(record, kind)
-        step = self.engine.apply_step(kind, request, self.last_time_ms)
-        if step is not None:
-            return Outcome(offset, record.record_id, response=step.SerializeToString(deterministic=True))
         try:
             response = self.engine.apply(kind, request, self.last_time_ms)
         except StepsFailed:

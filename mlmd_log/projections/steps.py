@@ -75,13 +75,14 @@ class StepWriter:
     the projection; what memory cannot settle goes to the general path."""
 
     def __init__(self, engine: "Engine"):
-        from mlmd_log.projections.engine import ARTIFACT, EXECUTION, _VALUE_FIELD, event_path_rows
+        from mlmd_log.projections.engine import ARTIFACT, EXECUTION, _VALUE_FIELD, _same_attributes, event_path_rows
         self.engine = engine
         self.enabled = True
         self.reads_allowed = True
         self._artifact, self._execution = ARTIFACT, EXECUTION
         self._value_field = _VALUE_FIELD
         self._event_path_rows = event_path_rows
+        self._same_attributes = _same_attributes
         self._inserts: dict[str, list] = {}
         self._touched: dict[tuple[str, int], tuple[int, bytes]] = {}  # (kind, id) -> (update time, form)
         self._sql: dict[str, str] = {}
@@ -128,13 +129,16 @@ class StepWriter:
             write_rows(self.engine.db, *self.take())
         finally:
             self.discard()
-        if len(self.engine._links) > 100000:  # (bounded; only between flushes: see _look_up_link)
-            self.engine._links.clear()
 
     def take(self) -> tuple[dict[str, list], dict[tuple[str, int], tuple[int, bytes]]]:
-        """The queued rows, handed over (to ``write_rows`` elsewhere); the queue is left empty."""
+        """The queued rows, handed over (to ``write_rows``, here or in another thread); the
+        queue is left empty."""
         taken = (self._inserts, self._touched)
         self._inserts, self._touched = {}, {}
+        # The known links are bounded, and forgotten only here: a queued link must stay
+        # known, or _look_up_link would ask the table, which does not have it yet.
+        if len(self.engine._links) > 100000:
+            self.engine._links.clear()
         return taken
 
     def _queue(self, key: str, rows: list) -> None:
@@ -185,7 +189,6 @@ class StepWriter:
         """For an input given by id: (True, None) when the put leaves it as stored, (True,
         its new read form) when only its update time moves; (False, None) when the general
         path must decide."""
-        from mlmd_log.projections.engine import _same_attributes
         engine = self.engine
         key = ("artifact", node.id)
         touched = self._touched.get(key)
@@ -210,7 +213,7 @@ class StepWriter:
             for name in given:
                 if name not in kept or kept[name] != given[name]:
                     return False, None
-        if _same_attributes(node, stored):
+        if self._same_attributes(node, stored):
             return True, None
         # Attributes differ but no column does (e.g. the input came without its type name):
         # MLMD still updates it, and only its update time changes.
