@@ -293,7 +293,7 @@ class RemoteTransport(ReadOnlyTransport):
 
         self._records = RecordFactory(client_name)
         self.block_on_unavailable_s = block_on_unavailable_s
-        self.log = self._retrying(lambda: open_log(log_url, timeout_s=log_timeout_s))
+        self.log = self._retrying(lambda _: open_log(log_url, timeout_s=log_timeout_s))
         super().__init__(projection_url, create=True)
         self.wait_timeout_s = wait_timeout_s
         self._put_waits = UsualWait(first_look=0.6)  # (synchronous puts; AsyncPuts keeps its own)
@@ -308,26 +308,23 @@ class RemoteTransport(ReadOnlyTransport):
         a record that did reach the log is recognised by its record id and applied once: the
         records are sent again marked as retries (LogRecord.attempt), which the projector
         looks up."""
-        sending = [payloads]
+        return self._retrying(lambda again: self.log.append([as_retry(p) for p in payloads] if again else payloads))
 
-        def again() -> None:
-            sending[0] = [as_retry(p) for p in payloads]
-
-        return self._retrying(lambda: self.log.append(sending[0]), again)
-
-    def _retrying(self, action: Any, before_retry: Any = None) -> Any:
+    def _retrying(self, action: Any) -> Any:
+        """``action(again)``, called again (``again`` True) while the log is unavailable, for
+        up to ``block_on_unavailable_s``."""
         deadline = time.monotonic() + self.block_on_unavailable_s
         pause = 0.2
+        again = False
         while True:
             try:
-                return action()
+                return action(again)
             except errors.UnavailableError:
                 if time.monotonic() + pause > deadline:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
-                if before_retry is not None:
-                    before_retry()
+                again = True
 
     response = staticmethod(response_of)
 

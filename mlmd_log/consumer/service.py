@@ -46,6 +46,7 @@ class ProjectorService:
         self.db = db
         self.reader = reader
         self.pipeline = None
+        self._stale = False  # the database failed: connect again and start over before the next step
         self._start_projector()
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
@@ -61,22 +62,24 @@ class ProjectorService:
             self.pipeline = PipelinedApplier(self.projector, self.reader)
 
     def _recover(self, exc: BaseException) -> None:
-        """After the log or the database failed: wait, connect again and start over from the
-        projection's checkpoint (a commit whose answer was lost may have moved it)."""
+        """After the log or the database failed: wait; after the database, the next step
+        first connects again and starts over (see _restart)."""
         LOG.warning("projector: %s; retrying in %.1fs", exc, self.retry_sleep)
         self.stop_event.wait(self.retry_sleep)
-        if not isinstance(exc, self.db.infrastructure_errors):
-            return  # (the log failed: the projection is where the projector left it)
-        try:
-            if self.pipeline is not None:
-                self.pipeline.stop()
-                self.pipeline = None
-            self.db.reconnect()
-            if self.reader is not None:
-                self.reader.reconnect()
-            self._start_projector()
-        except self.db.infrastructure_errors as again:
-            LOG.warning("projector: cannot reach the projection yet: %s", again)
+        if isinstance(exc, self.db.infrastructure_errors):  # (the log failed: the projection is as left)
+            self._stale = True
+
+    def _restart(self) -> None:
+        """Connects again and starts over from what the projection holds: a commit whose
+        answer was lost may have moved its checkpoint."""
+        if self.pipeline is not None:
+            self.pipeline.stop()
+            self.pipeline = None
+        self.db.reconnect()
+        if self.reader is not None:
+            self.reader.reconnect()
+        self._start_projector()
+        self._stale = False
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -107,8 +110,8 @@ class ProjectorService:
         last_report = time.monotonic()
         while not self.stop_event.is_set():
             try:
-                if self.pipeline is None and self.reader is not None:
-                    self._start_projector()  # (a recovery that could not reach the database)
+                if self._stale:
+                    self._restart()
                 applied = self.step()
             except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
                 self._recover(exc)
