@@ -18,6 +18,7 @@ from mlmd_log.query.reader import Reader  # noqa: E402
 from mlmd_log.service import StoreConfig  # noqa: E402
 
 from dbdump import MLMD_TABLES, dump_tables, normalised  # noqa: E402
+from faults import failing_on_call  # noqa: E402
 from test_official_reads_ours import _populate  # noqa: E402
 
 TABLES = MLMD_TABLES + ("mlmdlog_outcome",)
@@ -353,14 +354,7 @@ def test_a_crash_between_staging_and_duckdb_is_repaired(history, tmp_path, monke
             projection.projector.apply_batch(list(log.read(start, 4)))
         assert projection.applied_offset < projection.projector.next_offset
         # The next mirror fails after writing some rows: nothing of it stays.
-        real_insert, calls = duck_projection._Loader.insert, []
-
-        def failing_insert(self, table, columns, rows):
-            calls.append(table)
-            if len(calls) == 3:
-                raise RuntimeError("disk full")
-            return real_insert(self, table, columns, rows)
-
+        failing_insert = failing_on_call(duck_projection._Loader.insert, 3, RuntimeError("disk full"))
         before = _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",))
         monkeypatch.setattr(duck_projection._Loader, "insert", failing_insert)
         with pytest.raises(RuntimeError):

@@ -24,6 +24,7 @@ from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.service import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables, normalised
+from faults import failing_on_call
 from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
 from test_mysql_projection import _write_some_history
 
@@ -136,20 +137,13 @@ def test_crashes_between_staging_and_mysql_are_repaired(history, log, target, tm
         projection.projector.apply_batch(list(log.read(start, 4)))
     assert projection.applied_offset() < projection.projector.next_offset
     # The next mirror fails after writing some rows: nothing of it stays.
-    real_insert, calls = mirror_module.MySqlMirrorTarget.insert, []
-
-    def failing_insert(self, table, columns, rows):
-        calls.append(table)
-        if len([c for c in calls if c]) == 4:
-            raise RuntimeError("connection lost")
-        return real_insert(self, table, columns, rows)
-
+    failing_insert = failing_on_call(mirror_module.MySqlMirrorTarget.insert, 4, RuntimeError("connection lost"))
     before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
     monkeypatch.setattr(mirror_module.MySqlMirrorTarget, "insert", failing_insert)
     with pytest.raises(RuntimeError):
         projection.mirror()
     monkeypatch.undo()
-    assert len(calls) == 4
+    assert len(failing_insert.calls) == 4
     assert _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",)) == before
     projection.apply(log, batch_size=4)
     projection.close()
