@@ -553,11 +553,14 @@ class Engine:
         self.db.execute(f"DELETE FROM `{kind.prop_table}` WHERE `{kind.owner}` = ? AND `name` = ? "
                         "AND `is_custom_property` = ?", (node_id, name, 1 if is_custom else 0))
 
-    def load_node(self, kind: NodeKind, node_id: int) -> Optional[Any]:
-        """The stored node exactly as MLMD's access object reads it back (type name, values)."""
+    def load_node(self, kind: NodeKind, node_id: int, read: bool = True) -> Optional[Any]:
+        """The stored node exactly as MLMD's access object reads it back (type name, values);
+        ``read`` False: only if its read form is remembered."""
         data = self._forms.get((kind.name, node_id))
         if data is not None:
             return kind.message.FromString(data)
+        if not read:
+            return None
         found = self.reader.nodes(kind.name, [node_id])
         return found[0] if found else None
 

@@ -50,20 +50,19 @@ class _Node:
         self.id, self.node, self.type_name = node_id, node, type_name
 
 
-def write_rows(db: Any, inserts: dict[str, list], touched: dict[tuple[str, int], tuple[int, bytes]]) -> None:
-    """Writes queued step rows: every insert, one executemany per statement, then the updates
-    of nodes that existed (a node created in the queue is inserted before any update of it).
-    StepsFailed if a row clashes with a stored one."""
+def write_rows(db: Any, inserts: dict[str, list], touched: dict[int, tuple[int, bytes]]) -> None:
+    """Writes queued step rows: every insert, one executemany per statement, then the inputs
+    whose update time moved (``touched``: artifact id -> (time, read form); an artifact
+    created in the queue is inserted before its update). StepsFailed if a row clashes with
+    a stored one."""
     try:
         for sql, rows in inserts.items():
             db.executemany(sql, rows)
-        for kind, table in (("artifact", "Artifact"), ("execution", "Execution")):
-            rows = [(when, node_id, form) for (k, node_id), (when, form) in touched.items() if k == kind]
-            if rows:
-                db.executemany(f"UPDATE `{table}` SET `last_update_time_since_epoch` = ? WHERE `id` = ?",
-                               [r[:2] for r in rows])
-                db.executemany(f"REPLACE INTO `{node_pb.TABLES[kind]}` (`id`, `pb`) VALUES (?, ?)",
-                               [(node_id, form) for _, node_id, form in rows])
+        if touched:
+            db.executemany("UPDATE `Artifact` SET `last_update_time_since_epoch` = ? WHERE `id` = ?",
+                           [(when, node_id) for node_id, (when, _) in touched.items()])
+            db.executemany(f"REPLACE INTO `{node_pb.TABLES['artifact']}` (`id`, `pb`) VALUES (?, ?)",
+                           [(node_id, form) for node_id, (_, form) in touched.items()])
     except db.integrity_errors as exc:
         raise StepsFailed(f"queued step rows clash with stored ones: {exc}") from exc
 
@@ -84,7 +83,7 @@ class StepWriter:
         self._event_path_rows = event_path_rows
         self._same_attributes = _same_attributes
         self._inserts: dict[str, list] = {}
-        self._touched: dict[tuple[str, int], tuple[int, bytes]] = {}  # (kind, id) -> (update time, form)
+        self._touched: dict[int, tuple[int, bytes]] = {}  # input artifact id -> (update time, read form)
         self._sql: dict[str, str] = {}
         for kind in (ARTIFACT, EXECUTION):
             names = ("id", *(c for c, _ in kind.columns), "create_time_since_epoch", "last_update_time_since_epoch")
@@ -130,7 +129,7 @@ class StepWriter:
         finally:
             self.discard()
 
-    def take(self) -> tuple[dict[str, list], dict[tuple[str, int], tuple[int, bytes]]]:
+    def take(self) -> tuple[dict[str, list], dict[int, tuple[int, bytes]]]:
         """The queued rows, handed over (to ``write_rows``, here or in another thread); the
         queue is left empty."""
         taken = (self._inserts, self._touched)
@@ -190,16 +189,11 @@ class StepWriter:
         its new read form) when only its update time moves; (False, None) when the general
         path must decide."""
         engine = self.engine
-        key = ("artifact", node.id)
-        touched = self._touched.get(key)
+        touched = self._touched.get(node.id)
         if touched is not None:
             stored = pb.Artifact.FromString(touched[1])
         else:  # (its read form as last written, or from the tables: a node still queued has its form kept)
-            if self.reads_allowed:
-                stored = engine.load_node(self._artifact, node.id)
-            else:
-                data = engine._forms.get(key)
-                stored = None if data is None else pb.Artifact.FromString(data)
+            stored = engine.load_node(self._artifact, node.id, self.reads_allowed)
             if stored is None:
                 return False, None
         if node.HasField("type_id") and node.type_id != stored.type_id:
@@ -319,7 +313,7 @@ class StepWriter:
         self._write_nodes(self._execution, [_Node(execution_id, req.execution, execution_type)], now)
         for node_id, _, form, _ in pairs:
             if form is not None:
-                self._touched[("artifact", node_id)] = (now, form)
+                self._touched[node_id] = (now, form)
                 engine._remember_form(self._artifact, node_id, form)
         event_rows, path_rows = [], []
         event_id = next_id["Event"]
