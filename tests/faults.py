@@ -17,3 +17,11 @@ def failing_on_call(real: Callable[..., Any], n: int, exc: BaseException) -> Cal
 
     wrapper.calls = calls  # type: ignore[attr-defined]
     return wrapper
+
+
+def stage_ahead(projection: Any, log: Any, batches: int = 2, size: int = 4) -> None:
+    """Applies ``batches`` batches of ``size`` records to a staged projection's staging file
+    only, as a crash right after the staging commit leaves it."""
+    for _ in range(batches):
+        start = projection.projector.next_offset
+        projection.projector.apply_batch(list(log.read(start, size)))

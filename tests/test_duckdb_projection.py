@@ -18,7 +18,7 @@ from mlmd_log.query.reader import Reader  # noqa: E402
 from mlmd_log.service import StoreConfig  # noqa: E402
 
 from dbdump import MLMD_TABLES, dump_tables, normalised  # noqa: E402
-from faults import failing_on_call  # noqa: E402
+from faults import failing_on_call, stage_ahead  # noqa: E402
 from test_official_reads_ours import _populate  # noqa: E402
 
 TABLES = MLMD_TABLES + ("mlmdlog_outcome",)
@@ -348,10 +348,7 @@ def test_a_crash_between_staging_and_duckdb_is_repaired(history, tmp_path, monke
         projection = DuckDbProjection(path, small_rows=2)
         for _ in range(5):
             projection.apply(log, batch_size=4)
-        # Staging applies two batches that never reach DuckDB.
-        for _ in range(2):
-            start = projection.projector.next_offset
-            projection.projector.apply_batch(list(log.read(start, 4)))
+        stage_ahead(projection, log)  # (two batches that never reach DuckDB)
         assert projection.applied_offset < projection.projector.next_offset
         # The next mirror fails after writing some rows: nothing of it stays.
         failing_insert = failing_on_call(duck_projection._Loader.insert, 3, RuntimeError("disk full"))

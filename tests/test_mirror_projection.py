@@ -24,7 +24,7 @@ from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.service import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables, normalised
-from faults import failing_on_call
+from faults import failing_on_call, stage_ahead
 from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
 from test_mysql_projection import _write_some_history
 
@@ -131,10 +131,7 @@ def test_crashes_between_staging_and_mysql_are_repaired(history, log, target, tm
     projection = _mirrored(target, staging)
     for _ in range(5):
         projection.apply(log, batch_size=4)
-    # Staging applies two batches that never reach MySQL (a crash after the staging commit).
-    for _ in range(2):
-        start = projection.projector.next_offset
-        projection.projector.apply_batch(list(log.read(start, 4)))
+    stage_ahead(projection, log)  # (two batches that never reach MySQL)
     assert projection.applied_offset() < projection.projector.next_offset
     # The next mirror fails after writing some rows: nothing of it stays.
     failing_insert = failing_on_call(mirror_module.MySqlMirrorTarget.insert, 4, RuntimeError("connection lost"))
@@ -164,8 +161,7 @@ def test_a_statement_failing_inside_the_mirrors_batched_query_leaves_the_target_
     the middle (after others of the same query ran), the whole mirror is rolled back."""
     projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
     projection.apply(log, batch_size=10)
-    start = projection.projector.next_offset
-    projection.projector.apply_batch(list(log.read(start, 10)))
+    stage_ahead(projection, log, batches=1, size=10)
     before = _dump_mysql(projection.db, TABLES + ("mlmdlog_mirror_state",))
     real_mark = mirror_module.MySqlMirrorTarget.write_mark
 
