@@ -255,3 +255,21 @@ def test_service_reconnects_after_its_connections_are_killed_and_ends_as_the_gen
     assert [o.error_code for o in general].count(0) == len(records)
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"
+
+
+def test_what_every_step_names_stays_remembered_past_the_bounds(tmp_path, mysql_url, monkeypatch):
+    """The engine's memory is bounded (recent.py), far below the nodes a run writes. The
+    run's context, its seed input and their link are named by every step and must stay
+    remembered: with bounds of 30 entries, no more records go the ordinary way (which
+    waits for the writer) than with the usual bounds."""
+    from mlmd_log.projections import engine
+
+    records = pipeline_history(workers=4, steps=240, late_context=False)
+    (tmp_path / "usual").mkdir()
+    (tmp_path / "tight").mkdir()
+    usual = pipelined_equals_general(tmp_path / "usual", mysql_url, records, 25)
+    for bound in ("FORMS_KEPT", "LINKS_KEPT", "CONTEXT_IDS_KEPT"):
+        monkeypatch.setattr(engine, bound, 30)
+    tight = pipelined_equals_general(tmp_path / "tight", mysql_url, records, 25)
+    assert tight == usual
+    assert usual["ordinary"] <= 5  # (the setup batch, and each run's first step creates its context)

@@ -8,7 +8,6 @@ object): the same checks in the same order, raising the same error classes.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -21,6 +20,7 @@ from mlmd_log.errors import (
 )
 from mlmd_log.projections import node_pb, values
 from mlmd_log.projections.backend import SqlBackend
+from mlmd_log.projections.recent import Recent
 from mlmd_log.projections.steps import StepWriter
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
@@ -75,6 +75,11 @@ _IGNORED_IN_DIFF = {"type_id", "properties", "custom_properties", "create_time_s
 _VALUE_FIELD = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "string_value",
                 pb.STRUCT: "struct_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
 _ID_TABLES = ("Type", "Artifact", "Execution", "Context", "Event", "Association", "Attribution")
+# Bounds of the engine's memory (recent.py). Read forms are a few hundred bytes each: 100k
+# of them hold the inputs of thousands of concurrent runs in about 30 MB.
+FORMS_KEPT = 100_000
+LINKS_KEPT = 100_000
+CONTEXT_IDS_KEPT = 10_000
 
 
 @dataclass
@@ -164,17 +169,16 @@ class Engine:
         self._reader: Any = None
         self._read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
         self._insert_sql: dict[tuple, str] = {}
-        # (type_id, name) -> id of contexts that exist (reused by put_execution); bounded,
-        # cleared when a record is undone or a context changes.
-        self._context_ids: dict[tuple[int, str], int] = {}
-        # (kind, id) -> the read form this engine last wrote for a node: the next update of
-        # it (a pipeline step names its input again) reads it here, not back from the table.
-        # Bounded, cleared when a record is undone.
-        self._forms: dict[tuple[str, int], bytes] = {}
-        # (table, context_id, node_id) of attributions and associations known to exist:
-        # a step that names an existing artifact again need not look. Bounded, cleared
-        # when a record is undone.
-        self._links: set[tuple[str, int, int]] = set()
+        # Bounded (recent.py: what steps keep using stays), cleared when a record is undone:
+        # (type_id, name) -> id of contexts that exist (reused by put_execution);
+        self._context_ids: Recent = Recent(CONTEXT_IDS_KEPT)
+        # (kind, id) -> the read form this engine last wrote or read for a node: the next
+        # update of it (a pipeline step names its input again) reads it here, not back from
+        # the table;
+        self._forms: Recent = Recent(FORMS_KEPT)
+        # (table, context_id, node_id) -> True, attributions and associations known to exist:
+        # a step that names an existing artifact again need not look.
+        self._links: Recent = Recent(LINKS_KEPT)
         self.steps = StepWriter(self)
         self.now_ms = 0
         self._next_id: dict[str, int] = {}
@@ -519,14 +523,10 @@ class Engine:
             self._forms.pop((kind.name, new.id), None)
 
     def _remember_form(self, kind: NodeKind, node_id: int, data: bytes) -> None:
-        """Bounded, recently written first kept: a node written again moves to the end, and
-        the older half goes when the bound is reached (a step's inputs stay remembered)."""
-        forms, key = self._forms, (kind.name, node_id)
-        forms.pop(key, None)
-        forms[key] = data
-        if len(forms) > 10000:
-            for old in list(itertools.islice(forms, 5000)):
-                del forms[old]
+        """Bounded, recently used first kept: a node written (or loaded, see load_node) again
+        moves to the end, and the older half goes when the bound is reached."""
+        self._forms.put((kind.name, node_id), data)
+        self._forms.trim()
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
                           is_custom: bool, names: Optional[set[str]]) -> list[tuple[str, Any]]:
@@ -555,8 +555,9 @@ class Engine:
 
     def load_node(self, kind: NodeKind, node_id: int, read: bool = True) -> Optional[Any]:
         """The stored node exactly as MLMD's access object reads it back (type name, values);
-        ``read`` False: only if its read form is remembered."""
-        data = self._forms.get((kind.name, node_id))
+        ``read`` False: only if its read form is remembered (a use keeps it remembered: a
+        run's input that no step changes is still there after thousands of new nodes)."""
+        data = self._forms.use((kind.name, node_id))
         if data is not None:
             return kind.message.FromString(data)
         if not read:
@@ -760,7 +761,7 @@ class Engine:
         self._note_link((table, context_id, node_id))
 
     def _note_link(self, key: tuple[str, int, int]) -> None:
-        self._links.add(key)  # (bounded by StepWriter.take: queued links must stay known)
+        self._links.put(key, True)  # (trimmed by StepWriter.take only: queued links must stay known)
 
     def _apply_put_attributions_and_associations(
             self, req: svc.PutAttributionsAndAssociationsRequest) -> svc.PutAttributionsAndAssociationsResponse:
@@ -828,14 +829,14 @@ class Engine:
         """The id of the context of this type and name, if it exists (remembered, bounded;
         ``read`` False: only if remembered)."""
         key = (type_id, name)
-        known = self._context_ids.get(key)
+        known = self._context_ids.use(key)
         if known is None and read:
             row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?", key)
             if row is None:
                 return None
-            if len(self._context_ids) >= 10000:
-                self._context_ids.clear()
-            known = self._context_ids[key] = row[0]
+            known = row[0]
+            self._context_ids.put(key, known)
+            self._context_ids.trim()
         return known
 
     def _artifact_id_by_external_id(self, external_id: str) -> Optional[int]:

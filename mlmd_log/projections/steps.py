@@ -136,8 +136,7 @@ class StepWriter:
         self._inserts, self._touched = {}, {}
         # The known links are bounded, and forgotten only here: a queued link must stay
         # known, or _look_up_link would ask the table, which does not have it yet.
-        if len(self.engine._links) > 100000:
-            self.engine._links.clear()
+        self.engine._links.trim()
         return taken
 
     def _queue(self, key: str, rows: list) -> None:
@@ -287,7 +286,7 @@ class StepWriter:
                 if node_id not in new_ids:
                     if self.reads_allowed:
                         self._look_up_link("Attribution", "artifact_id", context_id, node_id)
-                    elif ("Attribution", context_id, node_id) not in engine._links:
+                    elif engine._links.use(("Attribution", context_id, node_id)) is None:
                         return None  # (memory cannot say whether the table has it)
         return pairs, execution_type, contexts, linked, new_ids
 
@@ -295,7 +294,7 @@ class StepWriter:
         """Notes the link in the engine's set of known links if the table has it. Every link
         a step queues is in that set, so the table alone decides for the others."""
         key = (table, context_id, node_id)
-        if key not in self.engine._links and self.engine.db.one(
+        if self.engine._links.use(key) is None and self.engine.db.one(
                 f"SELECT 1 FROM `{table}` WHERE `context_id` = ? AND `{column}` = ?", (context_id, node_id)):
             self.engine._note_link(key)
 
