@@ -158,6 +158,46 @@ def test_a_failed_write_drops_the_batches_after_it_and_they_are_applied_again(tm
         assert dump[table] == tables[table], f"{table} differs"
 
 
+def test_a_batch_failing_after_the_next_one_stored_its_rows_takes_that_one_back(tmp_path, mysql_url, monkeypatch):
+    """Two writers: batch k fails at its end, when batch k+1 (the other writer) has already
+    inserted its rows and waits to commit. Batch k+1 must roll back (it commits only after
+    k), and both are applied again: nothing twice, nothing lost."""
+    import threading
+    import time
+
+    import pymysql
+
+    records = pipeline_history(steps=200, late_context=False)
+    general, tables = expected(tmp_path, records)
+    original = steps_module.write_rows
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def slow_failing(db, inserts, touched):
+        with lock:
+            events.append("insert" if inserts else "end")
+            ends = events.count("end")
+        if not inserts and ends == 3:  # (the third batch's end: the fourth batch is being stored meanwhile)
+            time.sleep(0.5)
+            with lock:
+                events.append("failed")
+            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        return original(db, inserts, touched)
+
+    monkeypatch.setattr("mlmd_log.consumer.pipelined.write_rows", slow_failing)
+    target = fresh_database(mysql_url)
+    try:
+        outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
+    finally:
+        drop(target)
+    failed_at = events.index("failed")
+    assert events[:failed_at].count("insert") == 4  # (the batch after the failed one had stored its rows)
+    assert errors_seen == 1 and counts["failed"] == 1
+    assert outcomes == general
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"
+
+
 def test_rows_that_clash_send_the_batch_the_ordinary_way_without_steps(tmp_path, mysql_url):
     """An Event row put in behind the projector's back: the pipelined batch fails at the
     writer, and that batch is applied again without the step writer, rejecting the record

@@ -17,7 +17,14 @@ projection's connection, and meanwhile decides the next batch:
 - each batch is its own transaction, with its checkpoint, as before: a crash leaves the
   projection at a batch boundary. The writer checks that the checkpoint is where the
   batch starts (a second projector is refused, as ``Projector`` refuses it);
-- when a write fails, the batches after it are dropped unwritten, and the engine and the
+- several writer threads, each on its own connection, store consecutive batches at the
+  same time: the server's work on one batch no longer waits for the last. The batches'
+  ids were assigned in memory, so their new rows are independent. A batch commits in
+  order: once its rows are in, it waits for the batch before it to commit, and only then
+  re-times its inputs (the rows two batches may both update), checks and moves the
+  checkpoint and commits. A writer never waits for a later batch, so they cannot
+  deadlock (a clash of unique keys, which memory rules out, ends at the lock timeout);
+- when a write fails, the batches after it are rolled back, and the engine and the
   projector return to the state before the failed batch: the next call applies from
   there (rows that clash make that batch go the ordinary way, without the step writer).
 """
@@ -37,6 +44,11 @@ from mlmd_log.projections.steps import StepsFailed, write_rows
 
 LOG = logging.getLogger("mlmd_log.projector")
 
+# Seconds a writer waits for a row lock. Only rows that clash (which the step writer's
+# memory rules out) can make a batch wait for a later one; that batch then fails and is
+# applied again the ordinary way, instead of the two waiting out the server's default.
+LOCK_WAIT_S = 10
+
 
 @dataclass
 class _Batch:
@@ -50,7 +62,7 @@ class _Batch:
     inserts: dict
     touched: dict
     outcomes: list
-    generation: int = 0  # batches of a generation after a failed one are dropped
+    previous: Optional["_Batch"] = None  # the batch handed over before it, until it commits
     done: threading.Event = field(default_factory=threading.Event)
     error: Optional[BaseException] = None
 
@@ -58,18 +70,26 @@ class _Batch:
 class PipelinedApplier:
     """``apply_batch`` like ``Projector.apply_batch``, writes overlapped (see the module)."""
 
-    def __init__(self, projector: Projector, reader: SqlBackend, depth: int = 2):
+    def __init__(self, projector: Projector, reader: SqlBackend, writers: int = 2):
+        """``writers``: threads storing batches at the same time; the first uses the
+        projector's connection, each other one a connection of its own."""
         self.projector = projector
         self.engine = projector.engine
         self.db = projector.db
         self.reader = reader
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._in_flight: list[_Batch] = []  # submitted, in order; pruned once committed
         self._steps_off = False  # the next ordinary batch goes without the step writer
-        self._generation = 0  # advanced after each failure (see _write_loop)
         self.counts = {"pipelined": 0, "ordinary": 0, "failed": 0}  # batches, for reports and tests
-        self._thread = threading.Thread(target=self._write_loop, name="mlmd-log-writer", daemon=True)
-        self._thread.start()
+        self._connections = [self.db] + [self.db.another_connection() for _ in range(writers - 1)]
+        for db in self._connections:
+            db.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}")
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in self._connections]
+        self._next_writer = 0
+        self._threads = [threading.Thread(target=self._write_loop, args=(db, q), name=f"mlmd-log-writer-{i}",
+                                          daemon=True)
+                         for i, (db, q) in enumerate(zip(self._connections, self._queues))]
+        for thread in self._threads:
+            thread.start()
 
     # -- the main thread --------------------------------------------------------------
     def apply_batch(self, records: Iterable[tuple[int, bytes]]) -> list[Outcome]:
@@ -131,11 +151,12 @@ class PipelinedApplier:
         projector, engine = self.projector, self.engine
         inserts, touched = engine.steps.take()
         batch = _Batch(start, end, last_time_before, projector.last_time_ms, snapshot, inserts, touched, outcomes,
-                       self._generation)
+                       self._in_flight[-1] if self._in_flight else None)
         projector.next_offset = end
         self.counts["pipelined"] += 1
         self._in_flight.append(batch)
-        self._queue.put(batch)
+        self._queues[self._next_writer].put(batch)
+        self._next_writer = (self._next_writer + 1) % len(self._queues)
 
     @property
     def in_flight(self) -> bool:
@@ -157,11 +178,19 @@ class PipelinedApplier:
             self.stop()
 
     def stop(self) -> None:
-        """Stops the writer thread once it has dealt with what was handed over (after a
-        failure: dropped)."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        """Stops the writer threads once they have dealt with what was handed over (after a
+        failure: rolled back), and closes the connections of their own."""
+        for thread, q in zip(self._threads, self._queues):
+            if thread.is_alive():
+                q.put(None)
+        for thread in self._threads:
+            thread.join()
+        for db in self._connections[1:]:
+            try:
+                db.close()
+            except Exception:  # noqa: BLE001  (a connection already lost)
+                pass
+        del self._connections[1:]
 
     def _ordinary(self, records: list, start: Optional[int] = None) -> list[Outcome]:
         """``Projector.apply_batch`` of ``records`` (from offset ``start`` on), once the writer
@@ -202,13 +231,12 @@ class PipelinedApplier:
         way, without the step writer, next)."""
         while self._in_flight and self._in_flight[0].done.is_set() and self._in_flight[0].error is None:
             self._in_flight.pop(0)
-        failed = next((b for b in self._in_flight if b.done.is_set() and b.error is not None), None)
-        if failed is None:
+        if not any(b.done.is_set() and b.error is not None for b in self._in_flight):
             return False
-        for batch in self._in_flight:  # (the writer drops those after a failure)
+        for batch in self._in_flight:  # (those after a failed one roll back)
             batch.done.wait()
+        failed = next(b for b in self._in_flight if b.error is not None)  # (the earliest: those before it committed)
         self._in_flight.clear()
-        self._generation += 1
         self.counts["failed"] += 1
         self.engine.restore(failed.snapshot)
         self.projector.next_offset, self.projector.last_time_ms = failed.start, failed.last_time_before
@@ -219,31 +247,34 @@ class PipelinedApplier:
             return True
         raise failed.error
 
-    # -- the writer thread ------------------------------------------------------------
-    def _write_loop(self) -> None:
-        failed_generation = None
+    # -- the writer threads -----------------------------------------------------------
+    def _write_loop(self, db: SqlBackend, batches: queue.Queue) -> None:
         while True:
-            batch = self._queue.get()
+            batch = batches.get()
             if batch is None:
                 return
-            if batch.generation == failed_generation:  # (decided on top of a failed batch: dropped)
-                batch.error = errors.AbortedError("an earlier batch failed")
-                batch.done.set()
-                continue
             try:
-                self._write(batch)
+                self._write(db, batch)
             except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
                 batch.error = exc
-                failed_generation = batch.generation
+            finally:
+                batch.previous = None  # (or every batch would keep all those before it)
             batch.done.set()
 
-    def _write(self, batch: _Batch) -> None:
-        db = self.db
+    def _write(self, db: SqlBackend, batch: _Batch) -> None:
+        previous = batch.previous
+        if previous is not None and previous.done.is_set() and previous.error is not None:
+            raise errors.AbortedError("an earlier batch failed")  # (decided on top of it: dropped)
         db.begin()
         try:
-            check_checkpoint(db, batch.start)
-            write_rows(db, batch.inserts, batch.touched)
+            write_rows(db, batch.inserts, {})
             db.executemany(OUTCOME_INSERT, outcome_rows(batch.outcomes))
+            if previous is not None:
+                previous.done.wait()
+                if previous.error is not None:
+                    raise errors.AbortedError("an earlier batch failed")
+            check_checkpoint(db, batch.start)
+            write_rows(db, {}, batch.touched)
             db.write_checkpoint(batch.end, batch.last_time_after)
             db.commit()
         except BaseException:
