@@ -313,3 +313,64 @@ def test_what_every_step_names_stays_remembered_past_the_bounds(tmp_path, mysql_
     tight = pipelined_equals_general(tmp_path / "tight", mysql_url, records, 25)
     assert tight == usual
     assert usual["ordinary"] <= 5  # (the setup batch, and each run's first step creates its context)
+
+
+def test_a_caught_up_service_decides_new_records_while_the_writers_store_the_last(tmp_path, mysql_url, monkeypatch):
+    """Caught up with batches still being stored, the service does not wait for the writers:
+    records appended meanwhile are decided at once (the writers commit in the background),
+    and the projection ends as the general path leaves it."""
+    import threading
+    import time
+
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.producer import MemoryLog
+
+    records = pipeline_history(steps=120, late_context=False)
+    general, tables = expected(tmp_path, records)
+    original = steps_module.write_rows
+
+    def slow(db, inserts, touched):
+        if inserts:
+            time.sleep(1.0)
+        return original(db, inserts, touched)
+
+    monkeypatch.setattr("mlmd_log.consumer.pipelined.write_rows", slow)
+    log = MemoryLog()
+    setup, first = 20, 80
+    log.append(records[:setup])  # (types, seeds, each run's first step: the ordinary way)
+    target = fresh_database(mysql_url)
+    db, reader, admin = MySqlBackend(target), MySqlBackend(target), MySqlBackend(target)
+
+    def applied() -> int:
+        row = admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        return row[0] if row else 0
+
+    def wait_until(condition, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    try:
+        db.create_schema()
+        service = ProjectorService(log, db, batch_size=1000, idle_sleep=0.001, reader=reader)
+        thread = threading.Thread(target=service.run, kwargs={"report_every": 1e9}, daemon=True)
+        thread.start()
+        wait_until(lambda: applied() >= setup)
+        log.append(records[setup:first])
+        wait_until(lambda: service.projector.next_offset >= first)
+        assert service.pipeline.in_flight  # (the last batch of the first records is being stored)
+        log.append(records[first:])
+        wait_until(lambda: service.projector.next_offset >= len(records), 0.5)
+        decided_ahead = service.projector.next_offset >= len(records) and applied() < first
+        wait_until(lambda: applied() >= len(records))
+        service.stop()
+        thread.join(30)
+        service.close()
+        dump = dump_mysql(admin, TABLES)
+    finally:
+        for conn in (db, reader, admin):
+            conn.close()
+        drop(target)
+    assert decided_ahead
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"

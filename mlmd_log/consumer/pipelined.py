@@ -170,8 +170,13 @@ class PipelinedApplier:
             batch.done.wait()
         self._settle()
 
+    def settle(self) -> None:
+        """Forgets the batches committed so far; raises what failed (after returning to the
+        state before it), as ``drain`` does, without waiting for the rest."""
+        self._settle()
+
     def close(self) -> None:
-        """Writes what is in flight, then stops the writer thread."""
+        """Writes what is in flight, then stops the writer threads."""
         try:
             self.drain()
         finally:

@@ -21,6 +21,10 @@ from mlmd_log.projections.projector import Projector
 
 LOG = logging.getLogger("mlmd_log.projector")
 
+# Caught up with batches still being stored: how long to wait for new records before
+# looking at the writers again (a failed write is noticed within this).
+IN_FLIGHT_WAIT_S = 0.02
+
 
 @dataclass
 class ProjectorStatus:
@@ -121,16 +125,22 @@ class ProjectorService:
                 (on_report or _log_status)(self.status)
             if applied == 0:
                 if self.pipeline is not None and self.pipeline.in_flight:
-                    self._drain()  # (a failed write moves next_offset back: the next step applies again)
+                    if until_caught_up:
+                        self._drain()  # (a failed write moves next_offset back: the next step applies again)
+                    else:  # (new records are decided while the writers store the last ones)
+                        self._wait_for_records(IN_FLIGHT_WAIT_S)
+                        self._drain(wait=False)
                     continue
                 if until_caught_up:
                     break
                 self._wait_for_records()
         return self.status
 
-    def _drain(self) -> None:
+    def _drain(self, wait: bool = True) -> None:
+        """Waits for the batches in flight to be stored (``wait`` False: only notes those
+        stored); after a failed one, returns to the state before it."""
         try:
-            self.pipeline.drain()
+            self.pipeline.drain() if wait else self.pipeline.settle()
         except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
             self._recover(exc)
         self.status.applied_offset = self.projector.next_offset
@@ -143,12 +153,12 @@ class ProjectorService:
             finally:
                 self.pipeline = None
 
-    def _wait_for_records(self) -> None:
-        """Idle: a log that can block until records come (Kafka) is waited on, WAIT_SLICE_S at
+    def _wait_for_records(self, slice_s: float = WAIT_SLICE_S) -> None:
+        """Idle: a log that can block until records come (Kafka) is waited on, ``slice_s`` at
         a time (no polling while it is quiet); others are looked at again after idle_sleep."""
         if self.log.waits_for_records:
             try:
-                self.log.wait_for_records(self.projector.next_offset, WAIT_SLICE_S)
+                self.log.wait_for_records(self.projector.next_offset, slice_s)
                 return
             except errors.UnavailableError:
                 pass  # the next step reports it
