@@ -464,7 +464,7 @@ class Engine:
             for ids in self._missing_rows(kind.table, table, chunk):
                 written += self._insert_committed(
                     f"INSERT INTO `{table}` (`id`, `pb`) VALUES (?, ?)",
-                    [(node.id, node.SerializeToString()) for node in self._readable_nodes(kind, ids)])
+                    [(node.id, node.SerializeToString(deterministic=True)) for node in self._readable_nodes(kind, ids)])
         return written
 
     def _backfill_reversed_uris(self, chunk: int = 10000) -> int:
@@ -515,7 +515,7 @@ class Engine:
                     result[name].CopyFrom(value)
         table = node_pb.TABLES[kind.name]
         if node_pb.normalise_properties(new, self._read_double, self.db.dialect.int_limit):
-            data = new.SerializeToString()
+            data = new.SerializeToString(deterministic=True)
             self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, data))
             self._remember_form(kind, new.id, data)
         else:

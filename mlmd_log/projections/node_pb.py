@@ -7,6 +7,9 @@ C work (under one microsecond). So beside MLMD's tables the engine keeps, per no
 tables (same fields and presence, the type name, the stored doubles, the times),
 written in the same transaction as the rows and rewritten whenever the node changes.
 
+Forms are serialized deterministically (map entries by key): the same node gets the
+same bytes whichever path wrote it, in any process.
+
 It is a cache in the strict sense: MLMD's tables stay the truth, every filter runs on
 them, and a node without a row here is read from them. So a value whose read form
 only the tables decide (a double SQLite cannot hold, a string that looks like an
@@ -49,7 +52,7 @@ def encode(kind: str, message_cls: type, node: Any, node_id: int, type_name: str
                 return None
             if double is not None and double != value.double_value:
                 extra.append(_double_entry(map_tag, name, double))
-    parts = [node.SerializeToString()]
+    parts = [node.SerializeToString(deterministic=True)]
     for name, empty in tags.always[kind]:
         if not node.HasField(name):
             parts.append(empty)

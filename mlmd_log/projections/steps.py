@@ -217,7 +217,7 @@ class StepWriter:
         stored.last_update_time_since_epoch = now
         if not node_pb.normalise_properties(stored, engine._read_double, engine.db.dialect.int_limit):
             return False, None
-        return True, stored.SerializeToString()
+        return True, stored.SerializeToString(deterministic=True)
 
     def _plan(self, req: svc.PutExecutionRequest, now: int) -> Optional[tuple]:
         engine = self.engine
