@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlmd_log.consumer.pipelined import PipelinedApplier
+from mlmd_log.consumer.writer_process import WriterProcess
 from mlmd_log.producer.records import RecordFactory, as_retry
 from mlmd_log.projections import steps as steps_module
 from mlmd_log.projections.mysql import MySqlBackend
@@ -138,15 +139,16 @@ def test_a_failed_write_drops_the_batches_after_it_and_they_are_applied_again(tm
     records = pipeline_history()
     general, tables = expected(tmp_path, records)
     calls = {"n": 0}
-    original = steps_module.write_rows
+    original = WriterProcess.call
 
-    def flaky(db, inserts, touched):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
-        return original(db, inserts, touched)
+    def flaky(writer, *message):
+        if message[0] == "rows":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        return original(writer, *message)
 
-    monkeypatch.setattr("mlmd_log.consumer.pipelined.write_rows", flaky)
+    monkeypatch.setattr(WriterProcess, "call", flaky)
     target = fresh_database(mysql_url)
     try:
         outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
@@ -169,22 +171,26 @@ def test_a_batch_failing_after_the_next_one_stored_its_rows_takes_that_one_back(
 
     records = pipeline_history(steps=200, late_context=False)
     general, tables = expected(tmp_path, records)
-    original = steps_module.write_rows
+    original = WriterProcess.call
     events: list[str] = []
     lock = threading.Lock()
 
-    def slow_failing(db, inserts, touched):
-        with lock:
-            events.append("insert" if inserts else "end")
-            ends = events.count("end")
-        if not inserts and ends == 3:  # (the third batch's end: the fourth batch is being stored meanwhile)
-            time.sleep(0.5)
+    def slow_failing(writer, *message):
+        if message[0] == "end":
             with lock:
-                events.append("failed")
-            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
-        return original(db, inserts, touched)
+                events.append("end")
+                ends = events.count("end")
+            if ends == 3:  # (the third batch's end: the fourth batch is being stored meanwhile)
+                time.sleep(0.5)
+                with lock:
+                    events.append("failed")
+                raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        original(writer, *message)
+        if message[0] == "rows":
+            with lock:
+                events.append("insert")
 
-    monkeypatch.setattr("mlmd_log.consumer.pipelined.write_rows", slow_failing)
+    monkeypatch.setattr(WriterProcess, "call", slow_failing)
     target = fresh_database(mysql_url)
     try:
         outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
@@ -327,14 +333,14 @@ def test_a_caught_up_service_decides_new_records_while_the_writers_store_the_las
 
     records = pipeline_history(steps=120, late_context=False)
     general, tables = expected(tmp_path, records)
-    original = steps_module.write_rows
+    original = WriterProcess.call
 
-    def slow(db, inserts, touched):
-        if inserts:
+    def slow(writer, *message):
+        if message[0] == "rows":
             time.sleep(1.0)
-        return original(db, inserts, touched)
+        return original(writer, *message)
 
-    monkeypatch.setattr("mlmd_log.consumer.pipelined.write_rows", slow)
+    monkeypatch.setattr(WriterProcess, "call", slow)
     log = MemoryLog()
     setup, first = 20, 80
     log.append(records[:setup])  # (types, seeds, each run's first step: the ordinary way)
@@ -372,5 +378,56 @@ def test_a_caught_up_service_decides_new_records_while_the_writers_store_the_las
             conn.close()
         drop(target)
     assert decided_ahead
+    for table in TABLES:
+        assert dump[table] == tables[table], f"{table} differs"
+
+
+def test_a_killed_writer_process_is_a_lost_connection_the_service_recovers_from(tmp_path, mysql_url):
+    """kill -9 of a writer child mid-run: its batch is lost with its connection, the service
+    connects again (new writers) from the checkpoint, and ends as the general path."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.producer import MemoryLog
+
+    records = pipeline_history(steps=1500)
+    general, tables = expected(tmp_path, records)
+    log = MemoryLog()
+    log.append(records)
+    target = fresh_database(mysql_url)
+    db, reader, admin = MySqlBackend(target), MySqlBackend(target), MySqlBackend(target)
+
+    def applied() -> int:
+        row = admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        return row[0] if row else 0
+
+    try:
+        db.create_schema()
+        service = ProjectorService(log, db, batch_size=20, retry_sleep=0.05, reader=reader)
+        first_writers = [w.pid for w in service.pipeline._writers]
+        thread = threading.Thread(target=service.run, kwargs={"report_every": 1e9}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while applied() < 400 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert applied() < len(records), "the projector finished before the writer was killed"
+        os.kill(first_writers[1], signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while applied() < len(records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.stop()
+        thread.join(30)
+        later_writers = [w.pid for w in service.pipeline._writers]
+        service.close()
+        assert applied() == len(records)
+        dump = dump_mysql(admin, TABLES)
+    finally:
+        for conn in (db, reader, admin):
+            conn.close()
+        drop(target)
+    assert not set(later_writers) & set(first_writers)  # (the service started new writers)
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"

@@ -17,8 +17,10 @@ projection's connection, and meanwhile decides the next batch:
 - each batch is its own transaction, with its checkpoint, as before: a crash leaves the
   projection at a batch boundary. The writer checks that the checkpoint is where the
   batch starts (a second projector is refused, as ``Projector`` refuses it);
-- several writer threads, each on its own connection, store consecutive batches at the
-  same time: the server's work on one batch no longer waits for the last. The batches'
+- several writers store consecutive batches at the same time: the server's work on one
+  batch no longer waits for the last. Each is a child process with its own connection,
+  driven by a thread here (writer_process.py), so that its Python does not slow the
+  main thread down. The batches'
   ids were assigned in memory, so their new rows are independent. A batch commits in
   order: once its rows are in, it waits for the batch before it to commit, and only then
   re-times its inputs (the rows two batches may both update), checks and moves the
@@ -38,16 +40,11 @@ from typing import Iterable, Optional
 
 from mlmd_log import errors
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import (OUTCOME_INSERT, Outcome, Projector, check_checkpoint, earlier_outcomes,
-                                            ids_to_look_up, outcome_rows)
-from mlmd_log.projections.steps import StepsFailed, write_rows
+from mlmd_log.consumer.writer_process import WriterProcess
+from mlmd_log.projections.projector import Outcome, Projector, earlier_outcomes, ids_to_look_up, outcome_rows
+from mlmd_log.projections.steps import StepsFailed
 
 LOG = logging.getLogger("mlmd_log.projector")
-
-# Seconds a writer waits for a row lock. Only rows that clash (which the step writer's
-# memory rules out) can make a batch wait for a later one; that batch then fails and is
-# applied again the ordinary way, instead of the two waiting out the server's default.
-LOCK_WAIT_S = 10
 
 
 @dataclass
@@ -71,8 +68,8 @@ class PipelinedApplier:
     """``apply_batch`` like ``Projector.apply_batch``, writes overlapped (see the module)."""
 
     def __init__(self, projector: Projector, reader: SqlBackend, writers: int = 2):
-        """``writers``: threads storing batches at the same time; the first uses the
-        projector's connection, each other one a connection of its own."""
+        """``writers``: processes storing batches at the same time, each on a connection of
+        its own (the projector's connection serves the ordinary path)."""
         self.projector = projector
         self.engine = projector.engine
         self.db = projector.db
@@ -80,14 +77,18 @@ class PipelinedApplier:
         self._in_flight: list[_Batch] = []  # submitted, in order; pruned once committed
         self._steps_off = False  # the next ordinary batch goes without the step writer
         self.counts = {"pipelined": 0, "ordinary": 0, "failed": 0}  # batches, for reports and tests
-        self._connections = [self.db] + [self.db.another_connection() for _ in range(writers - 1)]
-        for db in self._connections:
-            db.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}")
-        self._queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in self._connections]
+        self._writers: list[WriterProcess] = []
+        try:
+            for _ in range(writers):
+                self._writers.append(WriterProcess(self.db))
+        except BaseException:
+            self._close_writers()
+            raise
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in self._writers]
         self._next_writer = 0
-        self._threads = [threading.Thread(target=self._write_loop, args=(db, q), name=f"mlmd-log-writer-{i}",
+        self._threads = [threading.Thread(target=self._write_loop, args=(w, q), name=f"mlmd-log-writer-{i}",
                                           daemon=True)
-                         for i, (db, q) in enumerate(zip(self._connections, self._queues))]
+                         for i, (w, q) in enumerate(zip(self._writers, self._queues))]
         for thread in self._threads:
             thread.start()
 
@@ -190,12 +191,12 @@ class PipelinedApplier:
                 q.put(None)
         for thread in self._threads:
             thread.join()
-        for db in self._connections[1:]:
-            try:
-                db.close()
-            except Exception:  # noqa: BLE001  (a connection already lost)
-                pass
-        del self._connections[1:]
+        self._close_writers()
+
+    def _close_writers(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
 
     def _ordinary(self, records: list, start: Optional[int] = None) -> list[Outcome]:
         """``Projector.apply_batch`` of ``records`` (from offset ``start`` on), once the writer
@@ -253,35 +254,34 @@ class PipelinedApplier:
         raise failed.error
 
     # -- the writer threads -----------------------------------------------------------
-    def _write_loop(self, db: SqlBackend, batches: queue.Queue) -> None:
+    def _write_loop(self, writer: WriterProcess, batches: queue.Queue) -> None:
         while True:
             batch = batches.get()
             if batch is None:
                 return
             try:
-                self._write(db, batch)
+                self._write(writer, batch)
             except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
                 batch.error = exc
             finally:
                 batch.previous = None  # (or every batch would keep all those before it)
             batch.done.set()
 
-    def _write(self, db: SqlBackend, batch: _Batch) -> None:
+    @staticmethod
+    def _write(writer: WriterProcess, batch: _Batch) -> None:
         previous = batch.previous
         if previous is not None and previous.done.is_set() and previous.error is not None:
             raise errors.AbortedError("an earlier batch failed")  # (decided on top of it: dropped)
-        db.begin()
+        writer.call("rows", batch.inserts, outcome_rows(batch.outcomes))  # (rolled back there if it fails)
         try:
-            write_rows(db, batch.inserts, {})
-            db.executemany(OUTCOME_INSERT, outcome_rows(batch.outcomes))
             if previous is not None:
                 previous.done.wait()
                 if previous.error is not None:
                     raise errors.AbortedError("an earlier batch failed")
-            check_checkpoint(db, batch.start)
-            write_rows(db, {}, batch.touched)
-            db.write_checkpoint(batch.end, batch.last_time_after)
-            db.commit()
+            writer.call("end", batch.start, batch.touched, batch.end, batch.last_time_after)
         except BaseException:
-            db.rollback()
+            try:
+                writer.call("rollback")  # (the child rolled back already if "end" failed there)
+            except Exception:  # noqa: BLE001  (a child that is gone keeps nothing)
+                pass
             raise

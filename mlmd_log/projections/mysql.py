@@ -155,9 +155,10 @@ class MySqlBackend(SqlBackend):
         self.execute(f"USE `{self.target.database}`")
         self.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
-    def another_connection(self) -> "MySqlBackend":
-        """A second connection to the same database (a writer of its own)."""
-        return MySqlBackend(self.target, self.multi_statements)
+    def lost(self, message: str) -> Exception:
+        """The error of a lost connection (an infrastructure error: the service connects
+        again and starts over from the checkpoint)."""
+        return self._pymysql.err.OperationalError(2013, f"Lost connection to MySQL server: {message}")
 
     def with_multi_statements(self) -> "MySqlBackend":
         """This backend, or (closing it) a new connection to its target that takes several
