@@ -3,12 +3,17 @@ thread while the next is decided must leave exactly what the ordinary projector 
 also when a write fails, rows clash, or records are retried across batches."""
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 
 from mlmd_log.consumer.pipelined import PipelinedApplier
 from mlmd_log.consumer.writer_process import WriterProcess
+from mlmd_log.producer import MemoryLog
 from mlmd_log.producer.records import RecordFactory, as_retry
-from mlmd_log.projections import steps as steps_module
 from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
@@ -104,16 +109,17 @@ def expected(tmp_path, records):
     return general, normalised({t: tables[t] for t in TABLES})
 
 
-def pipelined_equals_general(tmp_path, mysql_url, records: list[bytes], batch_size: int) -> dict:
+def pipelined_equals_general(tmp_path, mysql_url, records: list[bytes], batch_size: int, failures: int = 0) -> dict:
     """Applies ``records`` pipelined into a fresh MySQL database; requires the outcomes and
-    tables of the general path on SQLite; returns the applier's counts."""
+    tables of the general path on SQLite (and ``failures`` failed batches, each applied
+    again); returns the applier's counts."""
     general, tables = expected(tmp_path, records)
     target = fresh_database(mysql_url)
     try:
         outcomes, dump, counts, errors_seen = run_pipelined(target, records, batch_size)
     finally:
         drop(target)
-    assert errors_seen == 0
+    assert errors_seen == failures and counts["failed"] == failures
     assert outcomes == general
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"
@@ -137,7 +143,6 @@ def test_a_failed_write_drops_the_batches_after_it_and_they_are_applied_again(tm
     import pymysql
 
     records = pipeline_history()
-    general, tables = expected(tmp_path, records)
     calls = {"n": 0}
     original = WriterProcess.call
 
@@ -149,28 +154,16 @@ def test_a_failed_write_drops_the_batches_after_it_and_they_are_applied_again(tm
         return original(writer, *message)
 
     monkeypatch.setattr(WriterProcess, "call", flaky)
-    target = fresh_database(mysql_url)
-    try:
-        outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
-    finally:
-        drop(target)
-    assert errors_seen == 1 and counts["failed"] == 1
-    assert outcomes == general
-    for table in TABLES:
-        assert dump[table] == tables[table], f"{table} differs"
+    pipelined_equals_general(tmp_path, mysql_url, records, 25, failures=1)
 
 
 def test_a_batch_failing_after_the_next_one_stored_its_rows_takes_that_one_back(tmp_path, mysql_url, monkeypatch):
     """Two writers: batch k fails at its end, when batch k+1 (the other writer) has already
     inserted its rows and waits to commit. Batch k+1 must roll back (it commits only after
     k), and both are applied again: nothing twice, nothing lost."""
-    import threading
-    import time
-
     import pymysql
 
     records = pipeline_history(steps=200, late_context=False)
-    general, tables = expected(tmp_path, records)
     original = WriterProcess.call
     events: list[str] = []
     lock = threading.Lock()
@@ -191,17 +184,9 @@ def test_a_batch_failing_after_the_next_one_stored_its_rows_takes_that_one_back(
                 events.append("insert")
 
     monkeypatch.setattr(WriterProcess, "call", slow_failing)
-    target = fresh_database(mysql_url)
-    try:
-        outcomes, dump, counts, errors_seen = run_pipelined(target, records, 25)
-    finally:
-        drop(target)
+    pipelined_equals_general(tmp_path, mysql_url, records, 25, failures=1)
     failed_at = events.index("failed")
     assert events[:failed_at].count("insert") == 4  # (the batch after the failed one had stored its rows)
-    assert errors_seen == 1 and counts["failed"] == 1
-    assert outcomes == general
-    for table in TABLES:
-        assert dump[table] == tables[table], f"{table} differs"
 
 
 def test_rows_that_clash_send_the_batch_the_ordinary_way_without_steps(tmp_path, mysql_url):
@@ -253,51 +238,65 @@ def test_rows_that_clash_send_the_batch_the_ordinary_way_without_steps(tmp_path,
     assert pipelined_dump == ordinary_dump
 
 
+
+class ServiceRun:
+    """A pipelined ProjectorService following ``log`` into a fresh MySQL database, in a
+    thread, with an admin connection to watch its checkpoint."""
+
+    def __init__(self, mysql_url, log, **service_options):
+        from mlmd_log.consumer.service import ProjectorService
+
+        self.target = fresh_database(mysql_url)
+        self.db, self.reader, self.admin = MySqlBackend(self.target), MySqlBackend(self.target), MySqlBackend(self.target)
+        self.db.create_schema()
+        self.service = ProjectorService(log, self.db, reader=self.reader, **service_options)
+        self.thread = threading.Thread(target=self.service.run, kwargs={"report_every": 1e9}, daemon=True)
+
+    def __enter__(self) -> "ServiceRun":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for conn in (self.db, self.reader, self.admin):
+            conn.close()
+        drop(self.target)
+
+    def applied(self) -> int:
+        row = self.admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        return row[0] if row else 0
+
+    @staticmethod
+    def wait_until(condition, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def finish(self, records: int) -> dict:
+        """Once all ``records`` are applied: stops the service; returns the tables."""
+        self.wait_until(lambda: self.applied() >= records, 90)
+        self.service.stop()
+        self.thread.join(30)
+        self.last_writers = [w.pid for w in self.service.pipeline._writers]  # (before close ends them)
+        self.service.close()
+        assert self.applied() == records
+        return dump_mysql(self.admin, TABLES)
+
+
 def test_service_reconnects_after_its_connections_are_killed_and_ends_as_the_general_path(tmp_path, mysql_url):
     """The server drops both connections of a running (pipelined) projector service, twice;
     it connects again, starts over from the projection's checkpoint, and ends with what the
     general path leaves."""
-    import threading
-    import time
-
-    from mlmd_log.consumer.service import ProjectorService
-    from mlmd_log.producer import MemoryLog
-
     records = pipeline_history(steps=1500)
     general, tables = expected(tmp_path, records)
     log = MemoryLog()
     log.append(records)
-    target = fresh_database(mysql_url)
-    db, reader, admin = MySqlBackend(target), MySqlBackend(target), MySqlBackend(target)
-    try:
-        db.create_schema()
-        service = ProjectorService(log, db, batch_size=20, retry_sleep=0.05, reader=reader)
-        thread = threading.Thread(target=service.run, kwargs={"report_every": 1e9}, daemon=True)
-        thread.start()
-
-        def applied() -> int:
-            row = admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            return row[0] if row else 0
-
+    with ServiceRun(mysql_url, log, batch_size=20, retry_sleep=0.05) as run:
         for kill in (300, 900):
-            deadline = time.monotonic() + 60
-            while applied() < kill and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert applied() < len(records), "the projector finished before the connections were killed"
-            for conn in (db, reader):
-                admin.execute(f"KILL CONNECTION {int(conn.conn.thread_id())}")
-        deadline = time.monotonic() + 90
-        while applied() < len(records) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        service.stop()
-        thread.join(30)
-        service.close()
-        assert applied() == len(records)
-        dump = dump_mysql(admin, TABLES)
-    finally:
-        for conn in (db, reader, admin):
-            conn.close()
-        drop(target)
+            run.wait_until(lambda: run.applied() >= kill)
+            assert run.applied() < len(records), "the projector finished before the connections were killed"
+            for conn in (run.db, run.reader):
+                run.admin.execute(f"KILL CONNECTION {int(conn.conn.thread_id())}")
+        dump = run.finish(len(records))
     assert [o.error_code for o in general].count(0) == len(records)
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"
@@ -325,12 +324,6 @@ def test_a_caught_up_service_decides_new_records_while_the_writers_store_the_las
     """Caught up with batches still being stored, the service does not wait for the writers:
     records appended meanwhile are decided at once (the writers commit in the background),
     and the projection ends as the general path leaves it."""
-    import threading
-    import time
-
-    from mlmd_log.consumer.service import ProjectorService
-    from mlmd_log.producer import MemoryLog
-
     records = pipeline_history(steps=120, late_context=False)
     general, tables = expected(tmp_path, records)
     original = WriterProcess.call
@@ -344,39 +337,16 @@ def test_a_caught_up_service_decides_new_records_while_the_writers_store_the_las
     log = MemoryLog()
     setup, first = 20, 80
     log.append(records[:setup])  # (types, seeds, each run's first step: the ordinary way)
-    target = fresh_database(mysql_url)
-    db, reader, admin = MySqlBackend(target), MySqlBackend(target), MySqlBackend(target)
-
-    def applied() -> int:
-        row = admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        return row[0] if row else 0
-
-    def wait_until(condition, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-    try:
-        db.create_schema()
-        service = ProjectorService(log, db, batch_size=1000, idle_sleep=0.001, reader=reader)
-        thread = threading.Thread(target=service.run, kwargs={"report_every": 1e9}, daemon=True)
-        thread.start()
-        wait_until(lambda: applied() >= setup)
+    with ServiceRun(mysql_url, log, batch_size=1000, idle_sleep=0.001) as run:
+        projector = lambda: run.service.projector  # noqa: E731  (a restart would replace it)
+        run.wait_until(lambda: run.applied() >= setup)
         log.append(records[setup:first])
-        wait_until(lambda: service.projector.next_offset >= first)
-        assert service.pipeline.in_flight  # (the last batch of the first records is being stored)
+        run.wait_until(lambda: projector().next_offset >= first)
+        assert run.service.pipeline.in_flight  # (the last batch of the first records is being stored)
         log.append(records[first:])
-        wait_until(lambda: service.projector.next_offset >= len(records), 0.5)
-        decided_ahead = service.projector.next_offset >= len(records) and applied() < first
-        wait_until(lambda: applied() >= len(records))
-        service.stop()
-        thread.join(30)
-        service.close()
-        dump = dump_mysql(admin, TABLES)
-    finally:
-        for conn in (db, reader, admin):
-            conn.close()
-        drop(target)
+        run.wait_until(lambda: projector().next_offset >= len(records), 0.5)
+        decided_ahead = projector().next_offset >= len(records) and run.applied() < first
+        dump = run.finish(len(records))
     assert decided_ahead
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"
@@ -385,49 +355,16 @@ def test_a_caught_up_service_decides_new_records_while_the_writers_store_the_las
 def test_a_killed_writer_process_is_a_lost_connection_the_service_recovers_from(tmp_path, mysql_url):
     """kill -9 of a writer child mid-run: its batch is lost with its connection, the service
     connects again (new writers) from the checkpoint, and ends as the general path."""
-    import os
-    import signal
-    import threading
-    import time
-
-    from mlmd_log.consumer.service import ProjectorService
-    from mlmd_log.producer import MemoryLog
-
     records = pipeline_history(steps=1500)
     general, tables = expected(tmp_path, records)
     log = MemoryLog()
     log.append(records)
-    target = fresh_database(mysql_url)
-    db, reader, admin = MySqlBackend(target), MySqlBackend(target), MySqlBackend(target)
-
-    def applied() -> int:
-        row = admin.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        return row[0] if row else 0
-
-    try:
-        db.create_schema()
-        service = ProjectorService(log, db, batch_size=20, retry_sleep=0.05, reader=reader)
-        first_writers = [w.pid for w in service.pipeline._writers]
-        thread = threading.Thread(target=service.run, kwargs={"report_every": 1e9}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while applied() < 400 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert applied() < len(records), "the projector finished before the writer was killed"
+    with ServiceRun(mysql_url, log, batch_size=20, retry_sleep=0.05) as run:
+        first_writers = [w.pid for w in run.service.pipeline._writers]
+        run.wait_until(lambda: run.applied() >= 400)
+        assert run.applied() < len(records), "the projector finished before the writer was killed"
         os.kill(first_writers[1], signal.SIGKILL)
-        deadline = time.monotonic() + 90
-        while applied() < len(records) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        service.stop()
-        thread.join(30)
-        later_writers = [w.pid for w in service.pipeline._writers]
-        service.close()
-        assert applied() == len(records)
-        dump = dump_mysql(admin, TABLES)
-    finally:
-        for conn in (db, reader, admin):
-            conn.close()
-        drop(target)
-    assert not set(later_writers) & set(first_writers)  # (the service started new writers)
+        dump = run.finish(len(records))
+    assert run.last_writers and not set(run.last_writers) & set(first_writers)  # (the service started new ones)
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"
