@@ -420,7 +420,11 @@ def test_sigterm_during_puts_loses_no_acknowledged_write(tmp_path):
     assert code == 0, err
     assert "store closed" in err
     assert len(acknowledged) > 50
-    assert set(failures) <= {"UnavailableError", "CancelledError"}, failures
+    # A put in flight at the SIGTERM is refused (UNAVAILABLE), cut off after the grace period
+    # (CANCELLED, default 30 s), or outlives its 20 s client deadline within that grace period
+    # (seen once in a full CI run): none of them was acknowledged, and the restarted server
+    # below must hold every one that was.
+    assert set(failures) <= {"UnavailableError", "CancelledError", "DeadlineExceededError"}, failures
 
     restarted = ServerProcess("--config", str(config_file))
     try:
