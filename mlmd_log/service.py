@@ -415,7 +415,12 @@ class AsyncPuts:
     appends queued records in batches and resolves each Future with the put's response
     (or its MLMD error) once applied. ``flush`` waits for everything submitted so far."""
 
-    def __init__(self, transport: Any, max_batch: int = 1000, client_name: str = "mlmd-log-async"):
+    def __init__(self, transport: Any, max_batch: int = 1000, client_name: str = "mlmd-log-async",
+                 linger_s: float = 0.02):
+        """``linger_s``: how long a batch waits for more puts once its first came, unless it
+        fills up (``max_batch``) or a flush asks for it. Puts that trickle in one at a time
+        would otherwise each be an append of its own and a wait for outcomes of its own,
+        which cost the writer, the broker and the projection far more than the records."""
         from concurrent.futures import Future
 
         self._future_class = Future
@@ -423,6 +428,7 @@ class AsyncPuts:
         self._records = RecordFactory(client_name)
         self._queue: "queue.Queue" = queue.Queue()
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._closed = False
         self._resolve_queue: "queue.Queue" = queue.Queue()
         self._group_waits = UsualWait(first_look=0.5)  # (a group's outcomes, see _outcomes)
@@ -460,9 +466,10 @@ class AsyncPuts:
             if item is None:
                 return
             batch = [item]
-            while len(batch) < self._max_batch:
+            deadline = time.monotonic() + self._linger_s
+            while len(batch) < self._max_batch and batch[-1][0] is not None:  # (a flush ends the batch)
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if nxt is None:

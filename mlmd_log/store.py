@@ -87,13 +87,14 @@ class MetadataStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def async_puts(self, max_batch: int = 1000) -> Any:
+    def async_puts(self, max_batch: int = 1000, linger_s: float = 0.02) -> Any:
         """An ``AsyncPuts`` on this store: ``submit(rpc, request)`` returns a Future of the put's
-        response at once; records are appended in batches; ``flush()`` waits for all outcomes.
+        response at once; records are appended in batches (of up to ``max_batch``, each waiting
+        up to ``linger_s`` for more puts); ``flush()`` waits for all outcomes.
         Not part of ml-metadata's API: mlmd-log's high-throughput write path."""
         from mlmd_log.service import AsyncPuts
 
-        return AsyncPuts(self._transport, max_batch=max_batch)
+        return AsyncPuts(self._transport, max_batch=max_batch, linger_s=linger_s)
 
     def _call(self, rpc: str, request: Any) -> Any:
         """Runs one RPC, retrying AbortedError (concurrent first creation) like ml-metadata."""

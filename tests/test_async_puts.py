@@ -7,6 +7,7 @@ import pytest
 import mlmd_log as mlmd
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log import service as mlmd_service
 from mlmd_log.service import StoreConfig
 
 
@@ -159,3 +160,46 @@ def test_outcomes_of_scattered_offsets_are_read_alone(tmp_path):
     assert list(created.artifact_ids) == [9]  # the rejected put took no id
     assert type_offset == offsets[0] - 1
     transport.close()
+
+
+def test_puts_that_trickle_in_are_appended_together_and_a_flush_does_not_linger(tmp_path):
+    """Puts submitted one at a time, a millisecond or two apart, wait up to ``linger_s``
+    for the rest of their batch: a few appends (and outcome waits) for many puts, not one
+    each. A flush ends the batch at once."""
+    import time
+
+    store = mlmd.MetadataStore(StoreConfig.from_directory(str(tmp_path)))
+    try:
+        type_id = store.put_artifact_type(pb.ArtifactType(name="T"))
+        transport = store._transport
+        appended: list[int] = []
+        real_append = transport.append
+
+        def counting_append(payloads):
+            appended.append(len(payloads))
+            return real_append(payloads)
+
+        transport.append = counting_append
+        puts = mlmd_service.AsyncPuts(transport, linger_s=0.2)
+        futures = []
+        for i in range(40):
+            futures.append(puts.submit("PutArtifacts", svc.PutArtifactsRequest(
+                artifacts=[pb.Artifact(type_id=type_id, uri=f"u://{i}")])))
+            time.sleep(0.002)
+        started = time.monotonic()
+        puts.flush(timeout=10)
+        flushed_in = time.monotonic() - started
+        assert [f.result().artifact_ids[0] for f in futures] == list(range(1, 41))
+        assert sum(appended) == 40 and len(appended) <= 4, appended
+        assert flushed_in < 0.2  # (the flush did not wait out the linger of the last batch)
+        puts.close()
+        unbatched = mlmd_service.AsyncPuts(transport, linger_s=0.0)
+        before = len(appended)
+        for i in range(10):
+            unbatched.submit("PutArtifacts", svc.PutArtifactsRequest(
+                artifacts=[pb.Artifact(type_id=type_id, uri=f"v://{i}")]))
+            time.sleep(0.002)
+        unbatched.close()
+        assert len(appended) - before >= 5  # (without a linger, nearly one append each)
+    finally:
+        store.close()
