@@ -30,6 +30,11 @@ import subprocess
 import sys
 from typing import Any, BinaryIO, Optional
 
+from mlmd_log import errors
+from mlmd_log.projections.mysql import MySqlBackend
+from mlmd_log.projections.projector import OUTCOME_INSERT, check_checkpoint
+from mlmd_log.projections.steps import write_rows
+
 # Seconds a writer waits for a row lock. Only rows that clash (which the step writer's
 # memory rules out) can make a batch wait for a later one; that batch then fails and is
 # applied again the ordinary way, instead of the two waiting out the server's default.
@@ -104,34 +109,45 @@ class WriterProcess:
         return self._proc.pid
 
 
-def _serve(db: Any, message: tuple) -> None:
-    from mlmd_log.projections.projector import OUTCOME_INSERT, check_checkpoint
-    from mlmd_log.projections.steps import write_rows
+class _Session:
+    """The child's connection and whether a batch's transaction is open on it."""
 
-    kind = message[0]
-    if kind == "rows":
-        _, inserts, outcome_rows = message
-        db.rollback()  # (nothing should be open; a transaction left open would be committed by the next BEGIN)
-        db.begin()
-        write_rows(db, inserts, {})
-        db.executemany(OUTCOME_INSERT, outcome_rows)
-    elif kind == "end":
-        _, start, touched, end, last_time_ms = message
-        check_checkpoint(db, start)
-        write_rows(db, {}, touched)
-        db.write_checkpoint(end, last_time_ms)
-        db.commit()
-    elif kind == "rollback":
-        db.rollback()
-    else:
-        raise ValueError(f"unknown message {kind!r}")
+    def __init__(self, db: Any):
+        self.db = db
+        self.open = False
+
+    def serve(self, message: tuple) -> None:
+        db, kind = self.db, message[0]
+        if kind == "rows":
+            _, inserts, outcome_rows = message
+            if self.open:  # (never left open: the next BEGIN would commit half a batch)
+                self.rollback()
+            db.begin()
+            self.open = True
+            write_rows(db, inserts, {})
+            db.executemany(OUTCOME_INSERT, outcome_rows)
+        elif kind == "end":
+            _, start, touched, end, last_time_ms = message
+            check_checkpoint(db, start)
+            write_rows(db, {}, touched)
+            db.write_checkpoint(end, last_time_ms)
+            db.commit()
+            self.open = False
+        elif kind == "rollback":
+            self.rollback()
+        else:
+            raise ValueError(f"unknown message {kind!r}")
+
+    def rollback(self) -> None:
+        """Rolls the open transaction back (no round trip when none is open)."""
+        if self.open:
+            self.db.rollback()
+            self.open = False
 
 
 def main(stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) -> int:
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
-    from mlmd_log.projections.mysql import MySqlBackend
-
     ok, target = _receive(stdin)
     if not ok:
         return 0
@@ -142,16 +158,18 @@ def main(stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) ->
         _send(stdout, _picklable(exc))
         return 1
     _send(stdout, None)
+    session = _Session(db)
     try:
         while True:
             ok, message = _receive(stdin)
             if not ok or message is None:
                 return 0
             try:
-                _serve(db, message)
+                session.serve(message)
                 answer = None
             except BaseException as exc:  # noqa: BLE001  (the parent raises it)
-                db.rollback()
+                db.rollback()  # (whatever failed, a commit included)
+                session.open = False
                 answer = _picklable(exc)
             _send(stdout, answer)
     finally:
@@ -163,7 +181,6 @@ def _picklable(exc: BaseException) -> BaseException:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:  # noqa: BLE001
-        from mlmd_log import errors
         return errors.InternalError(f"{type(exc).__name__}: {exc}")
 
 
