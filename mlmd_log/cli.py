@@ -82,8 +82,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
         return _project_mirrored(args)
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
-    # Into MySQL, a second connection lets a writer thread store one batch while the next
-    # is decided (consumer/pipelined.py).
+    # Into MySQL, a second connection (for retried records' earlier outcomes) lets writer
+    # processes store batches while the next is decided (consumer/pipelined.py).
     reader = open_projection(args.into) if args.into.startswith("mysql://") and args.pipeline else None
     service = ProjectorService(log, db, batch_size=args.batch_size, reader=reader)
     service.install_signal_handlers()
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "MySQL in bulk (several times faster than one round trip per statement)")
     p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                    help="into mysql:// without --staging: write each batch before deciding the next (by default "
-                        "a thread writes one batch of pipeline steps while the next is decided)")
+                        "two writer processes store batches of pipeline steps while the next is decided)")
     p.add_argument("--stager", choices=["process", "thread"], default="process",
                    help="with --staging: apply the log to staging in a child process (default; the state machine "
                         "and the copy into MySQL then use two cores) or in a thread of this one")

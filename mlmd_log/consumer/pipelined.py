@@ -4,14 +4,14 @@ Applying a batch of pipeline steps into MySQL is two halves of about equal lengt
 Python that decides each record's outcome and builds its rows (the step writer, from
 memory), and the wait while the server stores those rows. Done one after the other, the
 projector's process sits idle half the time. ``PipelinedApplier`` hands each batch's
-rows, outcomes and checkpoint to a writer thread, which writes and commits them on the
-projection's connection, and meanwhile decides the next batch:
+rows, outcomes and checkpoint to a writer, which writes and commits them, and meanwhile
+decides the next batch:
 
 - records go this way while each is a step the engine can settle from memory
   (``StepWriter.reads_allowed`` off: nothing is read from the projection) or a retry of
-  a record whose outcome is known. A record that is neither waits for the writer to
-  finish and is applied alone the ordinary way (``Projector.apply_batch``) on the same
-  connection, which also teaches the engine's memory what the records after it need;
+  a record whose outcome is known. A record that is neither waits for the writers to
+  finish and is applied alone the ordinary way (``Projector.apply_batch``) on the
+  projector's connection, which also teaches the engine's memory what the records after it need;
 - retries are recognised from the batches still in flight (in memory) and, for those
   committed, from a second connection (outcomes never change once committed);
 - each batch is its own transaction, with its checkpoint, as before: a crash leaves the
@@ -116,7 +116,7 @@ class PipelinedApplier:
             applied += outcomes
             if undecided is None:
                 break
-            # That record alone the ordinary way, once the writer has stored what was handed
+            # That record alone the ordinary way, once the writers have stored what was handed
             # over (the ordinary path reads the projection); then the rest from memory again.
             offset = pending[undecided][0]
             alone = self._ordinary([(offset, payloads[offset])], offset)
@@ -128,7 +128,7 @@ class PipelinedApplier:
 
     def _decide(self, pending: list) -> tuple[list[Outcome], Optional[int]]:
         """Settles records from memory up to the first it cannot (its index, or None) and
-        hands those settled over to the writer."""
+        hands those settled over to the writers."""
         projector, engine = self.projector, self.engine
         start, last_time_before, snapshot = projector.next_offset, projector.last_time_ms, engine.snapshot()
         seen = self._earlier(pending)
@@ -161,7 +161,7 @@ class PipelinedApplier:
 
     @property
     def in_flight(self) -> bool:
-        """Whether batches handed to the writer may still be unwritten."""
+        """Whether batches handed to the writers may still be uncommitted."""
         return bool(self._in_flight)
 
     def drain(self) -> None:
@@ -177,15 +177,15 @@ class PipelinedApplier:
         self._settle()
 
     def close(self) -> None:
-        """Writes what is in flight, then stops the writer threads."""
+        """Writes what is in flight, then stops the writers."""
         try:
             self.drain()
         finally:
             self.stop()
 
     def stop(self) -> None:
-        """Stops the writer threads once they have dealt with what was handed over (after a
-        failure: rolled back), and closes the connections of their own."""
+        """Stops the writers' threads once they have dealt with what was handed over (after a
+        failure: rolled back), and ends their processes."""
         for thread, q in zip(self._threads, self._queues):
             if thread.is_alive():
                 q.put(None)
@@ -199,7 +199,7 @@ class PipelinedApplier:
         self._writers.clear()
 
     def _ordinary(self, records: list, start: Optional[int] = None) -> list[Outcome]:
-        """``Projector.apply_batch`` of ``records`` (from offset ``start`` on), once the writer
+        """``Projector.apply_batch`` of ``records`` (from offset ``start`` on), once the writers
         has stored everything handed over."""
         self.drain()
         if start is not None:
@@ -253,7 +253,7 @@ class PipelinedApplier:
             return True
         raise failed.error
 
-    # -- the writer threads -----------------------------------------------------------
+    # -- the threads that drive the writer processes -------------------------------------
     def _write_loop(self, writer: WriterProcess, batches: queue.Queue) -> None:
         while True:
             batch = batches.get()

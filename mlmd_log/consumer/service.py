@@ -45,7 +45,7 @@ class ProjectorService:
     def __init__(self, log: Log, db: SqlBackend, batch_size: int = 2000, idle_sleep: float = 0.005,
                  retry_sleep: float = 1.0, reader: Optional[SqlBackend] = None):
         """``reader``: a second connection to the projection; with it, batches of pipeline steps
-        are written by a thread while the next batch is decided (``PipelinedApplier``)."""
+        are stored by writer processes while the next batch is decided (``PipelinedApplier``)."""
         self.log = log
         self.db = db
         self.reader = reader
@@ -146,7 +146,7 @@ class ProjectorService:
         self.status.applied_offset = self.projector.next_offset
 
     def close(self) -> None:
-        """Writes the batches in flight (pipelined) and stops the writer thread."""
+        """Writes the batches in flight (pipelined) and stops the writers."""
         if self.pipeline is not None:
             try:
                 self.pipeline.close()
