@@ -410,13 +410,17 @@ def _as_status_error(exc: BaseException) -> errors.StatusError:
     return errors.InternalError(f"Asynchronous put failed: {type(exc).__name__}: {exc}")
 
 
+ASYNC_MAX_BATCH = 1000  # AsyncPuts: most puts an append holds ...
+ASYNC_LINGER_S = 0.02  # ... and how long it waits for more once the first came
+
+
 class AsyncPuts:
     """High-throughput puts: ``submit`` returns a Future at once; a background thread
     appends queued records in batches and resolves each Future with the put's response
     (or its MLMD error) once applied. ``flush`` waits for everything submitted so far."""
 
-    def __init__(self, transport: Any, max_batch: int = 1000, client_name: str = "mlmd-log-async",
-                 linger_s: float = 0.02):
+    def __init__(self, transport: Any, max_batch: int = ASYNC_MAX_BATCH, client_name: str = "mlmd-log-async",
+                 linger_s: float = ASYNC_LINGER_S):
         """``linger_s``: how long a batch waits for more puts once its first came, unless it
         fills up (``max_batch``) or a flush asks for it. Puts that trickle in one at a time
         would otherwise each be an append of its own and a wait for outcomes of its own,

@@ -87,14 +87,15 @@ class MetadataStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def async_puts(self, max_batch: int = 1000, linger_s: float = 0.02) -> Any:
+    def async_puts(self, max_batch: Optional[int] = None, linger_s: Optional[float] = None) -> Any:
         """An ``AsyncPuts`` on this store: ``submit(rpc, request)`` returns a Future of the put's
         response at once; records are appended in batches (of up to ``max_batch``, each waiting
-        up to ``linger_s`` for more puts); ``flush()`` waits for all outcomes.
-        Not part of ml-metadata's API: mlmd-log's high-throughput write path."""
-        from mlmd_log.service import AsyncPuts
+        up to ``linger_s`` for more puts; defaults in ``service.ASYNC_*``); ``flush()`` waits for
+        all outcomes. Not part of ml-metadata's API: mlmd-log's high-throughput write path."""
+        from mlmd_log.service import ASYNC_LINGER_S, ASYNC_MAX_BATCH, AsyncPuts
 
-        return AsyncPuts(self._transport, max_batch=max_batch, linger_s=linger_s)
+        return AsyncPuts(self._transport, max_batch=ASYNC_MAX_BATCH if max_batch is None else max_batch,
+                         linger_s=ASYNC_LINGER_S if linger_s is None else linger_s)
 
     def _call(self, rpc: str, request: Any) -> Any:
         """Runs one RPC, retrying AbortedError (concurrent first creation) like ml-metadata."""
