@@ -102,8 +102,8 @@ class MySqlBackend(SqlBackend):
             with conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS `{target.database}` "
                             "CHARACTER SET utf8mb4")
-                cur.execute(f"USE `{target.database}`")
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                for statement in self._session_statements():
+                    cur.execute(statement)
         except pymysql.err.MySQLError as exc:
             raise errors.UnavailableError(
                 f"Cannot connect to MySQL at {target.host}:{target.port}/{target.database}: {exc}") from exc
@@ -152,8 +152,13 @@ class MySqlBackend(SqlBackend):
         except self._pymysql.err.Error:
             self.conn.connect()  # (the same parameters and flags as the first time)
         self._cursor = None
-        self.execute(f"USE `{self.target.database}`")
-        self.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        for statement in self._session_statements():
+            self.execute(statement)
+
+    def _session_statements(self) -> list[str]:
+        """What a connection runs first, and again after reconnecting: its database, and
+        READ COMMITTED (each statement sees what is committed, as the projector expects)."""
+        return [f"USE `{self.target.database}`", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"]
 
     def lost(self, message: str) -> Exception:
         """The error of a lost connection (an infrastructure error: the service connects
