@@ -368,3 +368,34 @@ def test_a_killed_writer_process_is_a_lost_connection_the_service_recovers_from(
     assert run.last_writers and not set(run.last_writers) & set(first_writers)  # (the service started new ones)
     for table in TABLES:
         assert dump[table] == tables[table], f"{table} differs"
+
+
+def test_a_writer_that_cannot_connect_raises_unavailable_and_leaves_no_process(mysql_url, monkeypatch):
+    """The child's own connection failing (here: a wrong password) reaches the parent as
+    UnavailableError, which the service retries, and the child has exited."""
+    import subprocess
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from mlmd_log import errors
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    target = fresh_database(mysql_url)
+    db = MySqlBackend(target)
+    try:
+        handle = SimpleNamespace(target=replace(target, password="not-" + target.password), lost=db.lost)
+        monkeypatch.setattr(subprocess, "Popen", recording_popen)
+        with pytest.raises(errors.UnavailableError, match="Cannot connect to MySQL"):
+            WriterProcess(handle)
+        monkeypatch.undo()
+        assert len(started) == 1
+        assert started[0].wait(timeout=10) == 1  # (it exited after reporting)
+    finally:
+        db.close()
+        drop(target)

@@ -73,7 +73,11 @@ class WriterProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen([sys.executable, "-m", "mlmd_log.consumer.writer_process"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self._exchange(db.target)  # (answered once connected)
+        try:
+            self._exchange(db.target)  # (answered once connected)
+        except BaseException:
+            self.close()  # (the child has exited or is told to; its pipes are closed here)
+            raise
 
     def call(self, *message: Any) -> None:
         self._exchange(message)
