@@ -98,9 +98,12 @@ class WriterProcess:
         does not within a few seconds."""
         try:
             _send(self._proc.stdin, None)
-            self._proc.stdin.close()
         except (OSError, ValueError):
-            pass
+            pass  # (it is gone already)
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass  # (a broken pipe while flushing: the handle is closed all the same)
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
