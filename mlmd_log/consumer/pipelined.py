@@ -72,7 +72,6 @@ class PipelinedApplier:
         its own (the projector's connection serves the ordinary path)."""
         self.projector = projector
         self.engine = projector.engine
-        self.db = projector.db
         self.reader = reader
         self._in_flight: list[_Batch] = []  # submitted, in order; pruned once committed
         self._steps_off = False  # the next ordinary batch goes without the step writer
@@ -80,7 +79,7 @@ class PipelinedApplier:
         self._writers: list[WriterProcess] = []
         try:
             for _ in range(writers):
-                self._writers.append(WriterProcess(self.db))
+                self._writers.append(WriterProcess(projector.db))
         except BaseException:
             self._close_writers()
             raise
