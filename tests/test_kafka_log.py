@@ -167,6 +167,21 @@ def test_read_from_any_offset_with_a_limit(log: KafkaLog) -> None:
     assert list(log.read(7)) == []  # start == end: nothing, no error
 
 
+def test_a_reader_behind_learns_the_end_from_its_fetches(log: KafkaLog, monkeypatch) -> None:
+    log.append([bytes([i]) for i in range(10)])
+    assert [offset for offset, _ in log.read(0, 3)] == [0, 1, 2]
+    asked = []
+    ask = log._end_offset_with
+    monkeypatch.setattr(log, "_end_offset_with", lambda consumer: asked.append(1) or ask(consumer))
+    # The fetch answer's high watermark tells a reader at 3 that the log goes on to 10.
+    assert log.end_offset_beyond(3) == 10 and asked == []
+    assert [offset for offset, _ in log.read(3, 7)] == list(range(3, 10)) and asked == []
+    log.append([b"x"])
+    assert log.end_offset_beyond(9) == 10 and asked == []  # a lower bound, still beyond the reader
+    assert log.end_offset_beyond(10) == 11 and asked == [1]  # at the known end: asks the broker
+    assert log.end_offset_beyond(3) == 11 and log.end_offset() == 11
+
+
 def test_read_arguments_are_checked_at_the_call(log: KafkaLog) -> None:
     log.append([b"a"])
     with pytest.raises(OutOfRangeError):

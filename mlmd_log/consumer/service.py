@@ -94,9 +94,9 @@ class ProjectorService:
 
     def step(self) -> int:
         """Applies at most one batch; returns how many records it applied."""
-        end = self.log.end_offset()
-        self.status.end_offset = end
         start = self.projector.next_offset
+        end = self.log.end_offset_beyond(start)  # (while behind, the end the last fetch saw)
+        self.status.end_offset = end
         if start >= end:
             return 0
         started = time.monotonic()

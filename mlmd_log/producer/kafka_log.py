@@ -159,6 +159,7 @@ class KafkaLog(Log):
         self._idle_consumers: list[Any] = []
         self._closed = False
         self._producer = None
+        self._known_end = 0  # the highest end offset a request or fetch answer gave (see end_offset_beyond)
         self._connect("connecting to", lambda: self._ensure_topic(
             create, replication_factor, dict(topic_configs or {})
         ))
@@ -311,9 +312,21 @@ class KafkaLog(Log):
         self._give_back(consumer)
         return end
 
+    def end_offset_beyond(self, offset: int) -> int:
+        """Every fetch answer carries the high watermark: a reader that is behind needs no
+        request of its own to learn that it is."""
+        known = self._known_end
+        return known if known > offset else self.end_offset()
+
+    def _learn_end(self, end: int) -> int:
+        if end > self._known_end:  # (a race between threads only leaves a lower bound)
+            self._known_end = end
+        return end
+
     def read(self, start: int, max_records: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """Validate now (one request for the end offset); the generator streams fetches."""
-        end = self.end_offset()
+        """Validate now (a request for the end offset, unless a fetch told it already); the
+        generator streams fetches."""
+        end = self.end_offset_beyond(start)
         check_read_args(start, max_records, end)
         return self._iter_records(start, max_records, end)
 
@@ -327,8 +340,8 @@ class KafkaLog(Log):
             consumer.seek(self._tp, start)
             offset, emitted = start, 0
             while max_records is None or emitted < max_records:
-                if offset >= end:
-                    end = self._end_offset_with(consumer)  # include what arrived meanwhile
+                if offset >= end:  # include what arrived meanwhile
+                    end = self._known_end if self._known_end > offset else self._end_offset_with(consumer)
                     if offset >= end:
                         break
                 want = end - offset if max_records is None else min(end - offset, max_records - emitted)
@@ -387,6 +400,7 @@ class KafkaLog(Log):
                 raise self._unavailable(f"reading from offset {offset}", e) from None
             records = batches.get(self._tp, [])
             if records:
+                self._learn_end(consumer.highwater(self._tp) or 0)
                 return records
             waited_ms += _POLL_MS
             if waited_ms >= self.timeout_s * 1000:
@@ -398,7 +412,7 @@ class KafkaLog(Log):
 
     def _end_offset_with(self, consumer: Any) -> int:
         try:
-            return consumer.end_offsets([self._tp], timeout_ms=int(self.timeout_s * 1000))[self._tp]
+            return self._learn_end(consumer.end_offsets([self._tp], timeout_ms=int(self.timeout_s * 1000))[self._tp])
         except (kafka_errors.KafkaError, OSError) as e:
             raise self._unavailable("asking for the end offset", e) from None
 
