@@ -522,3 +522,28 @@ def test_a_writer_sends_records_again_marked_as_retries(tmp_path):
     decoded = [log_record_pb2.LogRecord.FromString(p) for p in second]
     assert [r.record_id for r in decoded] == [log_record_pb2.LogRecord.FromString(p).record_id for p in payloads]
     assert [r.attempt for r in decoded] == [2, 2]
+
+
+def test_record_ids_differ_across_factories_and_forked_children():
+    """Record ids are a random prefix per factory and a counter: two factories, or a factory
+    and its copy in a forked child, never hand out the same id."""
+    request = svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(name="T"))
+    first, second = RecordFactory("a"), RecordFactory("b")
+    ids = [first.make("PutArtifactType", request).record_id for _ in range(3)]
+    ids += [second.make("PutArtifactType", request).record_id for _ in range(3)]
+    assert len(set(ids)) == 6 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert ids[0][:16] == ids[2][:16] != ids[3][:16]  # (one prefix per factory)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, through the pipe
+        os.close(read)
+        os.write(write, ",".join(first.make("PutArtifactType", request).record_id
+                                 for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_ids = pipe.read().split(",")
+    os.waitpid(pid, 0)
+    parent_ids = [first.make("PutArtifactType", request).record_id for _ in range(3)]
+    assert len(child_ids) == 3 and not set(child_ids) & set(parent_ids + ids)
+    assert child_ids[0][:16] != ids[0][:16]

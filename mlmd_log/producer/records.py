@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import getpass
+import itertools
 import os
 import socket
 import time
-import uuid
 from typing import Optional
 
 from google.protobuf.message import Message
@@ -54,19 +54,35 @@ def _producer_info(client_name: str) -> log_record_pb2.ProducerInfo:
 
 
 class RecordFactory:
-    """Wraps requests in envelopes; one per producer (caches the producer identity)."""
+    """Wraps requests in envelopes; one per producer (caches the producer identity).
+
+    Record ids are 32 hex digits: 64 random bits drawn once per factory (and again in a
+    forked child), then a counter. As unique as a uuid4 per record for any realistic
+    number of producers, at a tenth of the cost (no system call per put)."""
 
     def __init__(self, client_name: str = "mlmd-log"):
         self.client_name = client_name
         self._info: Optional[log_record_pb2.ProducerInfo] = None
         self._pid = -1
+        self._id_prefix = ""
+        self._serial = itertools.count()
+
+    def new_record_id(self) -> str:
+        if self._pid != os.getpid():  # (after a fork: the child's ids must differ from the parent's)
+            self._identify()
+        return f"{self._id_prefix}{next(self._serial):016x}"
+
+    def _identify(self) -> None:
+        self._info, self._pid = _producer_info(self.client_name), os.getpid()
+        self._id_prefix = os.urandom(8).hex()
+        self._serial = itertools.count()
 
     def make(self, rpc: str, request: Message, record_id: Optional[str] = None,
              timestamp_ms: Optional[int] = None) -> log_record_pb2.LogRecord:
         if self._pid != os.getpid():  # re-read identity after fork
-            self._info, self._pid = _producer_info(self.client_name), os.getpid()
+            self._identify()
         record = log_record_pb2.LogRecord(
-            record_id=record_id or uuid.uuid4().hex,
+            record_id=record_id or self.new_record_id(),
             timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             schema_version=RECORD_SCHEMA_VERSION,
         )
