@@ -305,3 +305,11 @@ def test_a_nodes_read_form_has_the_same_bytes_whatever_order_its_properties_came
               for node in (forward, backward, pb.Artifact.FromString(backward.SerializeToString()))]
     assert encode[0] is not None
     assert encode[0] == encode[1] == encode[2]
+
+
+def test_varint_is_protobufs_encoding_at_every_length():
+    from mlmd_log.projections.node_pb import field_key, varint
+    values = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 0xFFFFFFF, 0x10000000, 2 ** 62]
+    values += list(range(0, 20000, 7)) + [3 ** k for k in range(39)]
+    for value in values:
+        assert field_key(1, 0) + varint(value) == pb.Artifact(id=value).SerializeToString(), value

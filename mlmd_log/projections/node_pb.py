@@ -70,6 +70,10 @@ def _without(message_cls: type, node: Any, field: str) -> Any:
 
 def varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int."""
+    if value < 0x4000:  # (ids and lengths: one or two bytes, without the loop)
+        return bytes((value,)) if value < 0x80 else bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
