@@ -182,6 +182,66 @@ def test_a_reader_behind_learns_the_end_from_its_fetches(log: KafkaLog, monkeypa
     assert log.end_offset_beyond(3) == 11 and log.end_offset() == 11
 
 
+def test_a_read_after_waiting_starts_with_the_records_the_wait_fetched(log: KafkaLog, monkeypatch) -> None:
+    log.append([b"a", b"b"])
+    assert [record for _, record in log.read(0)] == [b"a", b"b"]
+    appender = threading.Timer(0.3, lambda: log.append([b"c", b"d", b"e"]))
+    appender.start()
+    assert log.wait_for_records(2, 10.0) is True
+    appender.join()
+    requests = []
+    fetch, ask = log._fetch, log._end_offset_with
+    monkeypatch.setattr(log, "_fetch", lambda *a: requests.append("fetch") or fetch(*a))
+    monkeypatch.setattr(log, "_end_offset_with", lambda c: requests.append("end") or ask(c))
+    assert log.end_offset_beyond(2) == 5
+    assert list(log.read(2, 2)) == [(2, b"c"), (3, b"d")] and requests == []  # (no request)
+    # Kept once, for the read from the offset waited on: the next read fetches.
+    assert list(log.read(4)) == [(4, b"e")] and "fetch" in requests
+    log.append([b"f"])
+    assert log.wait_for_records(5, 10.0) is True
+    assert list(log.read(0, 3)) == [(0, b"a"), (1, b"b"), (2, b"c")]  # (another offset: not used, forgotten)
+    del requests[:]
+    assert list(log.read(5)) == [(5, b"f")] and "fetch" in requests
+
+
+def test_a_caught_up_projector_learns_of_records_by_waiting_not_by_asking(log: KafkaLog, monkeypatch,
+                                                                          tmp_path: Path) -> None:
+    """Following the log, the service waits for records (a fetch the broker answers when one
+    comes) and reads them from that fetch: it does not ask for the end before each wait."""
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.projections.backend import SqliteBackend
+    from mlmd_log.proto import metadata_store_pb2 as pb
+    from mlmd_log.proto import metadata_store_service_pb2 as svc
+
+    factory = RecordFactory()
+    requests = []
+    fetch, ask = log._fetch, log._end_offset_with
+    monkeypatch.setattr(log, "_fetch", lambda *a: requests.append("fetch") or fetch(*a))
+    monkeypatch.setattr(log, "_end_offset_with", lambda c: requests.append("end") or ask(c))
+    db = SqliteBackend(str(tmp_path / "p.sqlite"))
+    db.create_schema()
+    service = ProjectorService(log, db, batch_size=10)
+    follower = threading.Thread(target=service.run, kwargs={"report_every": 1e9})
+    follower.start()
+    try:
+        for i in range(20):
+            log.append([factory.make("PutArtifactType", svc.PutArtifactTypeRequest(
+                artifact_type=pb.ArtifactType(name=f"T{i}"))).SerializeToString()])
+            time.sleep(0.03)
+        deadline = time.monotonic() + 30
+        while service.status.applied_offset < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        service.stop()
+        follower.join(30)
+    assert service.status.applied_offset == 20
+    assert {name for (name,) in db.rows("SELECT `name` FROM `Type`", ())} >= {f"T{i}" for i in range(20)}
+    assert requests.count("end") <= 1, requests  # (at most the first step's, before any fetch told the end)
+    assert requests.count("fetch") <= 2, requests  # (the records come with the waits)
+    db.close()
+
+
 def test_read_arguments_are_checked_at_the_call(log: KafkaLog) -> None:
     log.append([b"a"])
     with pytest.raises(OutOfRangeError):

@@ -92,10 +92,11 @@ class ProjectorService:
         """SIGTERM/SIGINT finish the batch in flight, then stop."""
         stop_on_signals(self.stop_event)
 
-    def step(self) -> int:
-        """Applies at most one batch; returns how many records it applied."""
+    def step(self, ask_end: bool = True) -> int:
+        """Applies at most one batch; returns how many records it applied. ``ask_end`` False:
+        at the end the log last told, none (no request: the caller waits for records)."""
         start = self.projector.next_offset
-        end = self.log.end_offset_beyond(start)  # (while behind, the end the last fetch saw)
+        end = self.log.end_offset_beyond(start, ask_end)  # (while behind, the end the last fetch saw)
         self.status.end_offset = end
         if start >= end:
             return 0
@@ -116,7 +117,9 @@ class ProjectorService:
             try:
                 if self._stale:
                     self._restart()
-                applied = self.step()
+                # A follower learns of new records by waiting for them (one fetch, answered at
+                # once when there are some), not by asking for the end before each wait.
+                applied = self.step(ask_end=until_caught_up or not self.log.waits_for_records)
             except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
                 self._recover(exc)
                 continue

@@ -54,11 +54,13 @@ class Log(abc.ABC):
     def end_offset(self) -> int:
         """The offset the next appended record will get (= number of records)."""
 
-    def end_offset_beyond(self, offset: int) -> int:
+    def end_offset_beyond(self, offset: int, ask: bool = True) -> int:
         """An end offset for a reader at ``offset``: what this client last learnt of the
         end when that already lies beyond ``offset`` (a log only grows, so it is a lower
         bound of the end that still tells the reader there is more to read), else
-        ``end_offset()``. Logs that learn their end for free while reading override this."""
+        ``end_offset()``; with ``ask`` False, ``offset`` instead of a request (a follower
+        that then waits for records learns the end from that wait). Logs that learn their
+        end for free while reading override this."""
         return self.end_offset()
 
     @abc.abstractmethod

@@ -78,6 +78,7 @@ DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 #: Room for Kafka's batch and record headers on top of the payload.
 _BATCH_OVERHEAD = 64 * 1024
 _POLL_MS = 500
+_WAITED_RECORDS = 10_000  # most records wait_for_records keeps for the next read
 
 
 def parse_kafka_url(url: str) -> tuple[str, str]:
@@ -160,6 +161,9 @@ class KafkaLog(Log):
         self._closed = False
         self._producer = None
         self._known_end = 0  # the highest end offset a request or fetch answer gave (see end_offset_beyond)
+        # Records the last wait_for_records fetched, (first offset, records): the read from
+        # that offset starts with them instead of fetching them again.
+        self._waited: tuple[int, list[Any]] | None = None
         self._connect("connecting to", lambda: self._ensure_topic(
             create, replication_factor, dict(topic_configs or {})
         ))
@@ -312,11 +316,13 @@ class KafkaLog(Log):
         self._give_back(consumer)
         return end
 
-    def end_offset_beyond(self, offset: int) -> int:
+    def end_offset_beyond(self, offset: int, ask: bool = True) -> int:
         """Every fetch answer carries the high watermark: a reader that is behind needs no
         request of its own to learn that it is."""
         known = self._known_end
-        return known if known > offset else self.end_offset()
+        if known > offset:
+            return known
+        return self.end_offset() if ask else offset
 
     def _learn_end(self, end: int) -> int:
         if end > self._known_end:  # (a race between threads only leaves a lower bound)
@@ -330,15 +336,31 @@ class KafkaLog(Log):
         check_read_args(start, max_records, end)
         return self._iter_records(start, max_records, end)
 
+    def _take_waited(self, start: int) -> list[Any]:
+        """The records wait_for_records fetched, if they begin at ``start`` (forgotten either way)."""
+        with self._pool_lock:
+            waited, self._waited = self._waited, None
+        return waited[1] if waited is not None and waited[0] == start else []
+
     def _iter_records(
         self, start: int, max_records: int | None, end: int
     ) -> Iterator[tuple[int, bytes]]:
         if max_records == 0 or start == end:
             return
+        offset, emitted = start, 0
+        for record in self._take_waited(start):
+            if record.offset != offset:  # (fetched in order from ``start``: anything else is a bug)
+                raise DataLossError(f"Kafka log {self.topic!r}: expected offset {offset}, got {record.offset}")
+            yield offset, record.value
+            offset += 1
+            emitted += 1
+            if max_records is not None and emitted >= max_records:
+                return
+        if offset >= end and self._known_end <= offset:
+            return  # (the end as the fetch told it: no request to learn that nothing followed)
         consumer = self._take_consumer()
         try:
-            consumer.seek(self._tp, start)
-            offset, emitted = start, 0
+            consumer.seek(self._tp, offset)
             while max_records is None or emitted < max_records:
                 if offset >= end:  # include what arrived meanwhile
                     end = self._known_end if self._known_end > offset else self._end_offset_with(consumer)
@@ -370,20 +392,27 @@ class KafkaLog(Log):
 
     def wait_for_records(self, offset: int, timeout_s: float) -> bool:
         """In a fetch the broker holds open: a follower of a quiet log costs nothing and
-        wakes as soon as a record is appended."""
+        wakes as soon as a record is appended. The records that fetch brought (and the end
+        it told) are kept for a ``read`` from ``offset``: a follower that is caught up gets
+        its next records with one request, not three."""
         self._check_open()
         consumer = self._take_consumer()
         try:
             consumer.seek(self._tp, offset)
-            batches = consumer.poll(timeout_ms=max(1, int(timeout_s * 1000)), max_records=1)
+            batches = consumer.poll(timeout_ms=max(1, int(timeout_s * 1000)), max_records=_WAITED_RECORDS)
         except kafka_errors.KafkaError as e:
             self._discard_consumer(consumer)
             raise self._unavailable(f"waiting for records from offset {offset}", e) from None
         except BaseException:
             self._discard_consumer(consumer)
             raise
+        records = batches.get(self._tp)
+        if records:  # (kept for the read that follows, with the end the fetch answer gave)
+            self._learn_end(consumer.highwater(self._tp) or 0)
+            with self._pool_lock:
+                self._waited = (offset, records) if records[0].offset == offset else None
         self._give_back(consumer)
-        return bool(batches.get(self._tp))
+        return bool(records)
 
     def _fetch(self, consumer: Any, offset: int, max_records: int) -> list[Any]:
         """Records from ``offset`` on (at least one), waiting at most ``timeout_s``."""
