@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -430,7 +431,12 @@ class AsyncPuts:
         self._future_class = Future
         self._transport = transport
         self._records = RecordFactory(client_name)
-        self._queue: "queue.Queue" = queue.Queue()
+        # Submitted puts (rpc, payload, future), flush markers (None, None, future) and the
+        # close marker (None), for the appending thread; it is woken only when it has
+        # something to start a batch with, when a batch is full, or by a marker: puts that
+        # come while a batch lingers cost no wake-up each.
+        self._submitted: "deque" = deque()
+        self._submitted_changed = threading.Condition()
         self._max_batch = max_batch
         self._linger_s = linger_s
         self._closed = False
@@ -447,40 +453,59 @@ class AsyncPuts:
         if self._closed:
             raise errors.FailedPreconditionError("AsyncPuts is closed")
         future = self._future_class()
-        self._queue.put((rpc, self._records.make(rpc, request).SerializeToString(), future))
+        self._enqueue((rpc, self._records.make(rpc, request).SerializeToString(), future))
         return future
+
+    def _enqueue(self, item: Any) -> None:
+        with self._submitted_changed:
+            self._submitted.append(item)
+            count = len(self._submitted)
+            if count == 1 or count >= self._max_batch or item is None or item[0] is None:
+                self._submitted_changed.notify()
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Blocks until every put submitted before the call has its outcome."""
         done = self._future_class()
-        self._queue.put((None, None, done))
+        self._enqueue((None, None, done))
         done.result(timeout)
 
     def close(self) -> None:
         self.flush()
         self._closed = True
-        self._queue.put(None)
+        self._enqueue(None)
         self._thread.join()
         self._resolve_queue.put(None)
         self._resolver.join()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            batch = self._next_batch()
+            if batch is None:
                 return
-            batch = [item]
-            deadline = time.monotonic() + self._linger_s
-            while len(batch) < self._max_batch and batch[-1][0] is not None:  # (a flush ends the batch)
-                try:
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
             self._process(batch)
+
+    def _next_batch(self) -> Optional[list]:
+        """Up to ``max_batch`` submitted items: once the first came, what else comes within
+        ``linger_s``, ending early when the batch is full or at a flush; None at close."""
+        pending, changed = self._submitted, self._submitted_changed
+        with changed:
+            while not pending:
+                changed.wait()
+            deadline = time.monotonic() + self._linger_s
+            while True:
+                ends = next((i for i, item in enumerate(pending) if item is None or item[0] is None), None)
+                if ends is not None or len(pending) >= self._max_batch:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                changed.wait(left)
+            size = min(len(pending), self._max_batch)
+            if ends is not None and ends < size:
+                size = ends + 1 if pending[ends] is not None else ends  # (a flush joins; close stays)
+            if size == 0:  # (the close marker first)
+                return None
+            return [pending.popleft() for _ in range(size)]
 
     def _process(self, batch: list) -> None:
         """Appends a batch, then hands it to the resolver thread, so the next batch is

@@ -203,3 +203,36 @@ def test_puts_that_trickle_in_are_appended_together_and_a_flush_does_not_linger(
         assert len(appended) - before >= 5  # (without a linger, nearly one append each)
     finally:
         store.close()
+
+
+def test_a_full_batch_goes_at_once_and_close_sends_what_lingers():
+    """A batch that reaches ``max_batch`` is appended without waiting out the linger; the
+    puts after it start the next; close appends the last, lingering one and resolves it."""
+    import time
+
+    class Transport:
+        def __init__(self):
+            self.appended: list[int] = []
+
+        def append(self, payloads):
+            start = sum(self.appended)
+            self.appended.append(len(payloads))
+            return list(range(start, start + len(payloads)))
+
+        def wait_for_outcomes(self, offsets, usual=None):
+            return list(offsets)
+
+        @staticmethod
+        def response(rpc, outcome):
+            return outcome
+
+    transport = Transport()
+    puts = mlmd_service.AsyncPuts(transport, max_batch=10, linger_s=30.0)
+    started = time.monotonic()
+    futures = [puts.submit("PutArtifacts", svc.PutArtifactsRequest()) for _ in range(25)]
+    assert [f.result(timeout=10) for f in futures[:20]] == list(range(20))
+    assert time.monotonic() - started < 10 and transport.appended == [10, 10]
+    assert not futures[20].done()  # (five puts linger for more)
+    puts.close()
+    assert [f.result(timeout=10) for f in futures[20:]] == list(range(20, 25))
+    assert transport.appended == [10, 10, 5] and time.monotonic() - started < 10
