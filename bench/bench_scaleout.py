@@ -412,10 +412,11 @@ def time_kafka_read(log_url: str, start: int, end: int, batch: int, budget: floa
 def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
                    profile: Optional[cProfile.Profile] = None) -> Dict[str, Any]:
     """ProjectorService in this process, from the projection's checkpoint until caught up or ``budget`` s."""
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.service import ProjectorService, tune_gc
     from mlmd_log.locations import open_projection
     from mlmd_log.producer.kafka_log import KafkaLog
 
+    tune_gc()  # (as `mlmd-log project` does)
     log = KafkaLog.from_url(log_url, create=False)
     if MIRROR:
         return _time_mirror(log, log_url, open_projection(env.projection_url(db)), batch, budget, profile)

@@ -66,9 +66,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_project(args: argparse.Namespace) -> int:
     import logging
 
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.service import ProjectorService, tune_gc
     from mlmd_log.locations import open_log, open_projection
 
+    tune_gc()
     if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
         from mlmd_log.projections.duckdb import main as duckdb_main
 

@@ -100,3 +100,14 @@ def test_projector_survives_kill9_and_matches_fresh_replay(tmp_path):
     for table in MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome"):
         assert resumed[table] == rebuilt[table], f"{table} differs from a fresh replay"
     assert len(resumed["Artifact"]) == 3000
+
+
+def test_a_projector_process_collects_garbage_rarely():
+    """`mlmd-log project` (and its writer processes) freeze what exists at start and raise
+    the collector's thresholds; checked in a child, as the setting is per process."""
+    from mlmd_log.consumer.service import GC_THRESHOLDS
+
+    out = subprocess.run([sys.executable, "-c", "import gc; from mlmd_log.consumer.service import tune_gc; "
+                          "tune_gc(); print(gc.get_threshold(), gc.get_freeze_count() > 1000)"],
+                         capture_output=True, text=True, check=True).stdout.split(")")
+    assert out[0] + ")" == str(GC_THRESHOLDS) and out[1].strip() == "True"

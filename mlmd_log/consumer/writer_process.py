@@ -158,6 +158,8 @@ def main(stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) ->
     ok, target = _receive(stdin)
     if not ok:
         return 0
+    from mlmd_log.consumer.service import tune_gc
+    tune_gc()
     try:
         db = MySqlBackend(target)
         db.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_S}")
