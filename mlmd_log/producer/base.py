@@ -58,9 +58,10 @@ class Log(abc.ABC):
         """An end offset for a reader at ``offset``: what this client last learnt of the
         end when that already lies beyond ``offset`` (a log only grows, so it is a lower
         bound of the end that still tells the reader there is more to read), else
-        ``end_offset()``; with ``ask`` False, ``offset`` instead of a request (a follower
-        that then waits for records learns the end from that wait). Logs that learn their
-        end for free while reading override this."""
+        ``end_offset()``. With ``ask`` False, a log whose end costs a request may return
+        ``offset`` instead (a follower that then waits for records learns the end from that
+        wait). This default asks ``end_offset()`` always; logs that learn their end while
+        reading override it."""
         return self.end_offset()
 
     @abc.abstractmethod

@@ -349,8 +349,8 @@ class KafkaLog(Log):
             return
         offset, emitted = start, 0
         for record in self._take_waited(start):
-            if record.offset != offset:  # (fetched in order from ``start``: anything else is a bug)
-                raise DataLossError(f"Kafka log {self.topic!r}: expected offset {offset}, got {record.offset}")
+            if record.offset != offset:
+                raise self._gap(offset, record.offset)
             yield offset, record.value
             offset += 1
             emitted += 1
@@ -371,10 +371,7 @@ class KafkaLog(Log):
                     if record.offset < offset:
                         continue
                     if record.offset != offset:
-                        raise DataLossError(
-                            f"Kafka log {self.topic!r}: expected offset {offset}, got {record.offset} "
-                            "(records missing: was the topic compacted or written transactionally?)"
-                        )
+                        raise self._gap(offset, record.offset)
                     yield offset, record.value
                     offset += 1
                     emitted += 1
@@ -387,6 +384,12 @@ class KafkaLog(Log):
             self._discard_consumer(consumer)
             raise
         self._give_back(consumer)
+
+    def _gap(self, expected: int, got: int) -> DataLossError:
+        return DataLossError(
+            f"Kafka log {self.topic!r}: expected offset {expected}, got {got} "
+            "(records missing: was the topic compacted or written transactionally?)"
+        )
 
     waits_for_records = True
 
