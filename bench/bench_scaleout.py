@@ -23,7 +23,7 @@ Needs the local services: ``bash compose/kafka.sh start`` and ``bash compose/mar
 Every run uses fresh topics (``mlmd-bench-so-*``) and databases (``bench_so_*``); the databases
 and topics are dropped at the end unless --keep. It reports, asserts nothing.
 
-    python bench/bench_scaleout.py [--quick] [--workers 8] [--seconds 20] [--only a|b]
+    python bench/bench_scaleout.py [--quick] [--workers 8] [--seconds 20] [--only a|b] [--rounds 1]
                                    [--prefill 200000] [--profile] [--json out.json]
 """
 from __future__ import annotations
@@ -276,10 +276,12 @@ def summarize(label: str, merged: Dict[str, Any], workers: int) -> Dict[str, Any
             "failed_workers": merged["failed_workers"], "late_starts": merged["late_starts"]}
 
 
-def part_a(args: argparse.Namespace, env: Env) -> Dict[str, Any]:
+def part_a(args: argparse.Namespace, env: Env, round_no: int = 0) -> Dict[str, Any]:
+    """One round: the reference, then ours sync, then ours async (fresh databases and topics)."""
     out: Dict[str, Any] = {}
     ref = ref_python(args.ref_python)
-    db = env.database("ref")
+    suffix = f"r{round_no}" if round_no else ""
+    db = env.database("ref" + suffix)
     print(f"# A ref: {args.workers} x ml-metadata 1.17.1 -> MariaDB {db}, {args.seconds:g} s", file=sys.stderr,
           flush=True)
     ref_args = ["--impl", "ref", "--mysql", env.ref_spec(db)]
@@ -290,7 +292,7 @@ def part_a(args: argparse.Namespace, env: Env) -> Dict[str, Any]:
     merged = run_workers(ref, ref_args, args.workers, args.seconds, args.warmup)
     out["ref"] = summarize("ref: ml-metadata 1.17.1, 8 processes, one MariaDB database", merged, args.workers)
     for mode in ("sync", "async"):
-        log_url, db = env.topic_url(f"a-{mode}"), env.database(f"a_{mode}")
+        log_url, db = env.topic_url(f"a-{mode}{suffix}"), env.database(f"a_{mode}{suffix}")
         projection = env.projection_url(db)
         print(f"# A ours {mode}: {args.workers} writers -> {log_url} -> projector -> {db}", file=sys.stderr,
               flush=True)
@@ -311,6 +313,37 @@ def part_a(args: argparse.Namespace, env: Env) -> Dict[str, Any]:
     for mode in ("sync", "async"):
         out[mode]["ratio"] = round(out[mode]["steps_per_s"] / max(out["ref"]["steps_per_s"], 1e-9), 2)
     return out
+
+
+def summarize_rounds(rounds: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per side: steps/s of each round and their median; ratios of each round (each side
+    against the reference of the same round), their median, and the rounds at the target."""
+    def median(values: List[float]) -> float:
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    out: Dict[str, Any] = {}
+    for key in ("ref", "sync", "async"):
+        per_s = [r[key]["steps_per_s"] for r in rounds]
+        out[key] = {"steps_per_s": per_s, "median_steps_per_s": round(median(per_s), 1)}
+        if key != "ref":
+            ratios = [r[key]["ratio"] for r in rounds]
+            out[key].update(ratios=ratios, median_ratio=round(median(ratios), 2),
+                            rounds_at_target=sum(1 for x in ratios if x >= TARGET_RATIO))
+    return out
+
+
+def print_rounds(summary: Dict[str, Any], rounds: int) -> str:
+    lines = ["| side | steps/s, each round | median steps/s | ratio vs ref, each round | median ratio | "
+             f"rounds >= {TARGET_RATIO:g}x |", "|---|---|---|---|---|---|"]
+    for key in ("ref", "sync", "async"):
+        r = summary[key]
+        per_s = ", ".join(f"{x:,.0f}" for x in r["steps_per_s"])
+        ratios = ", ".join(f"{x:.2f}x" for x in r.get("ratios", [])) or ""
+        tail = "| | |" if key == "ref" else f"| {r['median_ratio']:.2f}x | {r['rounds_at_target']} of {rounds} |"
+        lines.append(f"| {key} | {per_s} | {r['median_steps_per_s']:,.1f} | {ratios} {tail}")
+    return "\n".join(lines)
 
 
 def print_part_a(a: Dict[str, Any]) -> str:
@@ -626,6 +659,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="B1: also run the projector under cProfile")
     parser.add_argument("--profile-seconds", type=float, default=15.0)
     parser.add_argument("--only", choices=["a", "b"])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="part A: run ref, sync and async this many times in turn and report the medians "
+                             "(single runs vary by 15-20%% on a shared 2-core machine)")
     parser.add_argument("--kafka", default="127.0.0.1:9092")
     parser.add_argument("--mysql-url", default=None, help="default: `bash compose/mariadb.sh url`")
     parser.add_argument("--ref-python", default=None)
@@ -652,9 +688,18 @@ def main() -> int:
     started = time.time()
     try:
         if args.only in (None, "a"):
-            results["a"] = part_a(args, env)
-            print(f"\n## A. {args.workers} writers x {args.seconds:g} s, pipeline steps (put_execution)\n")
-            print(print_part_a(results["a"]), flush=True)
+            rounds = []
+            for round_no in range(args.rounds):
+                rounds.append(part_a(args, env, round_no))
+                of = f", round {round_no + 1} of {args.rounds}" if args.rounds > 1 else ""
+                print(f"\n## A. {args.workers} writers x {args.seconds:g} s, pipeline steps (put_execution){of}\n")
+                print(print_part_a(rounds[-1]), flush=True)
+            results["a"] = rounds[0]
+            if args.rounds > 1:
+                results["a_rounds"] = rounds
+                results["a_summary"] = summarize_rounds(rounds)
+                print(f"\n## A over {args.rounds} rounds (each: ref, then ours sync, then ours async)\n")
+                print(print_rounds(results["a_summary"], args.rounds), flush=True)
         if args.only in (None, "b"):
             results["b"] = part_b(args, env)
             results["b"]["batch_size"] = args.batch_size
