@@ -348,26 +348,25 @@ class KafkaLog(Log):
         if max_records == 0 or start == end:
             return
         offset, emitted = start, 0
-        for record in self._take_waited(start):
-            if record.offset != offset:
-                raise self._gap(offset, record.offset)
-            yield offset, record.value
-            offset += 1
-            emitted += 1
-            if max_records is not None and emitted >= max_records:
-                return
-        if offset >= end and self._known_end <= offset:
-            return  # (the end as the fetch told it: no request to learn that nothing followed)
-        consumer = self._take_consumer()
+        records = self._take_waited(start)  # (what a wait fetched from ``start``, if anything)
+        consumer = None
         try:
-            consumer.seek(self._tp, offset)
             while max_records is None or emitted < max_records:
-                if offset >= end:  # include what arrived meanwhile
-                    end = self._known_end if self._known_end > offset else self._end_offset_with(consumer)
-                    if offset >= end:
-                        break
-                want = end - offset if max_records is None else min(end - offset, max_records - emitted)
-                for record in self._fetch(consumer, offset, min(want, 10000)):
+                if not records:
+                    if offset >= end:  # include what arrived meanwhile
+                        if self._known_end > offset:
+                            end = self._known_end
+                        elif consumer is None and offset > start:
+                            break  # (all came with the wait, and the end it told: no request)
+                        else:
+                            consumer = consumer or self._seeking_consumer(offset)
+                            end = self._end_offset_with(consumer)
+                        if offset >= end:
+                            break
+                    consumer = consumer or self._seeking_consumer(offset)
+                    want = end - offset if max_records is None else min(end - offset, max_records - emitted)
+                    records = self._fetch(consumer, offset, min(want, 10000))
+                for record in records:
                     if record.offset < offset:
                         continue
                     if record.offset != offset:
@@ -377,13 +376,22 @@ class KafkaLog(Log):
                     emitted += 1
                     if max_records is not None and emitted >= max_records:
                         break
+                records = []
         except GeneratorExit:  # the caller stopped early: the consumer is fine (seek resets it)
-            self._give_back(consumer)
+            if consumer is not None:
+                self._give_back(consumer)
             raise
         except BaseException:  # a broken connection may leave it in any state
-            self._discard_consumer(consumer)
+            if consumer is not None:
+                self._discard_consumer(consumer)
             raise
-        self._give_back(consumer)
+        if consumer is not None:
+            self._give_back(consumer)
+
+    def _seeking_consumer(self, offset: int) -> Any:
+        consumer = self._take_consumer()
+        consumer.seek(self._tp, offset)
+        return consumer
 
     def _gap(self, expected: int, got: int) -> DataLossError:
         return DataLossError(
