@@ -15,8 +15,11 @@ Writing (``append``):
   because every envelope carries a record id that the projector deduplicates.
 * ``append`` returns the offsets from the broker's acknowledgements. Records of one
   call are queued under one lock, so they are contiguous among this process's
-  appends; across processes a call's records are contiguous when they fit in one
-  producer batch (``batch_size``), which single-record puts always do.
+  appends; across processes a call's records are contiguous when they go in one
+  produce request: they fit in one producer batch (``batch_size``) and the sender
+  does not take the batch while the call is still adding to it (it waits ``linger_ms``
+  for more, so only a call stalled for longer than that is split). Single-record puts
+  always are; nothing here relies on more (outcomes are looked up by offset).
 * ``linger_ms`` and ``batch_size`` trade a little latency for many records per
   request: concurrent callers (threads of a gRPC server, or a worker logging
   asynchronously) share produce requests, Kafka's form of group commit.
