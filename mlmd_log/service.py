@@ -7,6 +7,7 @@ answered by the query layer from the projection.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import queue
 import threading
@@ -411,6 +412,11 @@ def _as_status_error(exc: BaseException) -> errors.StatusError:
     return errors.InternalError(f"Asynchronous put failed: {type(exc).__name__}: {exc}")
 
 
+def _ends_batch(item: Any) -> bool:
+    """A flush marker (None, None, future) or the close marker (None) ends AsyncPuts' batch."""
+    return item is None or item[0] is None
+
+
 ASYNC_MAX_BATCH = 1000  # AsyncPuts: most puts an append holds ...
 ASYNC_LINGER_S = 0.02  # ... and how long it waits for more once the first came
 
@@ -460,7 +466,7 @@ class AsyncPuts:
         with self._submitted_changed:
             self._submitted.append(item)
             count = len(self._submitted)
-            if count == 1 or count >= self._max_batch or item is None or item[0] is None:
+            if count == 1 or count >= self._max_batch or _ends_batch(item):
                 self._submitted_changed.notify()
 
     def flush(self, timeout: Optional[float] = None) -> None:
@@ -492,8 +498,9 @@ class AsyncPuts:
             while not pending:
                 changed.wait()
             deadline = time.monotonic() + self._linger_s
-            while True:
-                ends = next((i for i, item in enumerate(pending) if item is None or item[0] is None), None)
+            while True:  # (only the first max_batch items can end this batch)
+                ends = next((i for i, item in enumerate(itertools.islice(pending, self._max_batch))
+                             if _ends_batch(item)), None)
                 if ends is not None or len(pending) >= self._max_batch:
                     break
                 left = deadline - time.monotonic()
@@ -501,7 +508,7 @@ class AsyncPuts:
                     break
                 changed.wait(left)
             size = min(len(pending), self._max_batch)
-            if ends is not None and ends < size:
+            if ends is not None:
                 size = ends + 1 if pending[ends] is not None else ends  # (a flush joins; close stays)
             if size == 0:  # (the close marker first)
                 return None
