@@ -67,22 +67,19 @@ class RecordFactory:
         self._id_prefix = ""
         self._serial = itertools.count()
 
-    def new_record_id(self) -> str:
-        if self._pid != os.getpid():  # (after a fork: the child's ids must differ from the parent's)
-            self._identify()
-        return f"{self._id_prefix}{next(self._serial):016x}"
-
     def _identify(self) -> None:
-        self._info, self._pid = _producer_info(self.client_name), os.getpid()
-        self._id_prefix = os.urandom(8).hex()
-        self._serial = itertools.count()
+        """The producer's identity and id prefix, drawn again in a forked child (its ids must
+        differ from the parent's)."""
+        if self._pid != os.getpid():
+            self._info, self._pid = _producer_info(self.client_name), os.getpid()
+            self._id_prefix = os.urandom(8).hex()
+            self._serial = itertools.count()
 
     def make(self, rpc: str, request: Message, record_id: Optional[str] = None,
              timestamp_ms: Optional[int] = None) -> log_record_pb2.LogRecord:
-        if self._pid != os.getpid():  # re-read identity after fork
-            self._identify()
+        self._identify()
         record = log_record_pb2.LogRecord(
-            record_id=record_id or self.new_record_id(),
+            record_id=record_id or f"{self._id_prefix}{next(self._serial):016x}",
             timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             schema_version=RECORD_SCHEMA_VERSION,
         )
