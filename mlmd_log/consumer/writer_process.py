@@ -177,8 +177,7 @@ def main(stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) ->
                 session.serve(message)
                 answer = None
             except BaseException as exc:  # noqa: BLE001  (the parent raises it)
-                db.rollback()  # (whatever failed, a commit included)
-                session.open = False
+                session.rollback()  # (whatever failed in a transaction, its commit included)
                 answer = _picklable(exc)
             _send(stdout, answer)
     finally:
