@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -318,18 +319,13 @@ def part_a(args: argparse.Namespace, env: Env, round_no: int = 0) -> Dict[str, A
 def summarize_rounds(rounds: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Per side: steps/s of each round and their median; ratios of each round (each side
     against the reference of the same round), their median, and the rounds at the target."""
-    def median(values: List[float]) -> float:
-        ordered = sorted(values)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
     out: Dict[str, Any] = {}
     for key in ("ref", "sync", "async"):
         per_s = [r[key]["steps_per_s"] for r in rounds]
-        out[key] = {"steps_per_s": per_s, "median_steps_per_s": round(median(per_s), 1)}
+        out[key] = {"steps_per_s": per_s, "median_steps_per_s": round(statistics.median(per_s), 1)}
         if key != "ref":
             ratios = [r[key]["ratio"] for r in rounds]
-            out[key].update(ratios=ratios, median_ratio=round(median(ratios), 2),
+            out[key].update(ratios=ratios, median_ratio=round(statistics.median(ratios), 2),
                             rounds_at_target=sum(1 for x in ratios if x >= TARGET_RATIO))
     return out
 
@@ -340,7 +336,7 @@ def print_rounds(summary: Dict[str, Any], rounds: int) -> str:
     for key in ("ref", "sync", "async"):
         r = summary[key]
         per_s = ", ".join(f"{x:,.0f}" for x in r["steps_per_s"])
-        ratios = ", ".join(f"{x:.2f}x" for x in r.get("ratios", [])) or ""
+        ratios = ", ".join(f"{x:.2f}x" for x in r.get("ratios", []))
         tail = "| | |" if key == "ref" else f"| {r['median_ratio']:.2f}x | {r['rounds_at_target']} of {rounds} |"
         lines.append(f"| {key} | {per_s} | {r['median_steps_per_s']:,.1f} | {ratios} {tail}")
     return "\n".join(lines)
