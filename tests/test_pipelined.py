@@ -335,8 +335,9 @@ def test_what_every_step_names_stays_remembered_past_the_bounds(tmp_path, mysql_
     for bound in ("FORMS_KEPT", "LINKS_KEPT", "CONTEXT_IDS_KEPT"):
         monkeypatch.setattr(engine, bound, 30)
     tight = pipelined_equals_general(tmp_path / "tight", mysql_url, records, 25)
-    # (how many hand-overs joined a batch waiting for a writer depends on timing)
-    assert (tight["ordinary"], tight["failed"]) == (usual["ordinary"], usual["failed"]) == (tight["ordinary"], 0)
+    # (no batch failed in either: pipelined_equals_general checks; how many hand-overs
+    # joined a batch waiting for a writer depends on timing)
+    assert tight["ordinary"] == usual["ordinary"]
     assert usual["ordinary"] <= 5  # (the setup batch, and each run's first step creates its context)
 
 

@@ -2,6 +2,7 @@
 kill -9 at any moment, and ends equal to a fresh replay of the log."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -107,7 +108,8 @@ def test_a_projector_process_collects_garbage_rarely():
     the collector's thresholds; checked in a child, as the setting is per process."""
     from mlmd_log.consumer.service import GC_THRESHOLDS
 
-    out = subprocess.run([sys.executable, "-c", "import gc; from mlmd_log.consumer.service import tune_gc; "
-                          "tune_gc(); print(gc.get_threshold(), gc.get_freeze_count() > 1000)"],
-                         capture_output=True, text=True, check=True).stdout.split(")")
-    assert out[0] + ")" == str(GC_THRESHOLDS) and out[1].strip() == "True"
+    out = subprocess.run([sys.executable, "-c", "import gc, json; from mlmd_log.consumer.service import tune_gc; "
+                          "tune_gc(); print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))"],
+                         capture_output=True, text=True, check=True).stdout
+    thresholds, frozen = json.loads(out)
+    assert tuple(thresholds) == GC_THRESHOLDS and frozen > 1000
