@@ -27,7 +27,8 @@ decides the next batch:
   checkpoint and commits. A writer never waits for a later batch, so they cannot
   deadlock (a clash of unique keys, which memory rules out, ends at the lock timeout);
 - a batch handed over while every writer is busy waits for the first free one, and
-  what the main thread decides meanwhile joins it (up to ``MERGE_LIMIT`` records):
+  what the main thread decides meanwhile joins it (while it holds under ``MERGE_LIMIT``
+  records):
   under load, fewer and larger transactions, MySQL's group commit. A projector that
   follows many synchronous writers otherwise stored their puts one record a batch,
   about ten statements and a commit each;
@@ -51,8 +52,8 @@ from mlmd_log.projections.steps import StepsFailed
 
 LOG = logging.getLogger("mlmd_log.projector")
 
-# Most records a batch waiting for a writer takes in (see the module); beyond it the main
-# thread waits for a writer to take that batch.
+# A batch waiting for a writer takes in what is decided next while it holds fewer records
+# than this (see the module); then the main thread waits for a writer to take it.
 MERGE_LIMIT = 4000
 
 
