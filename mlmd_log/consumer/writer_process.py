@@ -17,7 +17,10 @@ None or the exception it met (the transaction then rolled back):
 - ``None``: exits.
 
 Messages are pickles with a 4-byte length, on the child's stdin and stdout. The
-projection's address (with its password) is the first message, not an argument.
+projection's address (with its password) is the first message, not an argument. The
+child is started as ``python -m`` rather than by multiprocessing's spawn (which the
+mirror's stager uses): spawn imports the parent's main module again, and a library
+user's script without a ``__main__`` guard would then run twice.
 A child that dies is a lost connection (``MySqlBackend.lost``): the service connects
 again and starts over from the checkpoint, as after any lost connection.
 """
