@@ -341,21 +341,31 @@ class RemoteTransport(ReadOnlyTransport):
         runs of consecutive offsets (see _offset_ranges).
 
         The projection is asked first after ``usual.first_look_s()`` (at once without one),
-        then again after a tenth of the time waited so far (0.5-20 ms): prompt on short
-        waits, few queries on long ones."""
+        then again as ``pause_before_next_look`` says: prompt on short waits, few queries
+        on long ones."""
         from mlmd_log.projections.projector import read_outcomes
 
         last = max(offsets)
         started = time.monotonic()
         if usual is not None:
             time.sleep(usual.first_look_s())
-        while self.applied_offset() <= last:
-            waited = time.monotonic() - started
+        first: Optional[tuple[float, int]] = None  # (when, applied offset) at the first look
+        while True:
+            applied = self.applied_offset()
+            if applied > last:
+                break
+            now = time.monotonic()
+            waited = now - started
             if waited > self.wait_timeout_s:
                 raise errors.DeadlineExceededError(
                     f"The put is durable in the log at offset {last} but no projector applied it within "
                     f"{self.wait_timeout_s:.0f}s: is `mlmd-log project` running for this log?")
-            time.sleep(min(0.02, max(0.0005, 0.1 * waited)))
+            # (the pace since the first look: the projector commits in bursts, so a short
+            # span between two looks would tell nothing or far too much)
+            pace = None if first is None else (now - first[0], applied - first[1])
+            time.sleep(pause_before_next_look(waited, last + 1 - applied, pace))
+            if first is None:
+                first = (now, applied)
         found = {}
         with self._lock:
             for where, params in _offset_ranges(offsets):
@@ -370,6 +380,26 @@ class RemoteTransport(ReadOnlyTransport):
     def close(self) -> None:
         self.log.close()
         super().close()
+
+
+LONGEST_PAUSE_S = 0.2  # pause_before_next_look: the most a writer sleeps on the projector's pace
+
+
+def pause_before_next_look(waited_s: float, records_left: int,
+                           pace: Optional[tuple[float, int]] = None) -> float:
+    """How long a writer waiting for outcomes sleeps before it asks the projection again.
+
+    A tenth of the time waited so far (0.5-20 ms). When the projector moved since the
+    writer's first look (``pace``: seconds since it, records applied in them), longer:
+    most of the time it needs at that pace for the ``records_left`` still ahead, up to
+    LONGEST_PAUSE_S. A group of a thousand async puts behind a busy projector is then
+    looked for a few times, not fifty times a second; a look costs the writer and the
+    database a query each."""
+    pause = min(0.02, max(0.0005, 0.1 * waited_s))
+    if pace is not None and pace[1] > 0:
+        seconds, moved = pace
+        pause = max(pause, min(0.8 * records_left * seconds / moved, LONGEST_PAUSE_S))
+    return pause
 
 
 def _offset_ranges(offsets: list[int], per_query: int = 100) -> Iterator[tuple[str, list[int]]]:

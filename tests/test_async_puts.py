@@ -236,3 +236,55 @@ def test_a_full_batch_goes_at_once_and_close_sends_what_lingers():
     puts.close()
     assert [f.result(timeout=10) for f in futures[20:]] == list(range(20, 25))
     assert transport.appended == [10, 10, 5] and time.monotonic() - started < 10
+
+
+def test_pause_before_next_look_follows_the_projector_pace():
+    from mlmd_log.service import LONGEST_PAUSE_S, pause_before_next_look
+
+    assert pause_before_next_look(0.0, 10) == 0.0005  # (at once: a prompt second look)
+    assert pause_before_next_look(0.05, 10) == pytest.approx(0.005)
+    assert pause_before_next_look(5.0, 10) == 0.02  # (no pace known: 20 ms at most)
+    assert pause_before_next_look(5.0, 10, (0.1, 0)) == 0.02  # (a projector that did not move)
+    # 1,000 records ahead of a projector that applied 500 in the last 0.1 s: about 0.2 s
+    # away, so most of that (80%)
+    assert pause_before_next_look(0.01, 1000, (0.1, 500)) == pytest.approx(0.16)
+    assert pause_before_next_look(0.01, 100_000, (0.1, 500)) == LONGEST_PAUSE_S
+    # a record or two ahead: the tenth-of-the-wait rule is the shorter, and it holds
+    assert pause_before_next_look(0.05, 1, (0.01, 100)) == pytest.approx(0.005)
+
+
+def test_a_long_wait_for_outcomes_looks_at_the_projection_a_few_times(tmp_path, monkeypatch):
+    """Outcomes 2,000 records ahead of a projector applying 10,000 records/s: the writer
+    looks about as often as the projector's pace needs, not every 0.5-20 ms (about 25 times
+    in those 0.2 s), and returns only once the projection holds them."""
+    import time
+
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.service import RemoteTransport
+
+    log_path, projection_url = str(tmp_path / "log"), f"sqlite:///{tmp_path / 'p.sqlite'}"
+    transport = RemoteTransport(log_path, projection_url, wait_timeout_s=10)
+    records = RecordFactory("test")
+    [offset] = transport.append([records.make("PutArtifactType", svc.PutArtifactTypeRequest(
+        artifact_type=pb.ArtifactType(name="T"))).SerializeToString()])
+    reader, projection = open_log(log_path, readonly=True), open_projection(projection_url)
+    replay(reader, projection)
+    projection.close()
+    reader.close()
+    real_applied = transport.applied_offset()
+    assert real_applied == offset + 1
+    started = time.monotonic()
+    looks = []
+
+    def simulated_applied() -> int:  # (2,000 records from the wanted one, at 10,000 a second)
+        looks.append(time.monotonic() - started)
+        return min(real_applied, offset - 2000 + int(10_000 * (time.monotonic() - started)))
+
+    monkeypatch.setattr(transport, "applied_offset", simulated_applied)
+    [found] = transport.wait_for_outcomes([offset])
+    assert found.offset == offset and found.error_code == 0
+    assert looks[-1] >= 0.2  # (it returned after the projector got there, not before)
+    assert len(looks) <= 12, looks
+    transport.close()
