@@ -30,6 +30,43 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from mlmd_log.locations import open_log
+    from mlmd_log.producer import FileLog
+    from mlmd_log.producer.archive import archive_records
+
+    if "?" in args.log:
+        raise errors.InvalidArgumentError(f"--log names the live log alone (no ?archive=): {args.log}")
+    if args.trim and not args.log.startswith("kafka://"):
+        raise errors.InvalidArgumentError("--trim drops records from a Kafka topic; --log is not one")
+    if args.log.startswith("kafka://"):
+        from mlmd_log.producer.kafka_log import KafkaLog
+
+        log = KafkaLog.from_url(args.log, create=False)  # (a missing topic is an error here, not one to create)
+    else:
+        log = open_log(args.log, readonly=True)
+    try:
+        archive = FileLog(args.to)  # (fsync per batch; its lock keeps a second archiver out)
+        try:
+            def show(done: int, end: int) -> None:
+                if not args.quiet:
+                    print(f"\rarchived through offset {done}/{end}", end="", file=sys.stderr, flush=True)
+            first, end = archive_records(log, archive, args.to, until=args.until, progress=show)
+            if not args.quiet and end > first:
+                print(file=sys.stderr)
+            held = archive.end_offset()
+        finally:
+            archive.close()
+        print(f"archived offsets {first}..{end} ({end - first} records) into {args.to}, which holds 0..{held}")
+        if args.trim:
+            log.drop_records_before(held)
+            print(f"the topic now starts at offset {log.start_offset()}; a reader from below it reads "
+                  f"{args.log}?archive={args.to}")
+    finally:
+        log.close()
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlmd_log.demo import run_demo
 
@@ -134,11 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rebuild a projection from a log",
                        description="Rebuild (or bring up to date) a projection from a log. "
                                    "Example: mlmd-log replay --log mlmd-data/log --into sqlite:///rebuilt.db")
-    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC")
+    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC "
+                                                "(?archive=DIR for a topic whose old records were archived)")
     p.add_argument("--into", required=True, help="target projection: sqlite:///new.db or mysql://user:pw@host:port/db")
     p.add_argument("--batch-size", type=int, default=2000, help="records per projection transaction")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("archive", help="copy a log's records to a FileLog archive (same offsets); --trim then "
+                                       "drops them from the Kafka topic",
+                       description="Example: mlmd-log archive --log kafka://127.0.0.1:9092/mlmd --to /archive/mlmd "
+                                   "--trim. Run again later to archive what came since. Readers that start below the "
+                                   "topic's first offset read kafka://127.0.0.1:9092/mlmd?archive=/archive/mlmd.")
+    p.add_argument("--log", required=True, help="the live log: kafka://HOST:PORT/TOPIC (or a FileLog directory)")
+    p.add_argument("--to", required=True, help="the archive, a FileLog directory (created if absent)")
+    p.add_argument("--until", type=int, help="archive up to this offset (default: the log's end when the run starts)")
+    p.add_argument("--trim", action="store_true",
+                   help="then drop the archived records from the topic (Kafka DeleteRecords)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_archive)
 
     p = sub.add_parser("demo", help="record the MLMD guide's example workflow and print its lineage",
                        description="Example: mlmd-log demo --data-dir ./mlmd-data")
@@ -148,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("project", help="follow a log and keep a projection up to date (the projector service)",
                        description="Example: mlmd-log project --log kafka://127.0.0.1:9092/mlmd "
                                    "--into mysql://mlmd:mlmd@127.0.0.1:3306/mlmd")
-    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, or kafka://HOST:PORT/TOPIC")
+    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, or kafka://HOST:PORT/TOPIC "
+                                                "(?archive=DIR for a topic whose old records were archived)")
     p.add_argument("--into", required=True,
                    help="sqlite:///PATH, mysql://user:pw@host:port/db or duckdb:///PATH (analytics, with views)")
     p.add_argument("--batch-size", type=int, default=2000, help="most records per projection transaction")

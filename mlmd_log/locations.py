@@ -1,12 +1,14 @@
 """Logs and projections named by URL, so the CLI, the server and the Python API agree.
 
-Logs:        ``file:///path/to/log-dir`` (or a plain path), ``memory:``, ``kafka://host:port/topic``
+Logs:        ``file:///path/to/log-dir`` (or a plain path), ``memory:``, ``kafka://host:port/topic``,
+             ``kafka://host:port/topic?archive=/path/to/archive-dir`` (producer/archive.py)
 Projections: ``sqlite:///path.db`` (or a plain path), ``sqlite://:memory:``,
              ``mysql://user:password@host:port/database``
 """
 from __future__ import annotations
 
-from urllib.parse import urlparse
+import os
+from urllib.parse import parse_qs, urlparse
 
 from mlmd_log import errors
 from mlmd_log.producer.base import Log
@@ -25,7 +27,24 @@ def open_log(url: str, readonly: bool = False, durability: str = "fsync", timeou
         topic = parsed.path.strip("/")
         if not parsed.netloc or not topic:
             raise errors.InvalidArgumentError(f"Expected kafka://host:port/topic, got {url!r}")
-        return KafkaLog(parsed.netloc, topic, durability=durability, timeout_s=timeout_s)
+        options = parse_qs(parsed.query, keep_blank_values=True)
+        archive = options.pop("archive", None)
+        if options or (archive is not None and (len(archive) != 1 or not archive[0])):
+            raise errors.InvalidArgumentError(
+                f"Unsupported options in {url!r}: a Kafka log URL takes one, ?archive=DIR (producer/archive.py)")
+        if archive is not None and not os.path.isdir(archive[0]):
+            raise errors.NotFoundError(f"No log archive at {archive[0]} (named by {url!r})")
+        live = KafkaLog(parsed.netloc, topic, durability=durability, timeout_s=timeout_s)
+        if archive is None:
+            return live
+        from mlmd_log.producer import FileLog
+        from mlmd_log.producer.archive import ArchivedLog
+
+        try:
+            return ArchivedLog(FileLog(archive[0], readonly=True), live, archive[0])
+        except BaseException:
+            live.close()
+            raise
     from mlmd_log.producer import FileLog
     path = url[len("file://"):] if url.startswith("file://") else url
     if "://" in path:
@@ -37,8 +56,6 @@ def open_projection(url: str, create: bool = True, readonly: bool = False) -> Sq
     """The projection a URL names: its schema created if ``create``; otherwise it must
     already hold MLMD's tables (NotFoundError / FailedPreconditionError, not a SQL error
     on the first read). ``readonly`` opens a SQLite file without write access."""
-    import os
-
     if url.startswith("mysql://"):
         from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
         db: SqlBackend = MySqlBackend(MySqlTarget.from_url(url))

@@ -36,10 +36,12 @@ keeps its own.
 History: the topic is created with ``retention.ms=-1`` and ``retention.bytes=-1``
 and ``cleanup.policy=delete``: nothing is ever deleted or compacted, because the
 log is the only source of truth and a projection is rebuilt by replaying it from
-offset 0. To keep the broker's disks bounded, archive old segments with Kafka's
-tiered storage (``remote.storage.enable=true``, KIP-405) or export them with
-``mlmd-log`` to files before raising retention; a reader that asks for an offset
-the topic no longer holds gets ``DataLossError``, never a silent gap.
+offset 0. To keep the broker's disks bounded, copy old records to a FileLog archive
+and drop them from the topic (``mlmd-log archive --trim``, producer/archive.py; readers
+that start below the topic's first offset then read ``kafka://...?archive=DIR``), or
+let the brokers move old segments to Kafka's tiered storage
+(``remote.storage.enable=true``, KIP-405). A reader that asks for an offset the topic
+no longer holds gets ``DataLossError``, never a silent gap.
 
 Errors: a broker that cannot be reached, or does not answer within ``timeout_s``,
 raises ``mlmd_log.errors.UnavailableError`` (retryable) with the address and what
@@ -436,8 +438,9 @@ class KafkaLog(Log):
                 batches = consumer.poll(timeout_ms=_POLL_MS, max_records=max_records)
             except kafka_errors.OffsetOutOfRangeError:
                 raise DataLossError(
-                    f"Kafka log {self.topic!r} no longer holds offset {offset} "
-                    "(deleted by retention?); the log must be kept from offset 0"
+                    f"Kafka log {self.topic!r} no longer holds offset {offset} (it starts at "
+                    f"{self._start_offset_or_unknown()}): if its older records were archived "
+                    "(mlmd-log archive), read kafka://HOST:PORT/TOPIC?archive=DIR"
                 ) from None
             except kafka_errors.KafkaError as e:
                 raise self._unavailable(f"reading from offset {offset}", e) from None
@@ -452,6 +455,39 @@ class KafkaLog(Log):
                     f"within {self.timeout_s:g}s although the log ends later; the broker is "
                     "down or unreachable, retry later"
                 )
+
+    def start_offset(self) -> int:
+        """The partition's first offset: 0 unless records were dropped (``drop_records_before``)."""
+        self._check_open()
+        consumer = self._take_consumer()
+        try:
+            start = consumer.beginning_offsets([self._tp], timeout_ms=int(self.timeout_s * 1000))[self._tp]
+        except (kafka_errors.KafkaError, OSError) as e:
+            self._discard_consumer(consumer)
+            raise self._unavailable("asking for the first offset", e) from None
+        self._give_back(consumer)
+        return start
+
+    def _start_offset_or_unknown(self) -> str:
+        try:
+            return str(self.start_offset())
+        except UnavailableError:
+            return "an offset the broker did not tell"
+
+    def drop_records_before(self, offset: int) -> None:
+        """Deletes the topic's records below ``offset`` (Kafka's DeleteRecords). Only for
+        records kept elsewhere: ``mlmd-log archive --trim`` calls it up to where its archive
+        ends, once that is on disk."""
+        end = self.end_offset()
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= end:
+            raise InvalidArgumentError(f"cannot drop records below offset {offset!r}: the log ends at {end}")
+        admin = self._connect("connecting an admin client to", lambda: KafkaAdminClient(**self._common))
+        try:
+            admin.delete_records({self._tp: offset}, timeout_ms=int(self.timeout_s * 1000))
+        except (kafka_errors.KafkaError, OSError) as e:
+            raise self._unavailable(f"dropping the records below offset {offset}", e) from None
+        finally:
+            admin.close()
 
     def _end_offset_with(self, consumer: Any) -> int:
         try:
