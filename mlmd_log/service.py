@@ -15,6 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from mlmd_log import errors
 from mlmd_log.consumer.inline import InlineApplier
@@ -131,6 +132,7 @@ class EmbeddedTransport:
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
+        self._where = _without_password(config.projection_url or config.sqlite_path)
         atexit.register(self.close)
 
     @staticmethod
@@ -145,7 +147,12 @@ class EmbeddedTransport:
         if rpc in PUT_RPCS:
             return self._put(rpc, request)
         with self._lock:
-            return self.reads.call(rpc, request)
+            return self._on_projection(lambda: self.reads.call(rpc, request))
+
+    def _on_projection(self, action: Any) -> Any:
+        """``action()`` on the projection (a MySQL one may lose its connection)."""
+        reconnect = self._applier.reconnect if self._applier is not None else self.db.reconnect
+        return through_lost_connection(self.db, action, reconnect, self._where)
 
     def _writable(self) -> InlineApplier:
         if self._applier is None:
@@ -154,7 +161,18 @@ class EmbeddedTransport:
 
     def _put(self, rpc: str, request: Any) -> Any:
         payload = self._records.make(rpc, request).SerializeToString()
-        return response_of(rpc, self._writable().submit(payload))
+        applier = self._writable()
+        [offset] = applier.append([payload])
+        return response_of(rpc, self._outcome(applier, offset))
+
+    def _outcome(self, applier: InlineApplier, offset: int) -> Any:
+        try:
+            return self._on_projection(lambda: applier.outcome_for(offset))
+        except errors.UnavailableError as exc:
+            raise errors.UnavailableError(
+                f"The put is durable in the log at offset {offset} (do not put it again: it is applied when the "
+                f"projection is back, at the next call), but its outcome could not be computed: {exc.message}") \
+                from None
 
     # The asynchronous-put protocol (see AsyncPuts).
     def append(self, payloads: list[bytes]) -> list[int]:
@@ -163,7 +181,7 @@ class EmbeddedTransport:
     def wait_for_outcomes(self, offsets: list[int], usual: Optional["UsualWait"] = None) -> list[Any]:
         """The outcomes of these records (applied inline: no wait to tune with ``usual``)."""
         applier = self._writable()
-        return [applier.outcome_for(offset) for offset in offsets]
+        return [self._outcome(applier, offset) for offset in offsets]
 
     response = staticmethod(response_of)
 
@@ -255,13 +273,21 @@ class ReadOnlyTransport:
         self.db = open_projection(projection_url, create=create, readonly=not create)
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self._lock = threading.Lock()
+        self._where = _without_password(projection_url)
 
     def call(self, rpc: str, request: Any) -> Any:
         if rpc in PUT_RPCS:
             return self._put(rpc, request)
         with self._lock:
-            self._refresh_snapshot()
-            return self.reads.call(rpc, request)
+            def read() -> Any:
+                self._refresh_snapshot()
+                return self.reads.call(rpc, request)
+
+            return self._on_projection(read)
+
+    def _on_projection(self, read: Any) -> Any:
+        """``read()`` on the projection's connection (under ``_lock``), through a lost one."""
+        return through_lost_connection(self.db, read, lambda: self.db.reconnect(), self._where)
 
     def _put(self, rpc: str, request: Any) -> Any:
         raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
@@ -332,9 +358,12 @@ class RemoteTransport(ReadOnlyTransport):
 
     def applied_offset(self) -> int:
         with self._lock:
-            self._refresh_snapshot()
-            row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            return row[0] if row else 0
+            return self._on_projection(self._read_applied_offset)
+
+    def _read_applied_offset(self) -> int:
+        self._refresh_snapshot()
+        row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+        return row[0] if row else 0
 
     def wait_for_outcomes(self, offsets: list[int], usual: Optional["UsualWait"] = None) -> list[Any]:
         """Outcomes of several records, with one wait for all of them and one query per 100
@@ -342,34 +371,47 @@ class RemoteTransport(ReadOnlyTransport):
 
         The projection is asked first after ``usual.first_look_s()`` (at once without one),
         then again as ``pause_before_next_look`` says: prompt on short waits, few queries
-        on long ones."""
+        on long ones. A projection that cannot be reached is asked again every 0.2 s until
+        ``wait_timeout_s``: the records are durable, and a database restart loses none."""
         from mlmd_log.projections.projector import read_outcomes
 
         last = max(offsets)
         started = time.monotonic()
         if usual is not None:
             time.sleep(usual.first_look_s())
+
+        def read_them() -> dict[int, Any]:
+            return {o.offset: o for where, params in _offset_ranges(offsets)
+                    for o in read_outcomes(self.db, where, params)}
+
         first: Optional[tuple[float, int]] = None  # (when, applied offset) at the first look
         while True:
-            applied = self.applied_offset()
-            if applied > last:
-                break
+            try:
+                applied, unreachable = self.applied_offset(), None
+                if applied > last:
+                    with self._lock:
+                        found = self._on_projection(read_them)
+                    break
+            except errors.UnavailableError as exc:  # (the put is durable: wait for the projection to return)
+                applied, unreachable = None, exc
             now = time.monotonic()
             waited = now - started
             if waited > self.wait_timeout_s:
+                cause = ("no projector applied it" if unreachable is None else
+                         f"the projection could not be read ({unreachable.message})")
                 raise errors.DeadlineExceededError(
-                    f"The put is durable in the log at offset {last} but no projector applied it within "
-                    f"{self.wait_timeout_s:.0f}s: is `mlmd-log project` running for this log?")
+                    f"The put is durable in the log at offset {last} (do not put it again: it is or will be "
+                    f"applied), but {cause} within {self.wait_timeout_s:.0f}s: is `mlmd-log project` running "
+                    "for this log?")
+            if applied is None:
+                time.sleep(LONGEST_PAUSE_S)
+                continue
             # (the pace since the first look: the projector commits in bursts, so a short
             # span between two looks would tell nothing or far too much)
             pace = None if first is None else (now - first[0], applied - first[1])
             time.sleep(pause_before_next_look(waited, last + 1 - applied, pace))
             if first is None:
                 first = (now, applied)
-        found = {}
-        with self._lock:
-            for where, params in _offset_ranges(offsets):
-                found.update((o.offset, o) for o in read_outcomes(self.db, where, params))
         if usual is not None:
             usual.record(time.monotonic() - started)
         missing = [o for o in offsets if o not in found]
@@ -400,6 +442,30 @@ def pause_before_next_look(waited_s: float, records_left: int,
         seconds, moved = pace
         pause = max(pause, min(0.8 * records_left * seconds / moved, LONGEST_PAUSE_S))
     return pause
+
+
+def through_lost_connection(db: Any, action: Any, reconnect: Any, where: str) -> Any:
+    """``action()`` against the projection ``db``. When the database server dropped the
+    connection (a restart, a network cut), ``reconnect()`` and the action once more: a read,
+    or applying records, which starts over from the last commit. A server that still cannot
+    be reached is UnavailableError; the next call tries again."""
+    try:
+        return action()
+    except db.connection_errors:
+        pass
+    try:
+        reconnect()
+        return action()
+    except db.connection_errors as exc:
+        raise errors.UnavailableError(f"The projection {where} cannot be reached ({exc}); retry later") from None
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for an error message."""
+    parsed = urlsplit(url)
+    if parsed.password is None:
+        return url
+    return urlunsplit(parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)))
 
 
 def _offset_ranges(offsets: list[int], per_query: int = 100) -> Iterator[tuple[str, list[int]]]:

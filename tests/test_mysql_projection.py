@@ -123,3 +123,148 @@ def test_mysql_connection_config_embedded_store_and_official_library_reads_it(tm
         assert theirs == ours
     finally:
         _drop(target)
+
+
+def _kill_connection_of(db: MySqlBackend, target) -> None:
+    """Ends ``db``'s connection from the server side, as a server restart or a network cut would."""
+    [(connection_id,)] = db.rows("SELECT CONNECTION_ID()")
+    killer = MySqlBackend(target)
+    killer.execute(f"KILL {int(connection_id)}")
+    killer.close()
+
+
+def test_writers_and_readers_outlive_a_lost_database_connection(tmp_path, mysql_url, monkeypatch):
+    """A writer's connection to the MySQL projection that the server drops is made again on
+    the next call. While the server cannot be reached, a read is UnavailableError (no
+    password in it), and a put waits for the projection to return, because its record is
+    durable; past the wait it is DeadlineExceededError that says not to put it again."""
+    import time
+
+    import pymysql
+
+    from mlmd_log.locations import open_log
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.proto import metadata_store_service_pb2 as svc
+    from mlmd_log.service import RemoteTransport
+
+    target = _fresh_database(mysql_url)
+    log_dir = str(tmp_path / "log")
+    transport = RemoteTransport(log_dir, target.url, wait_timeout_s=20)
+    records = RecordFactory("test")
+
+    def put_type(name: str) -> int:
+        return transport.append([records.make("PutArtifactType", svc.PutArtifactTypeRequest(
+            artifact_type=pb.ArtifactType(name=name))).SerializeToString()])[0]
+
+    def project() -> None:
+        reader, db = open_log(log_dir, readonly=True), open_projection(target.url)
+        replay(reader, db)
+        db.close()
+        reader.close()
+
+    try:
+        [first] = [put_type("A")]
+        project()
+        assert transport.wait_for_outcomes([first])[0].error_code == 0
+        _kill_connection_of(transport.db, target)
+        assert [t.name for t in transport.call("GetArtifactTypes", svc.GetArtifactTypesRequest()).artifact_types] \
+            == ["A"]  # (connected again, and answered)
+
+        # The server "cannot be reached": the connection is dropped and connecting again fails.
+        refused = pymysql.err.OperationalError(2003, "Can't connect to MySQL server (Connection refused)")
+        reconnect = transport.db.reconnect
+        down = {"until": float("inf")}
+
+        def failing_reconnect() -> None:
+            if time.monotonic() < down["until"]:
+                raise refused
+            reconnect()
+
+        monkeypatch.setattr(transport.db, "reconnect", failing_reconnect)
+        _kill_connection_of(transport.db, target)
+        with pytest.raises(mlmd.errors.UnavailableError, match="cannot be reached") as raised:
+            transport.call("GetArtifactTypes", svc.GetArtifactTypesRequest())
+        assert f":{target.password}@" not in str(raised.value) and ":***@" in str(raised.value)
+
+        # A put made now waits through the outage (0.6 s here) and gets its outcome.
+        second = put_type("B")
+        project()  # (the projector has its own connection)
+        down["until"] = time.monotonic() + 0.6
+        [outcome] = transport.wait_for_outcomes([second])
+        assert outcome.offset == second and outcome.error_code == 0
+        assert time.monotonic() >= down["until"]
+
+        # Down for longer than the writer waits: DeadlineExceededError, the record still durable.
+        transport.wait_timeout_s = 0.5
+        down["until"] = float("inf")
+        _kill_connection_of(transport.db, target)
+        third = put_type("C")
+        with pytest.raises(mlmd.errors.DeadlineExceededError, match="durable in the log at offset 2 .do not put it "
+                                                                    "again.*could not be read"):
+            transport.wait_for_outcomes([third])
+        down["until"] = 0.0
+        project()
+        assert transport.wait_for_outcomes([third])[0].error_code == 0
+        names = [t.name for t in transport.call("GetArtifactTypes", svc.GetArtifactTypesRequest()).artifact_types]
+        assert names == ["A", "B", "C"]
+    finally:
+        transport.close()
+        _drop(target)
+
+
+def test_an_embedded_mysql_store_outlives_a_lost_connection(tmp_path, mysql_url, monkeypatch):
+    """ConnectionConfig.mysql: the server drops the store's connection while puts it applied
+    are not committed yet. The next call connects again, applies those records again from
+    the log, and goes on; the projection ends equal to a fresh replay of the log. While the
+    server cannot be reached, a put is durable and says so (UnavailableError)."""
+    import pymysql
+
+    monkeypatch.chdir(tmp_path)
+    target = _fresh_database(mysql_url)
+    config = pb.ConnectionConfig()
+    config.mysql.host, config.mysql.port, config.mysql.database = target.host, target.port, target.database
+    config.mysql.user, config.mysql.password = target.user, target.password
+    rebuilt = _fresh_database(mysql_url)
+    try:
+        store = mlmd.MetadataStore(config)
+        transport = store._transport
+        transport._applier._commit_interval_s = 3600.0  # (nothing commits unless the test says)
+        type_id = store.put_artifact_type(pb.ArtifactType(name="Data", properties={"n": pb.INT}))
+        first = store.put_artifacts([pb.Artifact(type_id=type_id, uri=f"/d/{i}") for i in range(3)])
+        assert transport._applier.projector.in_transaction  # (applied, not committed)
+        _kill_connection_of(transport.db, target)  # (the server rolls the open transaction back)
+        assert [a.uri for a in store.get_artifacts_by_id(first)] == ["/d/0", "/d/1", "/d/2"]
+        second = store.put_artifacts([pb.Artifact(type_id=type_id, uri="/d/3")])
+        assert second == [first[-1] + 1]
+        with pytest.raises(mlmd.errors.AlreadyExistsError):  # (MLMD's own errors are unchanged)
+            store.put_artifact_type(pb.ArtifactType(name="Data", properties={"n": pb.STRING}))
+
+        reconnect = transport.db.reconnect
+
+        def refused() -> None:
+            raise pymysql.err.OperationalError(2003, "Can't connect to MySQL server (Connection refused)")
+
+        monkeypatch.setattr(transport.db, "reconnect", refused)
+        _kill_connection_of(transport.db, target)
+        with pytest.raises(mlmd.errors.UnavailableError, match="durable in the log at offset 4 .do not put it again"):
+            store.put_artifacts([pb.Artifact(type_id=type_id, uri="/d/4")])
+        with pytest.raises(mlmd.errors.UnavailableError, match="cannot be reached"):
+            store.get_artifacts()
+        monkeypatch.setattr(transport.db, "reconnect", reconnect)
+        assert sorted(a.uri for a in store.get_artifacts()) == ["/d/0", "/d/1", "/d/2", "/d/3", "/d/4"]
+        transport._applier.commit()
+        store.close()
+
+        log = FileLog(str(tmp_path / "mlmd-data" / f"log-mysql-{target.host}-{target.port}-{target.database}"),
+                      readonly=True)
+        fresh = MySqlBackend(rebuilt)
+        fresh.create_schema()
+        replay(log, fresh)
+        live = MySqlBackend(target)
+        assert _dump_mysql(live) == _dump_mysql(fresh)
+        live.close()
+        fresh.close()
+        log.close()
+    finally:
+        _drop(target)
+        _drop(rebuilt)

@@ -136,6 +136,19 @@ class InlineApplier:
             raise errors.InternalError(f"Record at offset {offset} was appended but has no outcome")
         return outcome
 
+    def reconnect(self) -> None:
+        """After the projection's server dropped the connection: connect again, and apply
+        again from the log what the projection lost with its open transaction (the same
+        outcomes), so reads see every acknowledged put."""
+        with self.lock:
+            self.projector.abandon()  # (memory back at the last commit)
+            db = self.projector.db
+            db.reconnect()
+            self.projector = Projector(db)  # (a commit whose answer was lost may have moved the checkpoint)
+            self._fresh = {offset: outcome for offset, outcome in self._fresh.items()
+                           if offset < self.projector.next_offset}
+            self.catch_up()
+
     def close(self) -> None:
         self._closed.set()
         if self._committer is not None:

@@ -45,6 +45,9 @@ class SqlBackend:
     integrity_errors: tuple[type, ...] = ()
     # Errors of the database itself (I/O, locks, lost connection): never a record's outcome.
     infrastructure_errors: tuple[type, ...] = ()
+    # A database server that cannot be reached, or a connection it dropped: ``reconnect``
+    # may cure them (none for an embedded database).
+    connection_errors: tuple[type, ...] = ()
 
     def __init__(self, conn: Any):
         self.conn = conn

@@ -94,6 +94,9 @@ class MySqlBackend(SqlBackend):
         # Any other driver error (lost connection, or SQL this backend rejects) stops the batch
         # rather than becoming a record's outcome that another backend would not produce.
         self.infrastructure_errors = (pymysql.err.MySQLError,)
+        # (OperationalError: cannot connect, server gone away, lost connection; InterfaceError:
+        # a statement on a connection already closed)
+        self.connection_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
         self.target = target
         try:
             flags = pymysql.constants.CLIENT.MULTI_STATEMENTS if multi_statements else 0

@@ -201,9 +201,11 @@ class Projector:
             return
         snapshot, offset, last_time = self._committed
         self._committed = None
-        self.db.rollback()
-        self.engine.restore(snapshot)
-        self.next_offset, self.last_time_ms = offset, last_time
+        try:  # (a connection the server dropped fails here, and the server rolled back already)
+            self.db.rollback()
+        finally:
+            self.engine.restore(snapshot)
+            self.next_offset, self.last_time_ms = offset, last_time
 
     def _apply_records(self, pending: list, seen: dict[str, Outcome]) -> list[Outcome]:
         """Applies decoded records in order, each as if alone: a rejected one leaves no rows.
