@@ -113,3 +113,29 @@ def test_the_archive_command_refuses_what_it_cannot_do(tmp_path, live, capsys):
     copied = FileLog(str(tmp_path / "a"), readonly=True)
     assert list(copied.read(0)) == list(live.read(0))
     copied.close()
+
+
+def test_records_in_neither_the_archive_nor_the_log_are_data_loss(tmp_path, live):
+    """An archive that ends before the (trimmed) log starts: reading across the gap says so."""
+    from mlmd_log.errors import DataLossError
+    from mlmd_log.producer.memory_log import MemoryLog
+
+    live.append(records(0, 10))
+    target = FileLog(str(tmp_path / "archive"))
+    archive_records(live, target, "A", until=4)
+
+    class Trimmed(MemoryLog):  # (a log whose records below 7 were dropped, as DeleteRecords does)
+        def read(self, start, max_records=None):
+            if start < 7:
+                raise DataLossError(f"no longer holds offset {start}")
+            return super().read(start, max_records)
+
+    trimmed = Trimmed()
+    trimmed.append(records(0, 10))
+    both = ArchivedLog(target, trimmed, "A")
+    reader = both.read(2)
+    assert [next(reader), next(reader)] == [(2, b"r2"), (3, b"r3")]
+    with pytest.raises(DataLossError, match="ends at offset 4, and the log no longer holds that offset"):
+        next(reader)
+    assert list(both.read(7, 2)) == [(7, b"r7"), (8, b"r8")]
+    target.close()

@@ -109,7 +109,12 @@ class ArchivedLog(Log):
         wanted = split - start if max_records is None else min(max_records, split - start)
         yield from self.archive.read(start, wanted)
         if max_records is None or max_records > wanted:
-            yield from self.live.read(split, None if max_records is None else max_records - wanted)
+            try:
+                yield from self.live.read(split, None if max_records is None else max_records - wanted)
+            except DataLossError as exc:
+                raise DataLossError(
+                    f"The archive {self.where} ends at offset {split}, and the log no longer holds that offset: "
+                    f"the records from there on were dropped before they were archived ({exc.message})") from None
 
     def wait_for_records(self, offset: int, timeout_s: float) -> bool:
         if offset < self.archive.end_offset():
