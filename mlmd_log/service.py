@@ -461,11 +461,13 @@ def through_lost_connection(db: Any, action: Any, reconnect: Any, where: str) ->
 
 
 def _without_password(url: str) -> str:
-    """A database URL fit for an error message."""
+    """A database URL fit for an error message (its password, as written, masked)."""
     parsed = urlsplit(url)
-    if parsed.password is None:
+    userinfo, at, host = parsed.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
         return url
-    return urlunsplit(parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)))
+    return urlunsplit(parsed._replace(netloc=f"{user}:***@{host}"))
 
 
 def _offset_ranges(offsets: list[int], per_query: int = 100) -> Iterator[tuple[str, list[int]]]:

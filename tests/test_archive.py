@@ -37,8 +37,9 @@ def test_archive_copies_records_at_their_offsets_and_goes_on_where_it_ended(tmp_
     assert archive_records(live, target, "A") == (20, 35)
     assert archive_records(live, target, "A") == (35, 35)  # (nothing new)
     assert list(target.read(0)) == list(live.read(0))
-    with pytest.raises(InvalidArgumentError, match="past the log's end"):
-        archive_records(live, target, "A", until=36)
+    for until in (36, -1):
+        with pytest.raises(InvalidArgumentError, match="is not an offset of the log .it ends at 35"):
+            archive_records(live, target, "A", until=until)
     assert archive_records(live, target, "A", until=10) == (35, 35)  # (already archived beyond it)
     target.close()
 

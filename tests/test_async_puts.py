@@ -288,3 +288,12 @@ def test_a_long_wait_for_outcomes_looks_at_the_projection_a_few_times(tmp_path, 
     assert looks[-1] >= 0.2  # (it returned after the projector got there, not before)
     assert len(looks) <= 12, looks
     transport.close()
+
+
+def test_error_messages_name_a_projection_without_its_password():
+    from mlmd_log.service import _without_password
+
+    assert _without_password("mysql://u:p%40ss@h:3306/db") == "mysql://u:***@h:3306/db"
+    assert _without_password("mysql://u:a:b@h/db?socket=/s") == "mysql://u:***@h/db?socket=/s"
+    assert _without_password("mysql://u@h/db") == "mysql://u@h/db"
+    assert _without_password("sqlite:///a/b.db") == "sqlite:///a/b.db"

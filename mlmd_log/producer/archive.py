@@ -56,8 +56,8 @@ def archive_records(log: Log, archive: Log, where: str, until: Optional[int] = N
     check_continues(archive, log, where)
     start, end = archive.end_offset(), log.end_offset()
     if until is not None:
-        if until > end:
-            raise InvalidArgumentError(f"--until {until} is past the log's end ({end})")
+        if not 0 <= until <= end:
+            raise InvalidArgumentError(f"--until {until} is not an offset of the log (it ends at {end})")
         end = max(until, start)
     offset = start
     while offset < end:
