@@ -448,3 +448,40 @@ def test_an_archived_and_trimmed_topic_rebuilds_a_projection_through_its_archive
     assert "archived offsets 80..120 (40 records)" in capsys.readouterr().out
     with open_log(f"{url}?archive={archive_dir}", readonly=True) as both:
         assert [payload for _, payload in both.read(0)] == everything
+
+
+def test_a_follower_ahead_of_the_topic_stops_with_data_loss(bootstrap: str, log: KafkaLog, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """Waiting for records past the topic's end is OutOfRangeError, not a broker outage; a
+    projector whose checkpoint is past the end (the topic was deleted and created again)
+    stops with DataLossError once the grace has passed."""
+    from mlmd_log.consumer import service as service_module
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.errors import DataLossError
+    from mlmd_log.locations import open_projection
+    from mlmd_log.producer import FileLog
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.proto import metadata_store_pb2 as pb
+    from mlmd_log.proto import metadata_store_service_pb2 as svc
+
+    factory = RecordFactory()
+
+    def types(prefix: str, count: int) -> list[bytes]:
+        return [factory.make("PutArtifactType", svc.PutArtifactTypeRequest(
+            artifact_type=pb.ArtifactType(name=f"{prefix}{i}"))).SerializeToString() for i in range(count)]
+
+    log.append(types("B", 5))
+    with pytest.raises(OutOfRangeError, match="offset 20 is past its end .5."):
+        log.wait_for_records(20, 1.0)
+    earlier = FileLog(str(tmp_path / "earlier"))  # (what the topic held before it was created again)
+    earlier.append(types("A", 20))
+    db = open_projection(f"sqlite:///{tmp_path / 'p.db'}")
+    replay(earlier, db)
+    monkeypatch.setattr(service_module, "LOG_BEHIND_GRACE_S", 0.3)
+    service = ProjectorService(log, db)
+    with pytest.raises(DataLossError, match="up to offset 20, but the log .* ends at 5"):
+        service.run(report_every=1e9)
+    service.close()
+    db.close()
+    earlier.close()

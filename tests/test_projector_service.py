@@ -113,3 +113,93 @@ def test_a_projector_process_collects_garbage_rarely():
                          capture_output=True, text=True, check=True).stdout
     thresholds, frozen = json.loads(out)
     assert tuple(thresholds) == GC_THRESHOLDS and frozen > 1000
+
+
+def _put_types(log, names) -> None:
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.proto import metadata_store_service_pb2 as svc
+
+    factory = RecordFactory()
+    log.append([factory.make("PutArtifactType", svc.PutArtifactTypeRequest(
+        artifact_type=pb.ArtifactType(name=name))).SerializeToString() for name in names])
+
+
+def test_a_log_that_ends_before_the_checkpoint_stops_the_service(tmp_path, monkeypatch):
+    """A projection at offset 20 over a log of 5 records (its topic deleted and created
+    again, or the wrong --log): the service warns, and once that has lasted the grace it
+    stops with DataLossError instead of reporting itself caught up and applying nothing."""
+    from mlmd_log.consumer import service as service_module
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.producer import FileLog
+
+    monkeypatch.setattr(service_module, "LOG_BEHIND_GRACE_S", 0.3)
+    first, second = FileLog(str(tmp_path / "first")), FileLog(str(tmp_path / "second"))
+    _put_types(first, [f"A{i}" for i in range(20)])
+    _put_types(second, [f"B{i}" for i in range(5)])
+    db = open_projection(f"sqlite:///{tmp_path / 'p.db'}")
+    replay(first, db)
+    for until_caught_up in (True, False):
+        service = ProjectorService(second, db)
+        started = time.monotonic()
+        try:
+            service.run(report_every=1e9, until_caught_up=until_caught_up)
+        except mlmd.errors.DataLossError as exc:
+            assert "applied the log up to offset 20, but the log" in str(exc) and "ends at 5" in str(exc)
+        else:
+            raise AssertionError("the service went on over a log that ends before its checkpoint")
+        assert 0.3 <= time.monotonic() - started < 10
+        assert service.status.applied_offset == 20 and service.status.end_offset == 5
+        service.close()
+    names = {n for (n,) in db.rows("SELECT `name` FROM `Type`", ())}
+    assert names >= {f"A{i}" for i in range(20)} and not any(n.startswith("B") for n in names)
+    db.close()
+    first.close()
+    second.close()
+
+
+def test_another_log_at_the_checkpoint_is_refused_before_anything_is_applied(tmp_path):
+    """A log that reaches past the projection's checkpoint but holds other records (a topic
+    created again and written past it): the record before the checkpoint has another id,
+    so the service, replay and the staged projections refuse it with DataLossError, and
+    apply nothing."""
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.producer import FileLog
+    from mlmd_log.projections.duckdb import DuckDbProjection
+
+    first, second = FileLog(str(tmp_path / "first")), FileLog(str(tmp_path / "second"))
+    _put_types(first, [f"A{i}" for i in range(20)])
+    _put_types(second, [f"B{i}" for i in range(25)])
+    db = open_projection(f"sqlite:///{tmp_path / 'p.db'}")
+    replay(first, db)
+    service = ProjectorService(second, db)
+    try:
+        service.run(report_every=1e9, until_caught_up=True)
+    except mlmd.errors.DataLossError as exc:
+        assert "holds another record at offset 19 than the one the projection applied there" in str(exc)
+    else:
+        raise AssertionError("the service applied another log's records")
+    service.close()
+    try:
+        replay(second, db)
+    except mlmd.errors.DataLossError as exc:
+        assert "offset 19" in str(exc)
+    else:
+        raise AssertionError("replay applied another log's records")
+    assert replay(first, db).end_offset == 20  # (its own log: nothing to do, no error)
+    names = {n for (n,) in db.rows("SELECT `name` FROM `Type`", ())}
+    assert not any(n.startswith("B") for n in names)
+    db.close()
+
+    analytics = DuckDbProjection(str(tmp_path / "a.duckdb"), str(tmp_path / "a.staging"))
+    analytics.catch_up(first)
+    analytics.close()
+    analytics = DuckDbProjection(str(tmp_path / "a.duckdb"), str(tmp_path / "a.staging"))
+    try:
+        analytics.catch_up(second)
+    except mlmd.errors.DataLossError as exc:
+        assert "offset 19" in str(exc)
+    else:
+        raise AssertionError("the DuckDB projection applied another log's records")
+    analytics.close()
+    first.close()
+    second.close()

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import Projector
+from mlmd_log.projections.projector import Projector, check_follows
 
 
 @dataclass
@@ -28,6 +28,7 @@ def replay(log: Log, db: SqlBackend, batch_size: int = 2000,
     """Applies ``log`` into ``db`` from its checkpoint to the log's current end."""
     started = time.monotonic()
     projector = Projector(db)
+    check_follows(log, db, projector.next_offset)
     end = log.end_offset()
     applied = rejected = 0
     while projector.next_offset < end:

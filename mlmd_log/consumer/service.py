@@ -18,13 +18,19 @@ from typing import Callable, Optional
 from mlmd_log import errors
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import Projector
+from mlmd_log.projections.projector import Projector, check_follows, log_ends_before_error
 
 LOG = logging.getLogger("mlmd_log.projector")
 
 # Caught up with batches still being stored: how long to wait for new records before
 # looking at the writers again (a failed write is noticed within this).
 IN_FLIGHT_WAIT_S = 0.02
+
+
+# How long the log may end before the projection's checkpoint before the service stops
+# with DataLossError: a cluster's new partition leader can briefly report a lower end, a
+# topic deleted and created again stays lower.
+LOG_BEHIND_GRACE_S = 10.0
 
 
 # A projector's process makes millions of short-lived containers a minute beside large
@@ -73,6 +79,8 @@ class ProjectorService:
         self.retry_sleep = retry_sleep
         self.stop_event = threading.Event()
         self.status = ProjectorStatus(self.projector.next_offset, 0, 0, 0, 0.0)
+        self._behind_since: Optional[float] = None  # when the log was first seen ending before the checkpoint
+        self._verified = False  # the log checked to be the projection's (check_follows) since the last (re)start
 
     def _start_projector(self) -> None:
         """A projector (and pipeline) from what the projection holds: its checkpoint, its ids."""
@@ -100,6 +108,7 @@ class ProjectorService:
             self.reader.reconnect()
         self._start_projector()
         self._stale = False
+        self._verified = False
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -114,6 +123,14 @@ class ProjectorService:
         start = self.projector.next_offset
         end = self.log.end_offset_beyond(start, ask_end)  # (while behind, the end the last fetch saw)
         self.status.end_offset = end
+        if end < start:
+            self._log_ends_before(start, end)
+            return 0
+        if end > start or ask_end:  # (not asked, the end may be this offset for "not known")
+            self._behind_since = None
+        if not self._verified and self._behind_since is None:
+            check_follows(self.log, self.db, start)
+            self._verified = True
         if start >= end:
             return 0
         started = time.monotonic()
@@ -125,6 +142,18 @@ class ProjectorService:
         self.status.last_batch_seconds = time.monotonic() - started
         return len(outcomes)
 
+    def _log_ends_before(self, applied: int, end: int) -> None:
+        """The log ends before the checkpoint: a warning, and DataLossError once that has
+        lasted LOG_BEHIND_GRACE_S."""
+        now = time.monotonic()
+        self._verified = False  # (should the end come back, the record before the checkpoint must match)
+        if self._behind_since is None:
+            self._behind_since = now
+            LOG.warning("projector: the log ends at offset %d, before the projection's %d; stopping unless that "
+                        "changes within %.0fs", end, applied, LOG_BEHIND_GRACE_S)
+        elif now - self._behind_since >= LOG_BEHIND_GRACE_S:
+            raise log_ends_before_error(applied, end, self.log)
+
     def run(self, report_every: float = 10.0, on_report: Optional[Callable[[ProjectorStatus], None]] = None,
             until_caught_up: bool = False) -> ProjectorStatus:
         """Loops until stopped (or, with ``until_caught_up``, until the lag is zero)."""
@@ -135,7 +164,8 @@ class ProjectorService:
                     self._restart()
                 # A follower learns of new records by waiting for them (one fetch, answered at
                 # once when there are some), not by asking for the end before each wait.
-                applied = self.step(ask_end=until_caught_up or not self.log.waits_for_records)
+                applied = self.step(ask_end=until_caught_up or not self.log.waits_for_records
+                                    or self._behind_since is not None)
             except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
                 self._recover(exc)
                 continue
@@ -149,6 +179,9 @@ class ProjectorService:
                     else:  # (new records are decided while the writers store the last ones)
                         self._wait_for_records(IN_FLIGHT_WAIT_S)
                         self._drain(wait=False)
+                    continue
+                if self._behind_since is not None:  # (the log ends before the checkpoint: look again)
+                    self.stop_event.wait(min(1.0, LOG_BEHIND_GRACE_S / 4))
                     continue
                 if until_caught_up:
                     break
@@ -181,6 +214,8 @@ class ProjectorService:
                 return
             except errors.UnavailableError:
                 pass  # the next step reports it
+            except errors.OutOfRangeError:  # (the log ends before the checkpoint: ask where, in a step)
+                self.step(ask_end=True)
         self.stop_event.wait(self.idle_sleep)
 
 

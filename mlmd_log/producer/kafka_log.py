@@ -59,6 +59,7 @@ from mlmd_log.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    OutOfRangeError,
     StatusError,
     UnavailableError,
 )
@@ -416,6 +417,15 @@ class KafkaLog(Log):
         try:
             consumer.seek(self._tp, offset)
             batches = consumer.poll(timeout_ms=max(1, int(timeout_s * 1000)), max_records=_WAITED_RECORDS)
+        except kafka_errors.OffsetOutOfRangeError:
+            self._discard_consumer(consumer)
+            end = self.end_offset()
+            if offset > end:
+                raise OutOfRangeError(
+                    f"Kafka log {self.topic!r}: offset {offset} is past its end ({end}); was the topic deleted and "
+                    "created again?") from None
+            raise DataLossError(f"Kafka log {self.topic!r} no longer holds offset {offset} (it starts at "
+                                f"{self._start_offset_or_unknown()})") from None
         except kafka_errors.KafkaError as e:
             self._discard_consumer(consumer)
             raise self._unavailable(f"waiting for records from offset {offset}", e) from None

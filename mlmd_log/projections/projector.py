@@ -101,6 +101,39 @@ def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
     return record
 
 
+def log_ends_before_error(applied: int, end: int, log: object) -> errors.DataLossError:
+    return errors.DataLossError(
+        f"The projection has applied the log up to offset {applied}, but the log ({log!r}) ends at {end}: "
+        "it lost records it had acknowledged, or it is not the log this projection was built from (a topic "
+        "deleted and created again?). Replay the log into a new projection, or point --log at the right one.")
+
+
+def check_follows(log: object, db: SqlBackend, applied: int) -> None:
+    """DataLossError unless ``log`` is the log the projection was built from, as far as one
+    record tells: it reaches the checkpoint ``applied``, and holds at ``applied - 1`` the
+    record (by record id) whose outcome the projection stored there. A log trimmed below
+    that offset cannot tell, and passes."""
+    if applied <= 0:
+        return
+    end = log.end_offset()  # type: ignore[attr-defined]
+    if end < applied:
+        raise log_ends_before_error(applied, end, log)
+    stored = read_outcomes(db, "`log_offset` = ?", (applied - 1,))
+    if not stored or not stored[0].record_id:
+        return
+    try:
+        [(_, payload)] = list(log.read(applied - 1, 1))  # type: ignore[attr-defined]
+    except errors.DataLossError:
+        return
+    found = decode_record(payload, applied - 1).record_id
+    if found != stored[0].record_id:
+        raise errors.DataLossError(
+            f"The log ({log!r}) holds another record at offset {applied - 1} than the one the projection applied "
+            f"there (record id {found!r}, not {stored[0].record_id!r}): it is not the log this projection was "
+            "built from (a topic deleted and created again?). Replay the log into a new projection, or point "
+            "--log at the right one.")
+
+
 class _Rejected(Exception):
     """A record failed: its writes must be undone by the caller."""
 

@@ -137,6 +137,7 @@ class StagedProjection:
 
     projector: object
     target_name = "target"
+    _log_checked = False  # (see _rebuild_staging)
 
     def _target_offset(self) -> int:
         raise NotImplementedError
@@ -175,7 +176,13 @@ class StagedProjection:
         return total
 
     def _rebuild_staging(self, log: Log, batch_size: int) -> None:
-        """A lost or older staging file is replayed up to the target's offset (no mirroring)."""
+        """A lost or older staging file is replayed up to the target's offset (no mirroring).
+        The first time, staging's last record is checked to be the log's (check_follows)."""
+        if not self._log_checked:
+            from mlmd_log.projections.projector import check_follows
+
+            check_follows(log, self.projector.db, self.projector.next_offset)  # type: ignore[attr-defined]
+            self._log_checked = True
         target = self._target_offset()
         if self.projector.next_offset >= target:
             return
