@@ -327,8 +327,10 @@ class RemoteTransport(ReadOnlyTransport):
         self._put_waits = UsualWait(first_look=0.6)  # (synchronous puts; AsyncPuts keeps its own)
 
     def _put(self, rpc: str, request: Any) -> Any:
-        [offset] = self.append([self._records.make(rpc, request).SerializeToString()])
+        record = self._records.make(rpc, request)
+        [offset] = self.append([record.SerializeToString()])
         [outcome] = self.wait_for_outcomes([offset], self._put_waits)
+        check_own_outcome(outcome, record.record_id, self._where)
         return response_of(rpc, outcome)
 
     def append(self, payloads: list[bytes]) -> list[int]:
@@ -444,6 +446,17 @@ def pause_before_next_look(waited_s: float, records_left: int,
     return pause
 
 
+def check_own_outcome(outcome: Any, record_id: str, where: str) -> None:
+    """FailedPreconditionError unless ``outcome`` (read at the offset the log gave a record)
+    is that record's: a projection kept from another log holds other records' outcomes at
+    the same offsets, and their responses must not reach this caller."""
+    if outcome.record_id != record_id:
+        raise errors.FailedPreconditionError(
+            f"The projection {where} holds, at log offset {outcome.offset}, the outcome of record "
+            f"{outcome.record_id!r}, not of the record appended there ({record_id!r}): it is kept from another "
+            "log. Check that the log URL and the projection URL belong together.")
+
+
 def through_lost_connection(db: Any, action: Any, reconnect: Any, where: str) -> Any:
     """``action()`` against the projection ``db``. When the database server dropped the
     connection (a restart, a network cut), ``reconnect()`` and the action once more: a read,
@@ -511,7 +524,7 @@ def _as_status_error(exc: BaseException) -> errors.StatusError:
 
 
 def _ends_batch(item: Any) -> bool:
-    """A flush marker (None, None, future) or the close marker (None) ends AsyncPuts' batch."""
+    """A flush marker (None, None, future, None) or the close marker (None) ends AsyncPuts' batch."""
     return item is None or item[0] is None
 
 
@@ -535,10 +548,10 @@ class AsyncPuts:
         self._future_class = Future
         self._transport = transport
         self._records = RecordFactory(client_name)
-        # Submitted puts (rpc, payload, future), flush markers (None, None, future) and the
-        # close marker (None), for the appending thread; it is woken only when it has
-        # something to start a batch with, when a batch is full, or by a marker: puts that
-        # come while a batch lingers cost no wake-up each.
+        # Submitted puts (rpc, payload, future, record id), flush markers (None, None, future,
+        # None) and the close marker (None), for the appending thread; it is woken only when
+        # it has something to start a batch with, when a batch is full, or by a marker: puts
+        # that come while a batch lingers cost no wake-up each.
         self._submitted: "deque" = deque()
         self._submitted_changed = threading.Condition()
         self._max_batch = max_batch
@@ -557,7 +570,8 @@ class AsyncPuts:
         if self._closed:
             raise errors.FailedPreconditionError("AsyncPuts is closed")
         future = self._future_class()
-        self._enqueue((rpc, self._records.make(rpc, request).SerializeToString(), future))
+        record = self._records.make(rpc, request)
+        self._enqueue((rpc, record.SerializeToString(), future, record.record_id))
         return future
 
     def _enqueue(self, item: Any) -> None:
@@ -570,7 +584,7 @@ class AsyncPuts:
     def flush(self, timeout: Optional[float] = None) -> None:
         """Blocks until every put submitted before the call has its outcome."""
         done = self._future_class()
-        self._enqueue((None, None, done))
+        self._enqueue((None, None, done, None))
         done.result(timeout)
 
     def close(self) -> None:
@@ -615,15 +629,15 @@ class AsyncPuts:
     def _process(self, batch: list) -> None:
         """Appends a batch, then hands it to the resolver thread, so the next batch is
         appended while this one's outcomes are awaited."""
-        puts = [(rpc, payload, future) for rpc, payload, future in batch if rpc is not None]
+        puts = [item for item in batch if item[0] is not None]  # (rpc, payload, future, record id)
         offsets: Optional[list[int]] = None
         try:
-            offsets = self._transport.append([payload for _, payload, _ in puts]) if puts else []
+            offsets = self._transport.append([payload for _, payload, _, _ in puts]) if puts else []
         except Exception as exc:  # noqa: BLE001 - every future must end, or flush() would wait forever
-            for _, _, future in puts:
+            for _, _, future, _ in puts:
                 future.set_exception(_as_status_error(exc))
         self._resolve_queue.put((puts if offsets is not None else [], offsets or [],
-                                 [future for rpc, _, future in batch if rpc is None]))
+                                 [future for rpc, _, future, _ in batch if rpc is None]))
 
     RESOLVE_GROUP = 10_000  # most puts whose outcomes one wait covers
 
@@ -660,16 +674,18 @@ class AsyncPuts:
             except Exception as exc:  # noqa: BLE001 - as in _process
                 outcomes = [_as_status_error(exc)] * len(offsets)
         results = iter(outcomes)
+        where = getattr(self._transport, "_where", "")
         for puts, _, flushes in group:
-            for rpc, _, future in puts:
+            for rpc, _, future, record_id in puts:
                 outcome = next(results)
                 if isinstance(outcome, errors.StatusError):
                     future.set_exception(outcome)
                     continue
                 try:
+                    check_own_outcome(outcome, record_id, where)
                     future.set_result(self._transport.response(rpc, outcome))
-                except errors.StatusError as exc:
-                    future.set_exception(exc)
+                except Exception as exc:  # noqa: BLE001 - as in _process
+                    future.set_exception(_as_status_error(exc))
             for future in flushes:
                 future.set_result(None)
 

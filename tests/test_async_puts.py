@@ -55,6 +55,13 @@ def test_a_failing_log_ends_every_future_and_flush_returns(tmp_path):
         store.close()
 
 
+def _record_ids(payloads) -> list[str]:
+    """The record ids of appended payloads, as a projection would store them with their outcomes."""
+    from mlmd_log.schemas import log_record_pb2
+
+    return [log_record_pb2.LogRecord.FromString(payload).record_id for payload in payloads]
+
+
 class _SlowProjection:
     """A transport whose first outcome wait holds until released, so that later batches
     queue up behind it; records each wait's offsets."""
@@ -66,23 +73,27 @@ class _SlowProjection:
         self.waits: list[list[int]] = []
         self.next_offset = 0
         self.fail_second_wait = fail_second_wait
+        self.record_ids: list[str] = []
 
     def append(self, payloads):
         offsets = list(range(self.next_offset, self.next_offset + len(payloads)))
         self.next_offset += len(payloads)
+        self.record_ids += _record_ids(payloads)
         return offsets
 
     def wait_for_outcomes(self, offsets, usual=None):
+        from mlmd_log.projections.projector import Outcome
+
         self.waits.append(list(offsets))
         if len(self.waits) == 1:
             assert self.release.wait(10)
         elif self.fail_second_wait and len(self.waits) == 2:
             raise mlmd.errors.DeadlineExceededError("no projector")
-        return [("outcome", offset) for offset in offsets]
+        return [Outcome(offset, self.record_ids[offset]) for offset in offsets]
 
     @staticmethod
     def response(rpc, outcome):
-        return outcome[1]
+        return outcome.offset
 
 
 def _submit_batches(puts, transport, batches: int) -> list:
@@ -210,21 +221,25 @@ def test_a_full_batch_goes_at_once_and_close_sends_what_lingers():
     puts after it start the next; close appends the last, lingering one and resolves it."""
     import time
 
+    from mlmd_log.projections.projector import Outcome
+
     class Transport:
         def __init__(self):
             self.appended: list[int] = []
+            self.record_ids: list[str] = []
 
         def append(self, payloads):
             start = sum(self.appended)
             self.appended.append(len(payloads))
+            self.record_ids += _record_ids(payloads)
             return list(range(start, start + len(payloads)))
 
         def wait_for_outcomes(self, offsets, usual=None):
-            return list(offsets)
+            return [Outcome(offset, self.record_ids[offset]) for offset in offsets]
 
         @staticmethod
         def response(rpc, outcome):
-            return outcome
+            return outcome.offset
 
     transport = Transport()
     puts = mlmd_service.AsyncPuts(transport, max_batch=10, linger_s=30.0)
@@ -297,3 +312,36 @@ def test_error_messages_name_a_projection_without_its_password():
     assert _without_password("mysql://u:a:b@h/db?socket=/s") == "mysql://u:***@h/db?socket=/s"
     assert _without_password("mysql://u@h/db") == "mysql://u@h/db"
     assert _without_password("sqlite:///a/b.db") == "sqlite:///a/b.db"
+
+
+def test_a_projection_of_another_log_gives_no_response_of_its_records(tmp_path):
+    """Writers whose projection URL names a projection kept from another log: at their
+    offsets it holds other records' outcomes. Neither a put nor an async put returns those;
+    both fail with FailedPreconditionError naming the mismatch."""
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.service import SharedLogConfig
+
+    other = open_log(str(tmp_path / "other"))
+    factory = RecordFactory("other")
+    other.append([factory.make("PutArtifactType", svc.PutArtifactTypeRequest(
+        artifact_type=pb.ArtifactType(name=f"O{i}"))).SerializeToString() for i in range(5)])
+    projection_url = f"sqlite:///{tmp_path / 'p.db'}"
+    db = open_projection(projection_url)
+    replay(other, db)
+    db.close()
+    other.close()
+    store = mlmd.MetadataStore(SharedLogConfig(str(tmp_path / "ours"), projection_url))
+    try:
+        with pytest.raises(mlmd.errors.FailedPreconditionError, match="at log offset 0, the outcome of record .* "
+                                                                      "not of the record appended there"):
+            store.put_artifact_type(pb.ArtifactType(name="Mine"))
+        puts = store.async_puts()
+        future = puts.submit("PutArtifactType", svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(name="M2")))
+        puts.flush(timeout=30)
+        assert isinstance(future.exception(timeout=0), mlmd.errors.FailedPreconditionError)
+        assert "kept from another log" in str(future.exception(timeout=0))
+        puts.close()
+    finally:
+        store.close()
