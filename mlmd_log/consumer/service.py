@@ -80,7 +80,7 @@ class ProjectorService:
         self.stop_event = threading.Event()
         self.status = ProjectorStatus(self.projector.next_offset, 0, 0, 0, 0.0)
         self._behind_since: Optional[float] = None  # when the log was first seen ending before the checkpoint
-        self._verified = False  # the log checked to be the projection's (check_follows) since the last (re)start
+        self._verified = False  # the log checked to be the projection's (check_follows), and not behind since
 
     def _start_projector(self) -> None:
         """A projector (and pipeline) from what the projection holds: its checkpoint, its ids."""
@@ -126,11 +126,11 @@ class ProjectorService:
         if end < start:
             self._log_ends_before(start, end)
             return 0
-        if end > start or ask_end:  # (not asked, the end may be this offset for "not known")
+        if ask_end or end > start:  # (not asked, the end may be this offset for "not known")
             self._behind_since = None
-        if not self._verified and self._behind_since is None:
-            check_follows(self.log, self.db, start)
-            self._verified = True
+            if not self._verified:
+                check_follows(self.log, self.db, start, end)
+                self._verified = True
         if start >= end:
             return 0
         started = time.monotonic()
@@ -164,8 +164,10 @@ class ProjectorService:
                     self._restart()
                 # A follower learns of new records by waiting for them (one fetch, answered at
                 # once when there are some), not by asking for the end before each wait.
+                # Until the log is checked to be the projection's (at start, after a restart or
+                # after it ended before the checkpoint), the end is asked for.
                 applied = self.step(ask_end=until_caught_up or not self.log.waits_for_records
-                                    or self._behind_since is not None)
+                                    or not self._verified)
             except (errors.UnavailableError, *self.db.infrastructure_errors) as exc:
                 self._recover(exc)
                 continue
@@ -214,8 +216,8 @@ class ProjectorService:
                 return
             except errors.UnavailableError:
                 pass  # the next step reports it
-            except errors.OutOfRangeError:  # (the log ends before the checkpoint: ask where, in a step)
-                self.step(ask_end=True)
+            except errors.OutOfRangeError:  # (the log ends before the checkpoint: the next step asks where)
+                self._verified = False
         self.stop_event.wait(self.idle_sleep)
 
 

@@ -20,31 +20,28 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional, Sequence
 
 from mlmd_log.errors import DataLossError, FailedPreconditionError, InternalError, InvalidArgumentError
-from mlmd_log.producer.base import Log, check_read_args
+from mlmd_log.producer.base import Log, check_read_args, record_at
 
 ARCHIVE_BATCH = 10_000  # records copied (and fsynced) per append
 
 
-def check_continues(archive: Log, log: Log, where: str) -> None:
+def check_continues(archive: Log, log: Log, where: str) -> tuple[int, int]:
     """FailedPreconditionError unless ``archive`` is a prefix of ``log``: it is no longer than
     the log, and its last record is the log's record at that offset (when the log still
-    holds it; a trimmed log cannot tell, and the archive made before the trim stands)."""
-    end = archive.end_offset()
+    holds it; a trimmed log cannot tell, and the archive made before the trim stands).
+    Returns the two ends, the archive's and the log's."""
+    end, log_end = archive.end_offset(), log.end_offset()
     if end == 0:
-        return
-    log_end = log.end_offset()
+        return end, log_end
     if end > log_end:
         raise FailedPreconditionError(
             f"The archive {where} holds {end} records, the log only {log_end}: it is not an archive of this "
             "log (or the topic was deleted and created again)")
-    try:
-        [(_, kept)] = list(log.read(end - 1, 1))
-    except DataLossError:
-        return
-    [(_, archived)] = list(archive.read(end - 1, 1))
-    if kept != archived:
+    kept = record_at(log, end - 1)
+    if kept is not None and kept != record_at(archive, end - 1):
         raise FailedPreconditionError(
             f"The archive {where} differs from the log at offset {end - 1}: it is an archive of another log")
+    return end, log_end
 
 
 def archive_records(log: Log, archive: Log, where: str, until: Optional[int] = None,
@@ -53,8 +50,7 @@ def archive_records(log: Log, archive: Log, where: str, until: Optional[int] = N
     end now) into the archive, ARCHIVE_BATCH at a time, each batch durable before the next
     is read. Returns the offsets copied, ``(first, end)``; ``first == end`` when there was
     nothing to copy."""
-    check_continues(archive, log, where)
-    start, end = archive.end_offset(), log.end_offset()
+    start, end = check_continues(archive, log, where)
     if until is not None:
         if not 0 <= until <= end:
             raise InvalidArgumentError(f"--until {until} is not an offset of the log (it ends at {end})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from typing import Iterator, Sequence
 
-from mlmd_log.errors import InvalidArgumentError, OutOfRangeError
+from mlmd_log.errors import DataLossError, InvalidArgumentError, OutOfRangeError
 
 #: The frame length field is 4 bytes, so no record may be larger than this.
 MAX_RECORD_BYTES = 2**32 - 1
@@ -124,3 +124,13 @@ def check_read_args(start: int, max_records: int | None, end: int) -> None:
         raise OutOfRangeError(
             f"read start offset {start} is past the end of the log (end offset {end})"
         )
+
+
+def record_at(log: Log, offset: int) -> bytes | None:
+    """The record at ``offset``, or None when the log no longer holds it (its older records
+    were dropped: the Kafka topic was trimmed)."""
+    try:
+        [(_, record)] = list(log.read(offset, 1))
+    except DataLossError:
+        return None
+    return record

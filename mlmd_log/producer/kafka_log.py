@@ -312,15 +312,19 @@ class KafkaLog(Log):
 
     def end_offset(self) -> int:
         """The partition's high watermark: the offset after the last acknowledged record."""
+        return self._asking(self._end_offset_with)
+
+    def _asking(self, request: Any) -> Any:
+        """``request(consumer)`` on a consumer from the pool; one that failed is not reused."""
         self._check_open()
         consumer = self._take_consumer()
         try:
-            end = self._end_offset_with(consumer)
+            answer = request(consumer)
         except BaseException:
             self._discard_consumer(consumer)
             raise
         self._give_back(consumer)
-        return end
+        return answer
 
     def end_offset_beyond(self, offset: int, ask: bool = True) -> int:
         """Every fetch answer carries the high watermark: a reader that is behind needs no
@@ -419,13 +423,7 @@ class KafkaLog(Log):
             batches = consumer.poll(timeout_ms=max(1, int(timeout_s * 1000)), max_records=_WAITED_RECORDS)
         except kafka_errors.OffsetOutOfRangeError:
             self._discard_consumer(consumer)
-            end = self.end_offset()
-            if offset > end:
-                raise OutOfRangeError(
-                    f"Kafka log {self.topic!r}: offset {offset} is past its end ({end}); was the topic deleted and "
-                    "created again?") from None
-            raise DataLossError(f"Kafka log {self.topic!r} no longer holds offset {offset} (it starts at "
-                                f"{self._start_offset_or_unknown()})") from None
+            raise self._out_of_range(offset) from None
         except kafka_errors.KafkaError as e:
             self._discard_consumer(consumer)
             raise self._unavailable(f"waiting for records from offset {offset}", e) from None
@@ -447,11 +445,7 @@ class KafkaLog(Log):
             try:
                 batches = consumer.poll(timeout_ms=_POLL_MS, max_records=max_records)
             except kafka_errors.OffsetOutOfRangeError:
-                raise DataLossError(
-                    f"Kafka log {self.topic!r} no longer holds offset {offset} (it starts at "
-                    f"{self._start_offset_or_unknown()}): if its older records were archived "
-                    "(mlmd-log archive), read kafka://HOST:PORT/TOPIC?archive=DIR"
-                ) from None
+                raise self._out_of_range(offset) from None
             except kafka_errors.KafkaError as e:
                 raise self._unavailable(f"reading from offset {offset}", e) from None
             records = batches.get(self._tp, [])
@@ -468,21 +462,28 @@ class KafkaLog(Log):
 
     def start_offset(self) -> int:
         """The partition's first offset: 0 unless records were dropped (``drop_records_before``)."""
-        self._check_open()
-        consumer = self._take_consumer()
-        try:
-            start = consumer.beginning_offsets([self._tp], timeout_ms=int(self.timeout_s * 1000))[self._tp]
-        except (kafka_errors.KafkaError, OSError) as e:
-            self._discard_consumer(consumer)
-            raise self._unavailable("asking for the first offset", e) from None
-        self._give_back(consumer)
-        return start
+        def ask(consumer: Any) -> int:
+            try:
+                return consumer.beginning_offsets([self._tp], timeout_ms=int(self.timeout_s * 1000))[self._tp]
+            except (kafka_errors.KafkaError, OSError) as e:
+                raise self._unavailable("asking for the first offset", e) from None
 
-    def _start_offset_or_unknown(self) -> str:
+        return self._asking(ask)
+
+    def _out_of_range(self, offset: int) -> StatusError:
+        """The error for an offset the broker refused: past the end (OutOfRangeError: the
+        topic was deleted and created again?) or below the first (DataLossError: trimmed)."""
+        end = self.end_offset()
+        if offset > end:
+            return OutOfRangeError(f"Kafka log {self.topic!r}: offset {offset} is past its end ({end}); was the "
+                                   "topic deleted and created again?")
         try:
-            return str(self.start_offset())
+            start = str(self.start_offset())
         except UnavailableError:
-            return "an offset the broker did not tell"
+            start = "an offset the broker did not tell"
+        return DataLossError(f"Kafka log {self.topic!r} no longer holds offset {offset} (it starts at {start}): "
+                             "if its older records were archived (mlmd-log archive), read "
+                             "kafka://HOST:PORT/TOPIC?archive=DIR")
 
     def drop_records_before(self, offset: int) -> None:
         """Deletes the topic's records below ``offset`` (Kafka's DeleteRecords). Only for

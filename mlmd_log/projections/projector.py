@@ -14,6 +14,7 @@ from typing import Iterable, Optional, Sequence
 from google.protobuf.message import DecodeError
 
 from mlmd_log import errors
+from mlmd_log.producer.base import Log, record_at
 from mlmd_log.producer.records import FIRST_ATTEMPT
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.engine import Engine
@@ -101,29 +102,26 @@ def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
     return record
 
 
-def log_ends_before_error(applied: int, end: int, log: object) -> errors.DataLossError:
+def log_ends_before_error(applied: int, end: int, log: Log) -> errors.DataLossError:
     return errors.DataLossError(
         f"The projection has applied the log up to offset {applied}, but the log ({log!r}) ends at {end}: "
         "it lost records it had acknowledged, or it is not the log this projection was built from (a topic "
         "deleted and created again?). Replay the log into a new projection, or point --log at the right one.")
 
 
-def check_follows(log: object, db: SqlBackend, applied: int) -> None:
+def check_follows(log: Log, db: SqlBackend, applied: int, end: Optional[int] = None) -> None:
     """DataLossError unless ``log`` is the log the projection was built from, as far as one
     record tells: it reaches the checkpoint ``applied``, and holds at ``applied - 1`` the
     record (by record id) whose outcome the projection stored there. A log trimmed below
-    that offset cannot tell, and passes."""
+    that offset cannot tell, and passes. ``end``: the log's end, when the caller was told it."""
     if applied <= 0:
         return
-    end = log.end_offset()  # type: ignore[attr-defined]
+    end = log.end_offset() if end is None else end
     if end < applied:
         raise log_ends_before_error(applied, end, log)
     stored = read_outcomes(db, "`log_offset` = ?", (applied - 1,))
-    if not stored or not stored[0].record_id:
-        return
-    try:
-        [(_, payload)] = list(log.read(applied - 1, 1))  # type: ignore[attr-defined]
-    except errors.DataLossError:
+    payload = record_at(log, applied - 1) if stored and stored[0].record_id else None
+    if payload is None:
         return
     found = decode_record(payload, applied - 1).record_id
     if found != stored[0].record_id:

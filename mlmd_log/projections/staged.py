@@ -15,6 +15,7 @@ from typing import Optional
 from mlmd_log import errors
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqliteBackend
+from mlmd_log.projections.projector import check_follows
 
 LOG = logging.getLogger("mlmd_log.staged")
 
@@ -179,8 +180,6 @@ class StagedProjection:
         """A lost or older staging file is replayed up to the target's offset (no mirroring).
         The first time, staging's last record is checked to be the log's (check_follows)."""
         if not self._log_checked:
-            from mlmd_log.projections.projector import check_follows
-
             check_follows(log, self.projector.db, self.projector.next_offset)  # type: ignore[attr-defined]
             self._log_checked = True
         target = self._target_offset()
