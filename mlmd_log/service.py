@@ -132,7 +132,7 @@ class EmbeddedTransport:
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
-        self._where = _without_password(config.projection_url or config.sqlite_path)
+        self.where = _without_password(config.projection_url or config.sqlite_path)  # (for error messages)
         atexit.register(self.close)
 
     @staticmethod
@@ -152,7 +152,7 @@ class EmbeddedTransport:
     def _on_projection(self, action: Any) -> Any:
         """``action()`` on the projection (a MySQL one may lose its connection)."""
         reconnect = self._applier.reconnect if self._applier is not None else self.db.reconnect
-        return through_lost_connection(self.db, action, reconnect, self._where)
+        return through_lost_connection(self.db, action, reconnect, self.where)
 
     def _writable(self) -> InlineApplier:
         if self._applier is None:
@@ -273,7 +273,7 @@ class ReadOnlyTransport:
         self.db = open_projection(projection_url, create=create, readonly=not create)
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self._lock = threading.Lock()
-        self._where = _without_password(projection_url)
+        self.where = _without_password(projection_url)  # (for error messages)
 
     def call(self, rpc: str, request: Any) -> Any:
         if rpc in PUT_RPCS:
@@ -287,7 +287,7 @@ class ReadOnlyTransport:
 
     def _on_projection(self, read: Any) -> Any:
         """``read()`` on the projection's connection (under ``_lock``), through a lost one."""
-        return through_lost_connection(self.db, read, lambda: self.db.reconnect(), self._where)
+        return through_lost_connection(self.db, read, self.db.reconnect, self.where)
 
     def _put(self, rpc: str, request: Any) -> Any:
         raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
@@ -330,7 +330,7 @@ class RemoteTransport(ReadOnlyTransport):
         record = self._records.make(rpc, request)
         [offset] = self.append([record.SerializeToString()])
         [outcome] = self.wait_for_outcomes([offset], self._put_waits)
-        check_own_outcome(outcome, record.record_id, self._where)
+        check_own_outcome(outcome, record.record_id, self.where)
         return response_of(rpc, outcome)
 
     def append(self, payloads: list[bytes]) -> list[int]:
@@ -535,7 +535,10 @@ ASYNC_LINGER_S = 0.02  # ... and how long it waits for more once the first came
 class AsyncPuts:
     """High-throughput puts: ``submit`` returns a Future at once; a background thread
     appends queued records in batches and resolves each Future with the put's response
-    (or its MLMD error) once applied. ``flush`` waits for everything submitted so far."""
+    (or its MLMD error) once applied. ``flush`` waits for everything submitted so far.
+
+    ``transport``: ``append(payloads)``, ``wait_for_outcomes(offsets, usual)``,
+    ``response(rpc, outcome)`` and ``where`` (its projection, for error messages)."""
 
     def __init__(self, transport: Any, max_batch: int = ASYNC_MAX_BATCH, client_name: str = "mlmd-log-async",
                  linger_s: float = ASYNC_LINGER_S):
@@ -674,7 +677,7 @@ class AsyncPuts:
             except Exception as exc:  # noqa: BLE001 - as in _process
                 outcomes = [_as_status_error(exc)] * len(offsets)
         results = iter(outcomes)
-        where = getattr(self._transport, "_where", "")
+        where = self._transport.where
         for puts, _, flushes in group:
             for rpc, _, future, record_id in puts:
                 outcome = next(results)

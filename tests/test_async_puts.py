@@ -66,6 +66,8 @@ class _SlowProjection:
     """A transport whose first outcome wait holds until released, so that later batches
     queue up behind it; records each wait's offsets."""
 
+    where = "slow projection"
+
     def __init__(self, fail_second_wait: bool = False):
         import threading
 
@@ -224,6 +226,8 @@ def test_a_full_batch_goes_at_once_and_close_sends_what_lingers():
     from mlmd_log.projections.projector import Outcome
 
     class Transport:
+        where = "test projection"
+
         def __init__(self):
             self.appended: list[int] = []
             self.record_ids: list[str] = []
