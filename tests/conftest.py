@@ -37,3 +37,20 @@ def mysql_url() -> str:
             pytest.fail("MLMD_TEST_MYSQL_URL is not set: .ci/run must start MariaDB (compose/mariadb.sh)")
         pytest.skip("no MariaDB: set MLMD_TEST_MYSQL_URL=mysql://user:pass@127.0.0.1:3306/db")
     return url
+
+
+_FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def report_figure():
+    """``report_figure(name, text)``: a figure a guarantee test measured (kills survived, calls
+    fuzzed, corruptions detected), printed at the end of the run for README's guarantees table."""
+    return _FIGURES.__setitem__
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("guarantee figures")
+        for name, text in sorted(_FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {text}")

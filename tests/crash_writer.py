@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from crash_points import install_from_env
 from mlmd_log import MetadataStore
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.service import StoreConfig
@@ -33,4 +34,5 @@ def main(data_dir: str, prefix: str, threads: int) -> None:
 
 
 if __name__ == "__main__":
+    install_from_env()
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
