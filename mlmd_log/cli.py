@@ -230,13 +230,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set to see the traceback of an unexpected error instead of its one line.
+DEBUG_ENV = "MLMD_LOG_DEBUG"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit codes: 0 done, 1 the command failed (one line on stderr naming the problem), 2 a
+    usage error (argparse's own)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except errors.StatusError as exc:
         print(f"mlmd-log: {type(exc).__name__}: {exc.message}", file=sys.stderr)
-        return 2
+        return 1
+    except OSError as exc:  # a path that is a file, a port in use, a full disk: the user's to fix
+        print(f"mlmd-log: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug; still one line, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"mlmd-log: InternalError: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -71,9 +71,18 @@ def open_projection(url: str, create: bool = True, readonly: bool = False) -> Sq
             path = url
         if not create and path != ":memory:" and not os.path.exists(path):
             raise errors.NotFoundError(f"No projection at {path}")
-        db = SqliteBackend(path, readonly=readonly and not create)
+        try:
+            db = SqliteBackend(path, readonly=readonly and not create)
+        except SqliteBackend.infrastructure_errors as exc:  # a directory, no permission
+            raise errors.FailedPreconditionError(f"Cannot open the projection {url}: {exc}") from exc
     if create:
-        db.create_schema()
+        try:
+            db.create_schema()
+        except SqliteBackend.infrastructure_errors as exc:  # not a database, a read-only file
+            if not isinstance(db, SqliteBackend):
+                raise
+            db.close()
+            raise errors.FailedPreconditionError(f"Cannot create MLMD's tables in {url}: {exc}") from exc
     else:
         _require_mlmd_schema(db, url)
     return db
