@@ -441,7 +441,8 @@ def time_kafka_read(log_url: str, start: int, end: int, batch: int, budget: floa
 def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
                    profile: Optional[cProfile.Profile] = None) -> Dict[str, Any]:
     """ProjectorService in this process, from the projection's checkpoint until caught up or ``budget`` s."""
-    from mlmd_log.consumer.service import ProjectorService, tune_gc
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.process import tune_gc
     from mlmd_log.locations import open_projection
     from mlmd_log.producer.kafka_log import KafkaLog
 

@@ -103,7 +103,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_project(args: argparse.Namespace) -> int:
     import logging
 
-    from mlmd_log.consumer.service import ProjectorService, tune_gc
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.process import tune_gc
     from mlmd_log.locations import open_log, open_projection
 
     tune_gc()
@@ -142,7 +143,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
 def _project_mirrored(args: argparse.Namespace) -> int:
     import threading
 
-    from mlmd_log.consumer.service import stop_on_signals
+    from mlmd_log.process import stop_on_signals
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.projections.mirror import MirroredProjection, follow
 

@@ -106,9 +106,9 @@ def test_projector_survives_kill9_and_matches_fresh_replay(tmp_path):
 def test_a_projector_process_collects_garbage_rarely():
     """`mlmd-log project` (and its writer processes) freeze what exists at start and raise
     the collector's thresholds; checked in a child, as the setting is per process."""
-    from mlmd_log.consumer.service import GC_THRESHOLDS
+    from mlmd_log.process import GC_THRESHOLDS
 
-    out = subprocess.run([sys.executable, "-c", "import gc, json; from mlmd_log.consumer.service import tune_gc; "
+    out = subprocess.run([sys.executable, "-c", "import gc, json; from mlmd_log.process import tune_gc; "
                           "tune_gc(); print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))"],
                          capture_output=True, text=True, check=True).stdout
     thresholds, frozen = json.loads(out)

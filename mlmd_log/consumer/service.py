@@ -7,9 +7,7 @@ lag, and stops between batches on SIGTERM/SIGINT.
 """
 from __future__ import annotations
 
-import gc
 import logging
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Callable, Optional
 
 from mlmd_log import errors
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
+from mlmd_log.process import stop_on_signals
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.projector import Projector, check_follows, log_ends_before_error
 
@@ -31,21 +30,6 @@ IN_FLIGHT_WAIT_S = 0.02
 # with DataLossError: a cluster's new partition leader can briefly report a lower end, a
 # topic deleted and created again stays lower.
 LOG_BEHIND_GRACE_S = 10.0
-
-
-# A projector's process makes millions of short-lived containers a minute beside large
-# caches; at Python's default thresholds the collector ran every 700 allocations and took
-# about 8 us a record (a collection callback over 60k decided steps), for a program that
-# makes almost no reference cycles.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_gc() -> None:
-    """For a process whose job is projecting (``mlmd-log project``, its writer processes):
-    what exists now (modules, descriptors) leaves the collector's sight, and the collector
-    runs less often."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass
@@ -219,12 +203,6 @@ class ProjectorService:
             except errors.OutOfRangeError:  # (the log ends before the checkpoint: the next step asks where)
                 self._verified = False
         self.stop_event.wait(self.idle_sleep)
-
-
-def stop_on_signals(stop: threading.Event) -> dict:
-    """SIGTERM and SIGINT set ``stop`` (a long-running command ends between batches).
-    Returns the previous handlers, for callers that restore them."""
-    return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _log_status(status: ProjectorStatus) -> None:

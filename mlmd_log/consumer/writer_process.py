@@ -161,7 +161,7 @@ def main(stdin: Optional[BinaryIO] = None, stdout: Optional[BinaryIO] = None) ->
     ok, target = _receive(stdin)
     if not ok:
         return 0
-    from mlmd_log.consumer.service import tune_gc
+    from mlmd_log.process import tune_gc
     tune_gc()
     try:
         db = MySqlBackend(target)

@@ -495,7 +495,7 @@ def _duckdb_path(url: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m mlmd_log.projections.duckdb --log LOG --into PATH [--follow]``."""
-    from mlmd_log.consumer.service import stop_on_signals
+    from mlmd_log.process import stop_on_signals
     from mlmd_log.locations import open_log
 
     parser = argparse.ArgumentParser(prog="python -m mlmd_log.projections.duckdb",

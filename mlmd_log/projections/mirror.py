@@ -38,13 +38,13 @@ import multiprocessing
 import os
 import queue
 import select
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mlmd_log import errors
+from mlmd_log.process import leave_stops_to_parent
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
@@ -544,8 +544,7 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
     from mlmd_log.producer.file_log import release_lock_file
     from mlmd_log.projections.projector import Projector
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us between batches
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    leave_stops_to_parent()
     alive = lambda: os.getppid() == parent and not shared.halt.is_set()  # noqa: E731
     try:
         lock = _lock_staging(staging_path, alive)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 import grpc
 
 from mlmd_log import errors
-from mlmd_log.consumer.service import stop_on_signals
+from mlmd_log.process import stop_on_signals
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.proto import metadata_store_service_pb2_grpc as rpc_pb
 from mlmd_log.server.config import HEALTH_SERVICE_NAME, ServeConfig
