@@ -54,41 +54,7 @@ def _tear_last_segment(log_dir: str) -> None:
         f.write(b"\x00\x00\x01\x00\xde\xad")
 
 
-def test_kill9_loses_no_acknowledged_put_and_matches_replay(tmp_path):
-    rng = random.Random(7)
-    data_dir = str(tmp_path / "store")
-    all_acked: dict[str, int] = {}
-    for round_no in range(4):
-        acked = _run_and_kill(data_dir, f"r{round_no}", rng.uniform(0.05, 0.6))
-        all_acked.update(acked)
-        if round_no == 2:
-            _tear_last_segment(os.path.join(data_dir, "log"))
-        store = MetadataStore(StoreConfig.from_directory(data_dir))
-        try:
-            stored = store.get_artifacts_by_type("Crash")
-        finally:
-            store.close()
-        by_name: dict[str, list[int]] = {}
-        for artifact in stored:
-            by_name.setdefault(artifact.name, []).append(artifact.id)
-        for name, artifact_id in all_acked.items():
-            assert by_name.get(name) == [artifact_id], f"acknowledged put {name} -> {artifact_id} not found once"
-        assert all(len(ids) == 1 for ids in by_name.values())
-
-    rebuilt = str(tmp_path / "rebuilt.sqlite")
-    log = FileLog(os.path.join(data_dir, "log"), readonly=True)
-    db = open_projection(f"sqlite:///{rebuilt}")
-    stats = replay(log, db)
-    db.close()
-    log.close()
-    assert stats.records > len(all_acked)
-    live = dump_tables(os.path.join(data_dir, "mlmd.sqlite"))
-    fresh = dump_tables(rebuilt)
-    for table in MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome"):
-        assert live[table] == fresh[table], f"table {table} differs after replay"
-
-
-def _run_until_it_kills_itself(argv: list[str], point: str, hit: int, timeout_s: float = 60) -> subprocess.Popen:
+def _run_until_it_kills_itself(argv: list[str], point: str, hit: int) -> subprocess.Popen:
     """Runs a child that dies at the ``hit``-th pass through crash point ``point``."""
     env = dict(os.environ, MLMD_CRASH_AT=f"{point}:{hit}")
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -119,17 +85,34 @@ def _assert_acked_once(data_dir: str, acked: dict[str, int]) -> None:
     assert all(len(ids) == 1 for ids in by_name.values()), "a put was applied twice"
 
 
-def _assert_equals_fresh_replay(log_dir: str, projection: str, rebuilt: str) -> None:
+def _assert_equals_fresh_replay(log_dir: str, projection: str, rebuilt: str) -> int:
+    """Replays the log into ``rebuilt``, compares it with ``projection``; returns the records."""
     log = FileLog(log_dir, readonly=True)
     db = open_projection(f"sqlite:///{rebuilt}")
     try:
-        replay(log, db)
+        stats = replay(log, db)
     finally:
         db.close()
         log.close()
     live, fresh = dump_tables(projection), dump_tables(rebuilt)
     for table in MLMD_TABLES + ("mlmdlog_checkpoint", "mlmdlog_outcome"):
         assert live[table] == fresh[table], f"table {table} differs after replay"
+    return stats.records
+
+
+def test_kill9_loses_no_acknowledged_put_and_matches_replay(tmp_path):
+    rng = random.Random(7)
+    data_dir = str(tmp_path / "store")
+    all_acked: dict[str, int] = {}
+    for round_no in range(4):
+        acked = _run_and_kill(data_dir, f"r{round_no}", rng.uniform(0.05, 0.6))
+        all_acked.update(acked)
+        if round_no == 2:
+            _tear_last_segment(os.path.join(data_dir, "log"))
+        _assert_acked_once(data_dir, all_acked)
+    records = _assert_equals_fresh_replay(os.path.join(data_dir, "log"), os.path.join(data_dir, "mlmd.sqlite"),
+                                          str(tmp_path / "rebuilt.sqlite"))
+    assert records > len(all_acked)
 
 
 def test_a_kill_at_each_crash_point_of_the_embedded_store_loses_nothing(tmp_path, report_figure):
