@@ -273,14 +273,9 @@ def test_embedded_store_refuses_to_cut_a_record_its_projection_applied(tmp_path)
 
 
 def crafted_garbage(size: int) -> bytes:
-    """Frames whose lengths all fit inside the file, each with a wrong CRC."""
-    out = bytearray()
-    i = 0
-    while len(out) < size:
-        length = 16 + (i * 7919) % 4000
-        out += struct.pack(">II", length, 0xDEADBEEF) + os.urandom(length)
-        i += 1
-    return bytes(out[:size])
+    """Frame headers at every 4th byte, each with a length that fits inside the file and
+    a wrong CRC: a byte-by-byte scan that CRCs each candidate frame is quadratic here."""
+    return struct.pack(">I", size // 64) * (size // 4)
 
 
 def timed_open(path, garbage: bytes) -> float:
@@ -330,13 +325,13 @@ def test_a_version_1_log_is_read_and_continues_in_version_2_segments(tmp_path):
         f.write(encode_frame(b"sneaked in"))
     with pytest.raises(DataLossError, match="does not follow"):
         FileLog(tmp_path / "log", readonly=True)
-
-
-def test_a_gap_between_version_1_segments_is_found_on_reading(tmp_path):
-    write_v1_segment(str(tmp_path), 0, [short(i) for i in range(3)])
-    write_v1_segment(str(tmp_path), 5, [short(i) for i in range(5, 7)])
+    os.makedirs(tmp_path / "gap")  # between v1 segments only the base offsets tell, on reading
+    write_v1_segment(str(tmp_path / "gap"), 0, [short(i) for i in range(3)])
+    write_v1_segment(str(tmp_path / "gap"), 5, [short(i) for i in range(5, 7)])
     with pytest.raises(DataLossError, match="next segment"):
-        read_all(tmp_path)
+        read_all(tmp_path / "gap")
+
+
 
 
 # ----------------------------------------------------------------- verify and repair
