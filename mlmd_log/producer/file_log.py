@@ -246,10 +246,13 @@ def check_link(header: SegmentHeader, path: str, prev_path: str, found: SegmentL
         problem = (f"{prev_path} is {found.size} bytes, the header of {path} says {claimed.size} "
                    "(a segment truncated, extended, missing or swapped)")
     elif found.last_pos != claimed.last_pos:
-        problem = f"{prev_path} has no valid last frame at byte {claimed.last_pos}, where the header of {path} says"
+        problem = (f"the header of {path} names the frame at byte {claimed.last_pos} of {prev_path} as its last "
+                   f"(offset {header.base - 1}), and there is no valid last frame there (a damaged record, or a "
+                   "segment changed)")
     else:
         problem = (f"the last record of {prev_path} (byte {claimed.last_pos}) is not the one the header of "
-                   f"{path} names (a segment missing or swapped, one of another log, or a damaged record)")
+                   f"{path} names as offset {header.base - 1} (a segment missing or swapped, one of another log, "
+                   "or a damaged record)")
     raise DataLossError(f"segment file {path} does not follow segment file {prev_path}: {problem}")
 
 
@@ -365,13 +368,13 @@ def complete_frame_with_bad_length(path: str, pos: int) -> bool:
     what a reader sees while a writer appends, unless its CRC matches with that
     length: then it is a complete record whose length field was damaged.
     """
-    with open(path, "rb") as f:
-        f.seek(pos)
-        data = f.read()
-    if len(data) < FRAME_HEADER_SIZE:
+    size = os.path.getsize(path)
+    if size - pos < FRAME_HEADER_SIZE:
         return False
-    length_bytes = struct.pack(">I", len(data) - FRAME_HEADER_SIZE)
-    return frame_crc(length_bytes, data[FRAME_HEADER_SIZE:]) == FRAME_HEADER.unpack_from(data)[1]
+    length_bytes = struct.pack(">I", size - pos - FRAME_HEADER_SIZE)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with memoryview(mm) as view:
+            return frame_crc(length_bytes, view[pos + FRAME_HEADER_SIZE : size]) == FRAME_HEADER.unpack_from(mm, pos)[1]
 
 
 # ------------------------------------------------------------------ filesystem helpers
@@ -660,14 +663,11 @@ class FileLog(Log):
         logger.warning("removing segment file %s: a crash cut its header short, it holds no record", path)
         os.remove(path)
         fsync_dir(self.path)
-        if len(bases) == 1:
-            os.close(self._create_segment_with_new_identity(bases[0]))
-            return bases
-        return bases[:-1]
-
-    def _create_segment_with_new_identity(self, base: int) -> int:
-        self._log_id = os.urandom(LOG_ID_BYTES)
-        return self._create_segment(base, NO_LINK)
+        if len(bases) > 1:
+            return bases[:-1]
+        self._log_id = os.urandom(LOG_ID_BYTES)  # (no segment carried the old one)
+        os.close(self._create_segment(bases[0], NO_LINK))
+        return bases
 
     def _check_chain(self, bases: list[int], start: int) -> list[SegmentHeader]:
         """Check segments ``bases[start:]`` against each other and the one before them:
