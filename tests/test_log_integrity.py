@@ -410,3 +410,22 @@ def test_info_is_loud_when_the_log_is_shorter_than_the_projection(tmp_path):
     run = run_cli("info", "--data-dir", str(tmp_path))
     assert_one_line_failure(run, f"ends at {end - 1}")
     assert_one_line_failure(run_cli("verify", "--data-dir", str(tmp_path)), f"ends at {end - 1}")
+
+
+def test_a_damaged_record_at_the_checkpoint_is_not_taken_for_a_trimmed_one(tmp_path):
+    from mlmd_log.projections.backend import SqliteBackend
+    from mlmd_log.projections.projector import Projector, check_follows
+
+    records = type_records(9)
+    files = write_log(tmp_path / "log", records, HEADER_SIZE + 3 * (FRAME_HEADER_SIZE + len(records[0])))
+    assert len(files) == 3
+    db = SqliteBackend(str(tmp_path / "p.sqlite"))
+    db.create_schema()
+    with FileLog(tmp_path / "log", readonly=True) as log:
+        Projector(db).apply_batch(list(log.read(0, 5)))
+    data = open(files[1], "rb").read()
+    flip(files[1], data.index(records[4]) + 5)  # the record the checkpoint names, mid-segment
+    with FileLog(tmp_path / "log", readonly=True) as log:
+        with pytest.raises(DataLossError, match="offset 4"):
+            check_follows(log, db, 5)
+    db.close()

@@ -580,6 +580,8 @@ class FileLog(Log):
     mid-append) unless ``complete=True`` says no writer is.
     """
 
+    may_drop_old_records = False
+
     def __init__(
         self,
         path: str | os.PathLike,
