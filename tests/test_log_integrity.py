@@ -353,6 +353,12 @@ def test_verify_calls_an_unrecovered_torn_tail_damage_unless_a_writer_is_appendi
     with pytest.raises(DataLossError, match="no writer"):
         verify_log(tmp_path)
     assert [o for o, _ in read_all(tmp_path)] == [0, 1, 2]  # a live reader may be racing a writer
+    os.truncate(path, os.path.getsize(path) - 10)
+    with FileLog(tmp_path):
+        with open(path, "ab") as f:
+            f.write(encode_frame(b"being appended")[:10])
+        report = verify_log(tmp_path)
+        assert report.writer_active and report.records == 3
 
 
 def test_repair_cuts_to_an_offset_and_keeps_what_it_cut(tmp_path):

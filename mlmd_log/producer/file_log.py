@@ -187,7 +187,9 @@ def parse_segment_header(data: bytes, base: int, path: str) -> SegmentHeader:
             raise DataLossError(f"segment file {path} has an incomplete header ({len(data)} of {HEADER_SIZE} bytes)")
         body = data[: SEGMENT_HEADER.size]
         if zlib.crc32(body) != HEADER_CRC.unpack_from(data, SEGMENT_HEADER.size)[0]:
-            raise DataLossError(f"segment file {path} has a damaged header: CRC mismatch over bytes 0-{HEADER_SIZE - 1}")
+            raise DataLossError(
+                f"segment file {path} has a damaged header: CRC mismatch over bytes 0-{HEADER_SIZE - 1}"
+            )
         _, _, header_base, log_id, *link = SEGMENT_HEADER.unpack(body)
         header = SegmentHeader(version, header_base, HEADER_SIZE, log_id, SegmentLink(*link))
     else:
@@ -507,11 +509,14 @@ def writer_lock_held(directory: str) -> bool:
     try:
         with open("/proc/locks") as locks:
             lines = locks.read().splitlines()
-    except OSError:
-        fd, _ = try_lock_file(lock_path)
-        if fd is None:
+    except OSError:  # (no /proc: a shared lock for an instant, the lock file unchanged)
+        fd = os.open(lock_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
             return True
-        release_lock_file(fd)
+        finally:
+            os.close(fd)
         return False
     wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     return any(wanted in line.split() for line in lines if "FLOCK" in line)
