@@ -15,16 +15,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
+    shown = False
     try:
         def show(done: int, end: int) -> None:
+            nonlocal shown
             if not args.quiet:
                 print(f"\rapplied {done}/{end}", end="", file=sys.stderr, flush=True)
+                shown = True
         stats = replay(log, db, batch_size=args.batch_size, progress=show)
     finally:
         db.close()
         log.close()
-    if not args.quiet:
-        print(file=sys.stderr)
+        if shown:
+            print(file=sys.stderr)  # (ends the progress line, before any error's)
     print(f"replayed {stats.records} records ({stats.rejected} rejected puts kept as outcomes) "
           f"into {args.into} in {stats.seconds:.2f}s; projection is at offset {stats.end_offset}")
     return 0
@@ -77,19 +80,69 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.backend import SqliteBackend
+    from mlmd_log.projections.projector import check_follows
 
     log_dir = os.path.join(args.data_dir, "log")
     db_path = os.path.join(args.data_dir, "mlmd.sqlite")
-    log = FileLog(log_dir, readonly=True)
-    print(f"log: {log_dir}, {log.end_offset()} records")
-    log.close()
-    if os.path.exists(db_path):
+    with FileLog(log_dir, readonly=True) as log:
+        end = log.end_offset()
+        print(f"log: {log_dir}, {end} records")
+        if os.path.exists(db_path):
+            db = SqliteBackend(db_path, readonly=True)
+            try:
+                row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+                applied = row[0] if row else 0
+                check_follows(log, db, applied, end)  # (a log shorter than the checkpoint lost records)
+                counts = {t: db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for t in ("Artifact", "Execution", "Context", "Event")}
+            finally:
+                db.close()
+            print(f"projection: {db_path}, applied through offset {applied}; "
+                  + ", ".join(f"{n} {t.lower()}s" for t, n in counts.items()))
+    return 0
+
+
+def _log_dir(args: argparse.Namespace) -> str:
+    """The FileLog directory named by --log, or the one inside --data-dir."""
+    return args.log if args.log else os.path.join(args.data_dir, "log")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from mlmd_log.producer import FileLog
+    from mlmd_log.producer.file_log import verify_log
+
+    log_dir = _log_dir(args)
+    report = verify_log(log_dir)
+    print(f"log {log_dir} is sound: {report.records} records, {report.segments} segments, {report.bytes} bytes "
+          f"checked (every frame and segment link)"
+          + ("; a writer holds the lock, its append in progress was not counted" if report.writer_active else ""))
+    db_path = os.path.join(args.data_dir, "mlmd.sqlite") if args.data_dir else None
+    if db_path and os.path.exists(db_path):
+        from mlmd_log.projections.backend import SqliteBackend
+        from mlmd_log.projections.projector import check_follows
+
         db = SqliteBackend(db_path, readonly=True)
-        row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        counts = {t: db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for t in ("Artifact", "Execution", "Context", "Event")}
-        print(f"projection: {db_path}, applied through offset {row[0] if row else 0}; "
-              + ", ".join(f"{n} {t.lower()}s" for t, n in counts.items()))
-        db.close()
+        try:
+            row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
+            applied = row[0] if row else 0
+            with FileLog(log_dir, readonly=True) as log:
+                check_follows(log, db, applied)
+        finally:
+            db.close()
+        print(f"projection {db_path} follows the log (applied through offset {applied})")
+    return 0
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from mlmd_log.producer.file_log import repair_log
+
+    log_dir = _log_dir(args)
+    report = repair_log(log_dir, args.to_offset)
+    if report.saved_in is None:
+        print(f"log {log_dir} already ends at offset {args.to_offset}: nothing cut")
+        return 0
+    for segment, start, copy, size in report.saved:
+        print(f"saved {size} bytes of {segment} from byte {start} to {copy}")
+    print(f"log {log_dir} now holds offsets 0..{report.end}; what was cut is in {report.saved_in}")
     return 0
 
 
@@ -221,6 +274,30 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Example: mlmd-log info --data-dir ./mlmd-data")
     p.add_argument("--data-dir", default="mlmd-data")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("verify", help="check every frame and segment link of a FileLog",
+                       description="Reads a FileLog end to end: every frame's CRC, every segment header and the "
+                                   "link from each segment to the one before it (with --data-dir, also that the "
+                                   "projection follows the log). Exit 0 when sound; exit 1 with one line naming "
+                                   "the file, byte offset and problem at the first damage. With no writer holding "
+                                   "the lock, an incomplete last frame is damage too. "
+                                   "Example: mlmd-log verify --data-dir ./mlmd-data")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", help="a FileLog directory")
+    where.add_argument("--data-dir", help="an embedded store's directory (its log is DIR/log)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("repair", help="cut a FileLog before damage, keeping what it cuts",
+                       description="Cuts the log to offsets [0, N): copies the cut segment's tail and every later "
+                                   "segment into DIR/repaired-<UTC time>/ (fsynced) first, then removes and "
+                                   "truncates. Refuses while a writer holds the lock. Run verify first to find the "
+                                   "first damaged offset. Projections that applied records past N must be rebuilt "
+                                   "(mlmd-log replay). Example: mlmd-log repair --log ./mlmd-data/log --to-offset 1200")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", help="a FileLog directory")
+    where.add_argument("--data-dir", help="an embedded store's directory (its log is DIR/log)")
+    p.add_argument("--to-offset", type=int, required=True, help="the log keeps offsets below this one")
+    p.set_defaults(func=_cmd_repair)
 
     from mlmd_log.server.config import add_serve_arguments
     p = sub.add_parser("serve", help="serve MLMD's gRPC MetadataStoreService (the official clients work unchanged)",

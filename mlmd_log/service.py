@@ -127,8 +127,9 @@ class EmbeddedTransport:
                     os.makedirs(parent, exist_ok=True)
                 self.db = SqliteBackend(config.sqlite_path)
                 self.db.create_schema()
-            self._log = self._open_log(config)
-            self._applier = InlineApplier(self._log, Projector(self.db))
+            projector = Projector(self.db)  # (first: what it applied is complete in the log, never a torn tail)
+            self._log = self._open_log(config, protect_below=projector.next_offset)
+            self._applier = InlineApplier(self._log, projector)
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
@@ -136,12 +137,12 @@ class EmbeddedTransport:
         atexit.register(self.close)
 
     @staticmethod
-    def _open_log(config: StoreConfig) -> Log:
+    def _open_log(config: StoreConfig, protect_below: int = 0) -> Log:
         from mlmd_log.producer import FileLog, MemoryLog
 
         if config.log_path is None:
             return MemoryLog()
-        return FileLog(config.log_path, durability=config.durability)
+        return FileLog(config.log_path, durability=config.durability, protect_below=protect_below)
 
     def call(self, rpc: str, request: Any) -> Any:
         if rpc in PUT_RPCS:

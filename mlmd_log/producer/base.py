@@ -72,6 +72,11 @@ class Log(abc.ABC):
     #: cannot poll its end themselves.
     waits_for_records = False
 
+    #: Whether old records may be dropped (a trimmed Kafka topic): then a DataLossError
+    #: reading one may mean "no longer held". A log that keeps every record raises it only
+    #: for damage, which no reader may pass over.
+    may_drop_old_records = True
+
     def wait_for_records(self, offset: int, timeout_s: float) -> bool:
         """Blocks until the log holds a record at ``offset`` (True) or ``timeout_s`` passed
         (False). Only for logs with ``waits_for_records``."""
@@ -128,9 +133,12 @@ def check_read_args(start: int, max_records: int | None, end: int) -> None:
 
 def record_at(log: Log, offset: int) -> bytes | None:
     """The record at ``offset``, or None when the log no longer holds it (its older records
-    were dropped: the Kafka topic was trimmed)."""
+    were dropped: the Kafka topic was trimmed). Damage in a log that keeps every record is
+    DataLossError."""
     try:
         [(_, record)] = list(log.read(offset, 1))
     except DataLossError:
+        if not log.may_drop_old_records:
+            raise
         return None
     return record
