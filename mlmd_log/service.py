@@ -117,23 +117,36 @@ class EmbeddedTransport:
                 raise errors.NotFoundError(f"SQLite projection {config.sqlite_path} does not exist")
             self.db = SqliteBackend(config.sqlite_path, readonly=True)
         else:
-            if config.projection_url:
-                from mlmd_log.locations import open_projection
-
-                self.db = open_projection(config.projection_url)
-            else:
-                parent = os.path.dirname(os.path.abspath(config.sqlite_path))
-                if config.sqlite_path != ":memory:":
-                    os.makedirs(parent, exist_ok=True)
-                self.db = SqliteBackend(config.sqlite_path)
-                self.db.create_schema()
+            # The log first: its writer lock tells a second writer at once that the store is
+            # taken, where the projection would keep it waiting for SQLite's busy timeout.
             self._log = self._open_log(config)
-            self._applier = InlineApplier(self._log, Projector(self.db))
+            try:
+                self.db = self._open_projection(config)
+                self._applier = InlineApplier(self._log, Projector(self.db))
+            except BaseException:
+                self._log.close()
+                raise
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
         self.where = _without_password(config.projection_url or config.sqlite_path)  # (for error messages)
         atexit.register(self.close)
+
+    @staticmethod
+    def _open_projection(config: StoreConfig) -> Any:
+        if config.projection_url:
+            from mlmd_log.locations import open_projection
+
+            return open_projection(config.projection_url)
+        if config.sqlite_path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(config.sqlite_path)), exist_ok=True)
+        db = SqliteBackend(config.sqlite_path)
+        try:
+            db.create_schema()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @staticmethod
     def _open_log(config: StoreConfig) -> Log:
@@ -160,8 +173,8 @@ class EmbeddedTransport:
         return self._applier
 
     def _put(self, rpc: str, request: Any) -> Any:
-        payload = self._records.make(rpc, request).SerializeToString()
         applier = self._writable()
+        payload, _ = self._records.payload(rpc, request)
         [offset] = applier.append([payload])
         return response_of(rpc, self._outcome(applier, offset))
 
@@ -327,10 +340,10 @@ class RemoteTransport(ReadOnlyTransport):
         self._put_waits = UsualWait(first_look=0.6)  # (synchronous puts; AsyncPuts keeps its own)
 
     def _put(self, rpc: str, request: Any) -> Any:
-        record = self._records.make(rpc, request)
-        [offset] = self.append([record.SerializeToString()])
+        payload, record_id = self._records.payload(rpc, request)
+        [offset] = self.append([payload])
         [outcome] = self.wait_for_outcomes([offset], self._put_waits)
-        check_own_outcome(outcome, record.record_id, self.where)
+        check_own_outcome(outcome, record_id, self.where)
         return response_of(rpc, outcome)
 
     def append(self, payloads: list[bytes]) -> list[int]:
@@ -573,8 +586,8 @@ class AsyncPuts:
         if self._closed:
             raise errors.FailedPreconditionError("AsyncPuts is closed")
         future = self._future_class()
-        record = self._records.make(rpc, request)
-        self._enqueue((rpc, record.SerializeToString(), future, record.record_id))
+        payload, record_id = self._records.payload(rpc, request)
+        self._enqueue((rpc, payload, future, record_id))
         return future
 
     def _enqueue(self, item: Any) -> None:
