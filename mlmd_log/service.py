@@ -74,6 +74,12 @@ class StoreConfig:
         raise errors.InvalidArgumentError("ConnectionConfig has no backend set (fake_database, sqlite ...)")
 
 
+def closed_error() -> errors.FailedPreconditionError:
+    """What every call on a closed store raises (as a call on ml-metadata's closed store does
+    not: it has no close; a clear error beats an AttributeError from inside)."""
+    return errors.FailedPreconditionError("The store is closed; open a new MetadataStore to use it again")
+
+
 def response_of(rpc: str, outcome: Any) -> Any:
     """The RPC response a put's outcome stands for, or its MLMD error raised."""
     outcome.raise_if_error()
@@ -107,6 +113,7 @@ class EmbeddedTransport:
 
         self.config = config
         self._records = RecordFactory(client_name)
+        self._closed = False
         if config.must_exist and not os.path.exists(config.sqlite_path):
             raise errors.NotFoundError(f"SQLite projection {config.sqlite_path} does not exist "
                                        "(connection_mode READWRITE needs an existing store)")
@@ -160,6 +167,8 @@ class EmbeddedTransport:
         if rpc in PUT_RPCS:
             return self._put(rpc, request)
         with self._lock:
+            if self._closed:
+                raise closed_error()
             return self._on_projection(lambda: self.reads.call(rpc, request))
 
     def _on_projection(self, action: Any) -> Any:
@@ -168,6 +177,8 @@ class EmbeddedTransport:
         return through_lost_connection(self.db, action, reconnect, self.where)
 
     def _writable(self) -> InlineApplier:
+        if self._closed:
+            raise closed_error()
         if self._applier is None:
             raise errors.FailedPreconditionError("This store was opened read-only (connection_mode READONLY)")
         return self._applier
@@ -200,6 +211,7 @@ class EmbeddedTransport:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._applier is not None:
                 self._applier.close()
                 self._applier = None
@@ -235,16 +247,20 @@ class GrpcTransport:
             self._channel = grpc.insecure_channel(target, options=options)
         self._timeout = config.client_timeout_sec if config.HasField("client_timeout_sec") else None
         self._stub = rpc_pb.MetadataStoreServiceStub(self._channel)
+        self._closed = False
 
     def call(self, rpc: str, request: Any) -> Any:
         import grpc
 
+        if self._closed:
+            raise closed_error()
         try:
             return getattr(self._stub, rpc)(request, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise errors.make_exception(exc.details() or str(exc), exc.code().value[0]) from exc
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
 
@@ -287,8 +303,11 @@ class ReadOnlyTransport:
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self._lock = threading.Lock()
         self.where = _without_password(projection_url)  # (for error messages)
+        self._closed = False
 
     def call(self, rpc: str, request: Any) -> Any:
+        if self._closed:
+            raise closed_error()
         if rpc in PUT_RPCS:
             return self._put(rpc, request)
         with self._lock:
@@ -317,6 +336,7 @@ class ReadOnlyTransport:
             pass
 
     def close(self) -> None:
+        self._closed = True
         self.db.close()
 
 
@@ -351,6 +371,8 @@ class RemoteTransport(ReadOnlyTransport):
         a record that did reach the log is recognised by its record id and applied once: the
         records are sent again marked as retries (LogRecord.attempt), which the projector
         looks up."""
+        if self._closed:
+            raise closed_error()
         return self._retrying(lambda again: self.log.append([as_retry(p) for p in payloads] if again else payloads))
 
     def _retrying(self, action: Any) -> Any:
