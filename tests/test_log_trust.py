@@ -233,3 +233,36 @@ def test_a_second_writer_of_a_busy_store_is_told_at_once(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "already has a writer" in result.stdout
     assert took < 10
+
+
+# -- from a gRPC client ----------------------------------------------------------------
+def test_a_grpc_client_cannot_brick_the_store_with_a_deep_struct_or_a_nan(tmp_path):
+    from mlmd_log.server import MetadataStoreServer, ServeConfig
+
+    directory = tmp_path / "store"
+    config = StoreConfig.from_directory(str(directory), durability="none")
+    server = MetadataStoreServer(ServeConfig(config, port=0)).start()
+    try:
+        client = mlmd_log.MetadataStore(pb.MetadataStoreClientConfig(host="127.0.0.1", port=server.port))
+        type_id = client.put_artifact_type(pb.ArtifactType(name="T"))
+        with pytest.raises(errors.InvalidArgumentError, match="Could not parse proto"):
+            client.put_artifacts([artifact_with(nested_lists(DEEPEST_LIST + 1), type_id)])
+        outcome = None
+        try:  # (sent as it is: the server cannot parse it, and must say so in MLMD's terms)
+            client._transport.call("PutArtifacts", artifacts_request(nested_lists(DEEPEST_LIST + 1), type_id))
+        except errors.StatusError as exc:
+            outcome = exc
+        assert outcome is not None and outcome.error_code != errors.UNKNOWN, outcome
+        nan = pb.Artifact(type_id=type_id)
+        nan.custom_properties["d"].double_value = math.nan
+        with pytest.raises(errors.InternalError, match="finite doubles"):
+            client.put_artifacts([nan])
+        deepest = artifact_with(nested_lists(DEEPEST_LIST), type_id)
+        assert client.put_artifacts([deepest]) == [1]
+        assert [a.id for a in client.get_artifacts()] == [1]
+        client.close()
+    finally:
+        server.stop()
+    with open_dir(directory) as store:  # (the server's store opens again, its log replays)
+        assert [a.id for a in store.get_artifacts()] == [1]
+    assert replayed_tables(directory, tmp_path) == dump_tables(str(directory / "mlmd.sqlite"))
