@@ -94,9 +94,10 @@ def parse_record(payload: bytes) -> log_record_pb2.LogRecord:
     try:
         return _parse_request_apart(payload)
     except (DecodeError, IndexError) as exc:
-        raise UnreadableRecord(
-            f"not a valid LogRecord ({exc}); a request nested deeper than protobuf's limit of {MAX_NESTING} "
-            "levels (struct_value or list_value nested too deep) cannot be parsed") from None
+        why = f"not a valid LogRecord ({exc or 'truncated'})"
+        if "depth" in str(exc).lower():
+            why += f": its request nests messages deeper than protobuf's limit of {MAX_NESTING} levels"
+        raise UnreadableRecord(why) from None
 
 
 def _parse_request_apart(payload: bytes) -> log_record_pb2.LogRecord:
