@@ -132,3 +132,19 @@ def test_every_rpc_answers_hostile_requests_with_results_or_mlmd_errors(tmp_path
     assert not leaks, "\n".join(leaks[:20])
     assert calls > 2000 and outcomes["result"] > 100 and outcomes["InvalidArgumentError"] > 100
     assert replayed_tables(directory, tmp_path) == dump_tables(str(directory / "mlmd.sqlite"))
+
+
+def test_a_filter_past_mysql_limits_is_invalid_argument_naming_the_limit(mysql_url):
+    from mysqldb import drop, fresh_database
+
+    target = fresh_database(mysql_url)
+    store = mlmd_log.MetadataStore(StoreConfig(None, ":memory:", "none", projection_url=target.url))
+    try:
+        seed(store)
+        many_aliases = " AND ".join(f"contexts_{i}.name = 'a'" for i in range(70))
+        with pytest.raises(errors.InvalidArgumentError, match="(?i)too many tables"):
+            store.get_artifacts(list_options=mlmd_log.ListOptions(filter_query=many_aliases))
+        assert [a.id for a in store.get_artifacts()] == [1, 2]
+    finally:
+        store.close()
+        drop(target)
