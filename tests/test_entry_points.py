@@ -124,6 +124,15 @@ def test_every_rpc_answers_hostile_requests_with_results_or_mlmd_errors(tmp_path
             except Exception as exc:  # noqa: BLE001 - what the test is looking for
                 leaks.append(f"{rpc} {what}: {type(exc).__name__}: {str(exc)[:200]}")
             assert store.get_artifact_types(), f"no answer after {rpc} {what}"
+        for other in (hostile.RPCS[hostile.RPCS.index(rpc) - 1], "GetLineageGraph"):  # (another RPC's request)
+            calls += 1
+            try:
+                store._transport.call(rpc, hostile.fill(hostile.request_class(other)()))
+                outcomes["result"] += 1
+            except errors.StatusError as exc:
+                outcomes[type(exc).__name__] += 1
+            except Exception as exc:  # noqa: BLE001
+                leaks.append(f"{rpc} given a {other}Request: {type(exc).__name__}: {str(exc)[:200]}")
         store.close()
         store = open_dir(directory)
         assert [a.id for a in store.get_artifacts_by_id([1, 2])] == [1, 2], f"after {rpc}"

@@ -205,5 +205,8 @@ class RecordFactory:
     def payload(self, rpc: str, request: Message) -> tuple[bytes, str]:
         """A new record for ``request``, serialized and checked to decode (``encode_record``),
         and its record id: what every writer appends."""
-        record = self.make(rpc, request)
+        try:
+            record = self.make(rpc, request)
+        except TypeError:  # (a request of another RPC: protobuf refuses to copy it)
+            raise InvalidArgumentError(f"{rpc} takes a {rpc}Request, not a {type(request).__name__}") from None
         return encode_record(record), record.record_id

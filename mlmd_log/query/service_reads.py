@@ -64,6 +64,9 @@ class ReadService:
         handler = self._handlers.get(rpc)
         if handler is None:
             raise errors.UnimplementedError(f"Unknown or unsupported read RPC: {rpc}")
+        expected = f"ml_metadata.{rpc}Request"
+        if getattr(getattr(request, "DESCRIPTOR", None), "full_name", None) != expected:
+            raise errors.InvalidArgumentError(f"{rpc} takes a {expected}, not a {type(request).__name__}")
         try:
             return handler(request)
         except errors.StatusError:
