@@ -266,3 +266,45 @@ def test_a_grpc_client_cannot_brick_the_store_with_a_deep_struct_or_a_nan(tmp_pa
     with open_dir(directory) as store:  # (the server's store opens again, its log replays)
         assert [a.id for a in store.get_artifacts()] == [1]
     assert replayed_tables(directory, tmp_path) == dump_tables(str(directory / "mlmd.sqlite"))
+
+
+# -- the shared log ------------------------------------------------------------------
+def test_a_kafka_topic_with_undecodable_records_projects_past_them_and_writers_check_theirs(tmp_path):
+    """Through the real broker: a remote writer refuses a too-deep put before the topic, and
+    the projector service rejects the garbage an older writer left there, then goes on."""
+    import threading
+    import uuid
+
+    import test_kafka_log
+    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.locations import open_log
+    from mlmd_log.producer.kafka_log import KafkaLog
+    from mlmd_log.service import SharedLogConfig
+
+    if test_kafka_log.kafka_sh("status").returncode != 0:
+        pytest.skip("no Kafka broker running (compose/kafka.sh start)")
+    log_url = f"kafka://{test_kafka_log.BOOTSTRAP}/test-trust-{uuid.uuid4().hex[:10]}"
+    projection_url = f"sqlite:///{tmp_path}/p.sqlite"
+    with KafkaLog.from_url(log_url, create=True, timeout_s=10) as topic:
+        topic.append([b"\xff\xff not a record", _unchecked_record("PutArtifacts", artifacts_request(
+            nested_structs(DEEPEST_STRUCT + 1), 1))])
+    writer = mlmd_log.MetadataStore(SharedLogConfig(log_url, projection_url, wait_timeout_s=30))
+    projector = ProjectorService(open_log(log_url), open_projection(projection_url))
+    follower = threading.Thread(target=projector.run, kwargs={"report_every": 1e9}, daemon=True)
+    follower.start()
+    try:
+        type_id = writer.put_artifact_type(pb.ArtifactType(name="T"))
+        with pytest.raises(errors.InvalidArgumentError, match=f"limit of {MAX_NESTING} levels"):
+            writer._transport.call("PutArtifacts", artifacts_request(nested_structs(DEEPEST_STRUCT + 1), type_id))
+        assert writer.put_artifacts([artifact_with(nested_lists(DEEPEST_LIST), type_id)]) == [1]
+        assert writer.get_artifacts_by_id([1])[0].custom_properties["s"].struct_value == nested_lists(DEEPEST_LIST)
+        writer.close()
+        with pytest.raises(errors.FailedPreconditionError, match="store is closed"):
+            writer.get_artifacts()
+    finally:
+        projector.stop()
+        follower.join(30)
+    with KafkaLog.from_url(log_url, timeout_s=10) as topic:
+        assert topic.end_offset() == 4  # (two old records, the type, the artifact: nothing refused got in)
+    outcomes = {row[0]: row[2] for row in dump_tables(f"{tmp_path}/p.sqlite")["mlmdlog_outcome"]}
+    assert outcomes == {0: errors.INVALID_ARGUMENT, 1: errors.INVALID_ARGUMENT, 2: 0, 3: 0}
