@@ -321,7 +321,7 @@ def kafka_floor(env: Any, steps: int, workers: int) -> Dict[str, Any]:
         seed = pb.Artifact(id=1 + w, type_id=1, uri=f"bench://w{w}/examples")
         seed.properties["span"].int_value = 1
         request = step_request(pb, svc, step_parts(pb, s, w, model_type=2, trainer_type=3, run_type=4), seed)
-        payloads.append(factory.make("PutExecution", request).SerializeToString())
+        payloads.append(factory.payload("PutExecution", request)[0])
     broker = pid_of("kafka.Kafka")
     log = KafkaLog.from_url(env.topic_url("floor"), create=True)
     try:

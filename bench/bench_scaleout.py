@@ -373,7 +373,7 @@ def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
     from mlmd_log.consumer.service import ProjectorService
     from mlmd_log.locations import open_projection
     from mlmd_log.producer.kafka_log import KafkaLog
-    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.producer.records import RecordFactory, encode_record
     from mlmd_log.proto import metadata_store_pb2 as pb
     from mlmd_log.proto import metadata_store_service_pb2 as svc
 
@@ -382,7 +382,7 @@ def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
     at, mt, et, ct = pipeline_types(pb)
     setup = [records.make("PutTypes", svc.PutTypesRequest(artifact_types=[at, mt], execution_types=[et],
                                                           context_types=[ct]))]
-    offsets = log.append([r.SerializeToString() for r in setup])
+    offsets = log.append([encode_record(r) for r in setup])
     projection = open_projection(env.projection_url(db))
     ProjectorService(log, projection).run(until_caught_up=True)
     types = svc.PutTypesResponse()
@@ -392,7 +392,7 @@ def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
     [trainer_type], [run_type] = types.execution_type_ids, types.context_type_ids
     seed = pb.Artifact(type_id=ex_type, uri="bench://prefill/examples")
     seed.properties["span"].int_value = 1
-    [off] = log.append([records.make("PutArtifacts", svc.PutArtifactsRequest(artifacts=[seed])).SerializeToString()])
+    [off] = log.append([records.payload("PutArtifacts", svc.PutArtifactsRequest(artifacts=[seed]))[0]])
     ProjectorService(log, projection).run(until_caught_up=True)
     response = svc.PutArtifactsResponse()
     response.ParseFromString(bytes(projection.one("SELECT `response` FROM `mlmdlog_outcome` WHERE `log_offset` = ?",
@@ -407,7 +407,7 @@ def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
         payloads = []
         for step in range(base + 1, min(count, base + chunk) + 1):
             parts = step_parts(pb, step, step % 8, model_type, trainer_type, run_type)
-            payloads.append(records.make("PutExecution", step_request(pb, svc, parts, seed)).SerializeToString())
+            payloads.append(records.payload("PutExecution", step_request(pb, svc, parts, seed))[0])
         payload_bytes += sum(len(p) for p in payloads)
         log.append(payloads)
     seconds = time.perf_counter() - started

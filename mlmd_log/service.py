@@ -74,6 +74,12 @@ class StoreConfig:
         raise errors.InvalidArgumentError("ConnectionConfig has no backend set (fake_database, sqlite ...)")
 
 
+def closed_error() -> errors.FailedPreconditionError:
+    """What every call on a closed store raises (as a call on ml-metadata's closed store does
+    not: it has no close; a clear error beats an AttributeError from inside)."""
+    return errors.FailedPreconditionError("The store is closed; open a new MetadataStore to use it again")
+
+
 def response_of(rpc: str, outcome: Any) -> Any:
     """The RPC response a put's outcome stands for, or its MLMD error raised."""
     outcome.raise_if_error()
@@ -107,6 +113,7 @@ class EmbeddedTransport:
 
         self.config = config
         self._records = RecordFactory(client_name)
+        self._closed = False
         if config.must_exist and not os.path.exists(config.sqlite_path):
             raise errors.NotFoundError(f"SQLite projection {config.sqlite_path} does not exist "
                                        "(connection_mode READWRITE needs an existing store)")
@@ -117,24 +124,50 @@ class EmbeddedTransport:
                 raise errors.NotFoundError(f"SQLite projection {config.sqlite_path} does not exist")
             self.db = SqliteBackend(config.sqlite_path, readonly=True)
         else:
-            if config.projection_url:
-                from mlmd_log.locations import open_projection
-
-                self.db = open_projection(config.projection_url)
-            else:
-                parent = os.path.dirname(os.path.abspath(config.sqlite_path))
-                if config.sqlite_path != ":memory:":
-                    os.makedirs(parent, exist_ok=True)
-                self.db = SqliteBackend(config.sqlite_path)
-                self.db.create_schema()
-            projector = Projector(self.db)  # (first: what it applied is complete in the log, never a torn tail)
-            self._log = self._open_log(config, protect_below=projector.next_offset)
-            self._applier = InlineApplier(self._log, projector)
+            # A second writer hears at once that the log is taken (SQLite would keep it waiting
+            # for its busy timeout); the log then opens knowing what the projection applied, so
+            # a bad frame below that is damage, never a torn tail to cut.
+            self._refuse_if_log_taken(config)
+            self.db = self._open_projection(config)
+            try:
+                projector = Projector(self.db)
+                self._log = self._open_log(config, protect_below=projector.next_offset)
+                self._applier = InlineApplier(self._log, projector)
+            except BaseException:
+                if self._log is not None:
+                    self._log.close()
+                self.db.close()
+                raise
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
         self.where = _without_password(config.projection_url or config.sqlite_path)  # (for error messages)
         atexit.register(self.close)
+
+    @staticmethod
+    def _refuse_if_log_taken(config: StoreConfig) -> None:
+        """FailedPreconditionError now if another writer holds the log's lock."""
+        if config.log_path is None or not os.path.isdir(config.log_path):
+            return
+        from mlmd_log.producer.file_log import acquire_writer_lock, release_lock_file
+
+        release_lock_file(acquire_writer_lock(config.log_path))
+
+    @staticmethod
+    def _open_projection(config: StoreConfig) -> Any:
+        if config.projection_url:
+            from mlmd_log.locations import open_projection
+
+            return open_projection(config.projection_url)
+        if config.sqlite_path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(config.sqlite_path)), exist_ok=True)
+        db = SqliteBackend(config.sqlite_path)
+        try:
+            db.create_schema()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @staticmethod
     def _open_log(config: StoreConfig, protect_below: int = 0) -> Log:
@@ -148,6 +181,8 @@ class EmbeddedTransport:
         if rpc in PUT_RPCS:
             return self._put(rpc, request)
         with self._lock:
+            if self._closed:
+                raise closed_error()
             return self._on_projection(lambda: self.reads.call(rpc, request))
 
     def _on_projection(self, action: Any) -> Any:
@@ -156,13 +191,15 @@ class EmbeddedTransport:
         return through_lost_connection(self.db, action, reconnect, self.where)
 
     def _writable(self) -> InlineApplier:
+        if self._closed:
+            raise closed_error()
         if self._applier is None:
             raise errors.FailedPreconditionError("This store was opened read-only (connection_mode READONLY)")
         return self._applier
 
     def _put(self, rpc: str, request: Any) -> Any:
-        payload = self._records.make(rpc, request).SerializeToString()
         applier = self._writable()
+        payload, _ = self._records.payload(rpc, request)
         [offset] = applier.append([payload])
         return response_of(rpc, self._outcome(applier, offset))
 
@@ -188,6 +225,7 @@ class EmbeddedTransport:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._applier is not None:
                 self._applier.close()
                 self._applier = None
@@ -223,16 +261,20 @@ class GrpcTransport:
             self._channel = grpc.insecure_channel(target, options=options)
         self._timeout = config.client_timeout_sec if config.HasField("client_timeout_sec") else None
         self._stub = rpc_pb.MetadataStoreServiceStub(self._channel)
+        self._closed = False
 
     def call(self, rpc: str, request: Any) -> Any:
         import grpc
 
+        if self._closed:
+            raise closed_error()
         try:
             return getattr(self._stub, rpc)(request, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise errors.make_exception(exc.details() or str(exc), exc.code().value[0]) from exc
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
 
@@ -275,8 +317,11 @@ class ReadOnlyTransport:
         self.reads = ReadService(self.db.conn, self.db.dialect.name)
         self._lock = threading.Lock()
         self.where = _without_password(projection_url)  # (for error messages)
+        self._closed = False
 
     def call(self, rpc: str, request: Any) -> Any:
+        if self._closed:
+            raise closed_error()
         if rpc in PUT_RPCS:
             return self._put(rpc, request)
         with self._lock:
@@ -305,6 +350,7 @@ class ReadOnlyTransport:
             pass
 
     def close(self) -> None:
+        self._closed = True
         self.db.close()
 
 
@@ -328,10 +374,10 @@ class RemoteTransport(ReadOnlyTransport):
         self._put_waits = UsualWait(first_look=0.6)  # (synchronous puts; AsyncPuts keeps its own)
 
     def _put(self, rpc: str, request: Any) -> Any:
-        record = self._records.make(rpc, request)
-        [offset] = self.append([record.SerializeToString()])
+        payload, record_id = self._records.payload(rpc, request)
+        [offset] = self.append([payload])
         [outcome] = self.wait_for_outcomes([offset], self._put_waits)
-        check_own_outcome(outcome, record.record_id, self.where)
+        check_own_outcome(outcome, record_id, self.where)
         return response_of(rpc, outcome)
 
     def append(self, payloads: list[bytes]) -> list[int]:
@@ -339,6 +385,8 @@ class RemoteTransport(ReadOnlyTransport):
         a record that did reach the log is recognised by its record id and applied once: the
         records are sent again marked as retries (LogRecord.attempt), which the projector
         looks up."""
+        if self._closed:
+            raise closed_error()
         return self._retrying(lambda again: self.log.append([as_retry(p) for p in payloads] if again else payloads))
 
     def _retrying(self, action: Any) -> Any:
@@ -574,8 +622,8 @@ class AsyncPuts:
         if self._closed:
             raise errors.FailedPreconditionError("AsyncPuts is closed")
         future = self._future_class()
-        record = self._records.make(rpc, request)
-        self._enqueue((rpc, record.SerializeToString(), future, record.record_id))
+        payload, record_id = self._records.payload(rpc, request)
+        self._enqueue((rpc, payload, future, record_id))
         return future
 
     def _enqueue(self, item: Any) -> None:

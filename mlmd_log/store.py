@@ -8,10 +8,13 @@ for ml-metadata runs unchanged.
 from __future__ import annotations
 
 import enum
+import functools
 import random
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+from google.protobuf.message import DecodeError, EncodeError
 
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
@@ -465,6 +468,28 @@ class MetadataStore:
         if "attributions" in paths:
             graph.attributions.extend(skeleton.attributions)
         return graph
+
+
+def _as_mlmd_errors(method: Any) -> Any:
+    """``method`` raising an MLMD error where protobuf refuses a caller's message: building a
+    request parses what the caller gave, and protobuf's DecodeError (a struct nested past its
+    limit) or EncodeError is no class an ml-metadata caller catches."""
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except DecodeError as exc:
+            raise errors.InvalidArgumentError(f"Could not parse proto: {exc}") from None
+        except EncodeError as exc:
+            raise errors.InvalidArgumentError(f"Could not serialize proto: {exc}") from None
+
+    return checked
+
+
+for _name, _method in list(vars(MetadataStore).items()):
+    if not _name.startswith("_") and callable(_method):
+        setattr(MetadataStore, _name, _as_mlmd_errors(_method))
+del _name, _method
 
 
 def downgrade_schema(config: pb.ConnectionConfig, downgrade_to_schema_version: int) -> None:

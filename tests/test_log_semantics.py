@@ -322,31 +322,36 @@ def test_retry_in_a_later_batch_is_still_recognised():
 
 
 # -- corrupt and future records ---------------------------------------------------------
-def test_corrupt_record_is_data_loss_naming_its_offset():
+def test_corrupt_record_is_a_rejected_outcome_naming_its_offset():
+    """A payload that is no LogRecord (written before writers checked theirs) is rejected on
+    its own, as every replay rejects it; the records around it are applied."""
     log, db, projector = memory_projector()
     log.append([make_record("PutArtifactType", type_request("A"), 1_000),
                 b"not a log record",
                 make_record("PutArtifactType", type_request("B"), 1_000)])
-    with pytest.raises(errors.DataLossError, match="offset 1"):
-        projector.apply_batch(log.read(0))
-    # nothing from the failed batch is kept, nothing after the bad record was applied
-    assert projector.next_offset == 0
-    assert db.conn.execute("SELECT COUNT(*) FROM `Type` WHERE `name` IN ('A', 'B')").fetchone() == (0,)
-    assert db.conn.execute("SELECT COUNT(*) FROM `mlmdlog_outcome`").fetchone() == (0,)
-    # the good prefix can be applied on its own; the bad record keeps stopping the projector
-    projector.apply_batch(log.read(0, 1))
-    with pytest.raises(errors.DataLossError, match="offset 1"):
-        projector.apply_batch(log.read(1))
-    assert projector.next_offset == 1
-    assert [r[0] for r in db.conn.execute("SELECT `name` FROM `Type` WHERE `id` > 9")] == ["A"]
+    outcomes = projector.apply_batch(log.read(0))
+    assert [o.error_code for o in outcomes] == [0, errors.INVALID_ARGUMENT, 0]
+    assert outcomes[1].record_id == "" and "offset 1 is not a valid LogRecord" in outcomes[1].error_message
+    assert projector.next_offset == 3
+    assert [r[0] for r in db.conn.execute("SELECT `name` FROM `Type` WHERE `id` > 9 ORDER BY `id`")] == ["A", "B"]
+    assert outcome_rows(db.conn)[1] == ("", errors.INVALID_ARGUMENT, outcomes[1].error_message)
+    # applied again one by one (a replay in other batches): the same outcomes
+    _, other_db, other = memory_projector()
+    assert [other.apply_batch([record])[0] for record in log.read(0)] == outcomes
 
 
-def test_store_on_a_corrupt_log_fails_loudly_on_open(tmp_path):
+def test_store_on_a_log_with_a_corrupt_record_opens_and_goes_on(tmp_path):
     log = FileLog(str(tmp_path / "log"), durability="none")
     log.append([make_record("PutArtifactType", type_request("A"), 1_000), b"\xff\xff\xff garbage"])
     log.close()
-    with pytest.raises(errors.DataLossError, match="offset 1"):
-        mlmd_log.MetadataStore(StoreConfig.from_directory(str(tmp_path), durability="none"))
+    with mlmd_log.MetadataStore(StoreConfig.from_directory(str(tmp_path), durability="none")) as store:
+        assert [t.name for t in store.get_artifact_types()] == ["A"]
+        assert store.put_artifact_type(pb.ArtifactType(name="B")) == store.get_artifact_type("A").id + 1
+    conn = sqlite3.connect(str(tmp_path / "mlmd.sqlite"))
+    [(code, message)] = conn.execute("SELECT `error_code`, `error_message` FROM `mlmdlog_outcome` "
+                                     "WHERE `log_offset` = 1").fetchall()
+    conn.close()
+    assert code == errors.INVALID_ARGUMENT and "offset 1 is not a valid LogRecord" in message
 
 
 def test_record_from_a_newer_schema_version_is_refused():

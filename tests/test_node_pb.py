@@ -99,11 +99,14 @@ def test_created_nodes_of_every_shape_read_the_same(tmp_path):
     c = pb.Context(type_id=ct, name="ctx")
     c.properties["i"].int_value = 7
     store.put_contexts([c])
+    # A NaN (SQLite would store NULL) is refused, as MLMD's insert fails.
+    nan = pb.Context(type_id=ct, name="nan")
+    nan.custom_properties["x"].double_value = float("nan")
+    with pytest.raises(mlmd_log.errors.InternalError, match="finite doubles"):
+        store.put_contexts([nan])
     # Values MLMD cannot read back (a string that looks like an encoded struct, an Any
-    # without type_url, a NaN that SQLite stores as NULL) fail on read as in MLMD, and get
-    # no stored form.
-    unreadable = [pb.Context(type_id=ct, name=n) for n in ("looks", "no_url", "nan")]
-    unreadable[2].custom_properties["x"].double_value = float("nan")
+    # without type_url) fail on read as in MLMD, and get no stored form.
+    unreadable = [pb.Context(type_id=ct, name=n) for n in ("looks", "no_url")]
     unreadable[0].custom_properties["s"].string_value = "mlmd-struct::not-base64!"
     unreadable[1].custom_properties["p"].proto_value.value = b"\x08\x01"
     bad_ids = store.put_contexts(unreadable)

@@ -132,6 +132,18 @@ def test_pipelined_steps_leave_what_the_general_path_leaves(tmp_path, mysql_url)
     assert counts["pipelined"] > 5 and counts["ordinary"] >= 2  # (setup; the new context)
 
 
+def test_undecodable_records_amid_steps_are_rejected_as_on_the_general_path(tmp_path, mysql_url):
+    """Payloads that are no LogRecord (from writers that did not check theirs) among the
+    steps: each one rejected alone, the steps around it applied, pipelined or not."""
+    records = pipeline_history()
+    records[40:40] = [b"\xff\xfe not a record", b"\x8a\x01\x05\x0a\x03"]  # (garbage; a request cut short)
+    (tmp_path / "check").mkdir()
+    general, _ = expected(tmp_path / "check", records)
+    assert [o.error_code for o in general[40:42]] == [3, 3] and not any(o.error_code for o in general[42:50])
+    counts = pipelined_equals_general(tmp_path, mysql_url, records, 25)
+    assert counts["pipelined"] > 5
+
+
 def test_random_history_pipelined_equals_the_general_path(tmp_path, mysql_url):
     """Rejections, names, changed inputs: many records go the ordinary way (a rejection
     clears what the engine remembers), some pipelined."""

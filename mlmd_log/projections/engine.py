@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from google.protobuf import descriptor_pool
 from google.protobuf import message as pb_message
 
 from mlmd_log import errors
@@ -156,8 +157,13 @@ def _version(type_msg: Any) -> Optional[str]:
 
 
 def _short(msg: pb_message.Message) -> str:
+    """``msg`` for an error message, as MLMD prints it: an Any as its type_url and bytes,
+    never unpacked (its bytes may not parse as the type it names)."""
     from google.protobuf import text_format
-    return text_format.MessageToString(msg, as_one_line=True)
+    return text_format.MessageToString(msg, as_one_line=True, descriptor_pool=_NO_TYPES)
+
+
+_NO_TYPES = descriptor_pool.DescriptorPool()  # (so text_format finds no type to unpack an Any as)
 
 
 class Engine:

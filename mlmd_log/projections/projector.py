@@ -11,11 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
-from google.protobuf.message import DecodeError
-
 from mlmd_log import errors
 from mlmd_log.producer.base import Log, record_at
-from mlmd_log.producer.records import FIRST_ATTEMPT
+from mlmd_log.producer.records import FIRST_ATTEMPT, UnreadableRecord, parse_record
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.engine import Engine
 from mlmd_log.projections.steps import StepsFailed
@@ -88,18 +86,29 @@ def check_checkpoint(db: SqlBackend, expected: int) -> None:
             f"{expected}: another projector is writing the same projection. Run one per projection.")
 
 
-def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
-    """Parses a log payload, refusing ones this version cannot interpret."""
-    record = log_record_pb2.LogRecord()
+def decode_record(payload: bytes, offset: int) -> Optional[log_record_pb2.LogRecord]:
+    """Parses a log payload; None for one that is not a LogRecord (written before writers
+    checked their records: see ``unreadable_outcome``). Refuses records of a newer schema."""
     try:
-        record.ParseFromString(payload)
-    except DecodeError as exc:
-        raise errors.DataLossError(f"Log record at offset {offset} is not a valid LogRecord: {exc}") from exc
+        record = parse_record(payload)
+    except UnreadableRecord:
+        return None
     if record.schema_version > SCHEMA_VERSION:
         raise errors.FailedPreconditionError(
             f"Log record at offset {offset} has schema version {record.schema_version}; this mlmd-log "
             f"understands up to {SCHEMA_VERSION}. Upgrade mlmd-log to apply it.")
     return record
+
+
+def unreadable_outcome(payload: bytes, offset: int) -> Outcome:
+    """The outcome of a payload that is not a LogRecord: rejected, with no record id (none
+    can be read), the same on every replay. The log goes on after it."""
+    try:
+        parse_record(payload)
+        reason = "it could not be decoded"
+    except UnreadableRecord as exc:
+        reason = exc.message
+    return Outcome(offset, "", errors.INVALID_ARGUMENT, f"Log record at offset {offset} is {reason}")
 
 
 def log_ends_before_error(applied: int, end: int, log: Log) -> errors.DataLossError:
@@ -123,7 +132,8 @@ def check_follows(log: Log, db: SqlBackend, applied: int, end: Optional[int] = N
     payload = record_at(log, applied - 1) if stored and stored[0].record_id else None
     if payload is None:
         return
-    found = decode_record(payload, applied - 1).record_id
+    decoded = decode_record(payload, applied - 1)
+    found = "" if decoded is None else decoded.record_id
     if found != stored[0].record_id:
         raise errors.DataLossError(
             f"The log ({log!r}) holds another record at offset {applied - 1} than the one the projection applied "
@@ -154,6 +164,8 @@ class Projector:
         self.next_offset, self.last_time_ms = (row[0], row[1]) if row else (0, 0)
         # State as of the last commit, while a deferred transaction is open (see apply_batch).
         self._committed: Optional[tuple[dict, int, int]] = None
+        # Outcomes of records not yet applied whose payload is no LogRecord, by offset.
+        self._unreadable: dict[int, Outcome] = {}
 
     @property
     def in_transaction(self) -> bool:
@@ -193,13 +205,18 @@ class Projector:
     def decode_pending(self, records: Iterable[tuple[int, bytes]]) -> list[tuple[int, log_record_pb2.LogRecord]]:
         """The records from ``next_offset`` on, decoded; earlier ones (re-delivered) skipped."""
         pending = []
+        self._unreadable = {o: outcome for o, outcome in self._unreadable.items() if o >= self.next_offset}
         for offset, payload in records:
             if offset < self.next_offset + len(pending):
                 continue  # already applied (a resumed reader may re-deliver)
             if offset != self.next_offset + len(pending):
                 raise errors.DataLossError(
                     f"Log gap: expected offset {self.next_offset + len(pending)}, got {offset}")
-            pending.append((offset, decode_record(payload, offset)))
+            record = decode_record(payload, offset)
+            if record is None:  # (an empty record: applying it gives the outcome kept here)
+                self._unreadable[offset] = unreadable_outcome(payload, offset)
+                record = log_record_pb2.LogRecord()
+            pending.append((offset, record))
         return pending
 
     def _check_sole_writer(self) -> None:
@@ -336,6 +353,9 @@ class Projector:
     def _run(self, offset: int, record: log_record_pb2.LogRecord) -> Outcome:
         kind: Optional[str] = record.WhichOneof("request")
         if kind is None:
+            unreadable = self._unreadable.get(offset)
+            if unreadable is not None:
+                return unreadable
             return Outcome(offset, record.record_id, errors.INVALID_ARGUMENT,
                            f"Log record at offset {offset} carries no request")
         request = getattr(record, kind)

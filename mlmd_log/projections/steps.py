@@ -24,6 +24,7 @@ the projector applies the batch again without it.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Optional
 
 from mlmd_log.projections import node_pb, values
@@ -175,11 +176,14 @@ class StepWriter:
         expected, props = self._value_field, node.properties
         for name in props:
             data_type = declared.get(name)
-            if data_type is None or props[name].WhichOneof("value") != expected.get(data_type):
+            which = props[name].WhichOneof("value")
+            if data_type is None or which != expected.get(data_type) or (
+                    which == "double_value" and not math.isfinite(props[name].double_value)):
                 return False
         custom = node.custom_properties
         for name in custom:
-            if custom[name].WhichOneof("value") is None:
+            which = custom[name].WhichOneof("value")
+            if which is None or (which == "double_value" and not math.isfinite(custom[name].double_value)):
                 return False
         return True
 

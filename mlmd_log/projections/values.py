@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any, Optional
 
 from google.protobuf import json_format
 
-from mlmd_log.errors import InvalidArgumentError
+from mlmd_log.errors import InternalError, InvalidArgumentError
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 STRUCT_PREFIX = "mlmd-struct::"
@@ -27,13 +28,24 @@ def mlmd_double(value: float) -> float:
     return float("%f" % value)
 
 
+def non_finite_double_error(double: float) -> InternalError:
+    """What ml-metadata answers a NaN or infinite double property with: its SQL has no
+    literal for one, so the insert fails (InternalError). Stored as SQL NULL, it would be a
+    property no read can give back."""
+    return InternalError(f"A double property value is {double}: MLMD stores only finite doubles "
+                         "(SQL has no NaN or infinity)")
+
+
 def encode_value(value: pb.Value) -> tuple[Any, Any, Any, Any, Any, Any]:
     """A Value as the property table's (int, double, string, byte, proto, bool) columns."""
     kind = value.WhichOneof("value")
     if kind == "int_value":
         return (value.int_value, None, None, None, None, None)
     if kind == "double_value":
-        return (None, mlmd_double(value.double_value), None, None, None, None)
+        double = value.double_value
+        if not math.isfinite(double):
+            raise non_finite_double_error(double)
+        return (None, mlmd_double(double), None, None, None, None)
     if kind == "string_value":
         return (None, None, value.string_value, None, None, None)
     if kind == "struct_value":

@@ -121,6 +121,10 @@ class Reader:
         self._d = dialect
         self._tables: dict[str, bool] = {}
 
+    @property
+    def dialect(self) -> ReadDialect:
+        return self._d
+
     # ------------------------------------------------------------------ SQL helpers
     def _rows(self, name: str, params: Sequence = (), n_ids: int = 0) -> list:
         cur = self._conn.cursor()

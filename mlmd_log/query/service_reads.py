@@ -64,7 +64,20 @@ class ReadService:
         handler = self._handlers.get(rpc)
         if handler is None:
             raise errors.UnimplementedError(f"Unknown or unsupported read RPC: {rpc}")
-        return handler(request)
+        expected = f"ml_metadata.{rpc}Request"
+        if getattr(getattr(request, "DESCRIPTOR", None), "full_name", None) != expected:
+            raise errors.InvalidArgumentError(f"{rpc} takes a {expected}, not a {type(request).__name__}")
+        try:
+            return handler(request)
+        except errors.StatusError:
+            raise
+        except Exception as exc:
+            limit = self.reader.dialect.exceeded_limit(exc)
+            if limit is None:
+                raise
+            raise errors.InvalidArgumentError(
+                f"{rpc}: the query goes past a limit of the {self.reader.dialect.name} projection ({limit}); ask for "
+                "less in one call (a shorter filter_query, fewer ids)") from None
 
     # -- types --------------------------------------------------------------
     def rpc_GetArtifactType(self, r: svc.GetArtifactTypeRequest) -> svc.GetArtifactTypeResponse:

@@ -135,6 +135,15 @@ class ReadDialect:
     node_pb: bool = True
     # Read-specific SQL (order tails that mimic MLMD's SQLite index order).
     queries: dict[str, str] = field(default_factory=dict)
+    # Words of this backend's errors for a query past one of its limits (depth, terms,
+    # variables, joins): the caller asked too much, not the store failed.
+    limit_errors: tuple[str, ...] = ()
+
+    def exceeded_limit(self, exc: BaseException) -> Optional[str]:
+        """The backend's message when ``exc`` says a query went past one of its limits."""
+        text = str(exc)
+        lowered = text.lower()
+        return text if any(words in lowered for words in self.limit_errors) else None
 
     def sql(self, name: str, n_ids: int = 0) -> str:
         """The query ``name`` with ``n_ids`` parameters in its ``{ids}`` list."""
@@ -173,7 +182,11 @@ _SQLITE_QUERIES = {
                               "WHERE `parent_context_id` IN ({ids}) ORDER BY `parent_context_id`, `context_id`",
 }
 
-SQLITE = ReadDialect(name="sqlite", param="?", double_text_digits=15, queries=_SQLITE_QUERIES)
+_SQLITE_LIMITS = ("expression tree is too large", "too many terms in compound select", "too many sql variables",
+                  "tables in a join", "too many from clause terms", "parser stack overflow",
+                  "pattern too complex", "string or blob too big", "too many columns", "too many arguments")
+SQLITE = ReadDialect(name="sqlite", param="?", double_text_digits=15, queries=_SQLITE_QUERIES,
+                     limit_errors=_SQLITE_LIMITS)
 
 DIALECTS = {"sqlite": SQLITE}
 
@@ -185,12 +198,13 @@ MYSQL = ReadDialect(name="mysql", param="%s", double_text_digits=15, queries={
     **_SQLITE_QUERIES,
     "event_paths": "SELECT `event_id`, `is_index_step`, `step_index`, `step_key` FROM `EventPath` "
                    "FORCE INDEX (`idx_eventpath_event_id`) WHERE `event_id` IN ({ids}) ORDER BY `event_id`",
-})
+}, limit_errors=("thread stack overrun", "too many tables", "too many placeholders", "max_allowed_packet",
+                 "memory exhausted"))
 DIALECTS["mysql"] = MYSQL
 
 # DuckDB reads (the analytics projection, mlmd_log/projections/duckdb.py): the same SQL and
 # orders as SQLite, double-quoted identifiers. DuckDB's rowid follows insertion order, and the
 # mirror inserts EventPath and ParentContext rows in staging rowid order.
 DUCKDB = ReadDialect(name="duckdb", param="?", quote='"', double_text_digits=15, queries=_SQLITE_QUERIES,
-                     node_pb=False)  # the DuckDB mirror copies MLMD's tables only
+                     node_pb=False, limit_errors=("expression depth", "stack overflow", "recursion"))  # the DuckDB mirror copies MLMD's tables only
 DIALECTS["duckdb"] = DUCKDB
