@@ -34,7 +34,7 @@ DEFAULT_LARGE_REQUEST_BYTES = 1024 * 1024
 # A put costs the server 6-8 times its size while it is applied: one request of the
 # largest message size at a time (or many of a few MiB), about 500 MiB.
 DEFAULT_LARGE_REQUEST_BUDGET_BYTES = 64 * 1024 * 1024
-DEFAULT_LARGE_REQUEST_QUEUE_BYTES = 192 * 1024 * 1024
+DEFAULT_LARGE_REQUEST_QUEUE_BYTES = 512 * 1024 * 1024  # eight requests of the largest size
 DEFAULT_LARGE_REQUEST_WAIT_SECONDS = 60.0
 
 
