@@ -457,3 +457,17 @@ def test_client_certificates_grant_read_or_write_with_the_official_client(ref_py
     assert "client certificate 'stranger' has none" in get[1]
     # Without a certificate the mutual-TLS handshake itself fails.
     assert [step[0] for step in results["no certificate"]] in (["UnavailableError"] * 2, ["UnavailableError"])
+
+
+def test_serve_warns_of_tokens_readable_by_others_and_sent_in_clear_text(tmp_path):
+    path = Path(tokens_file(tmp_path))
+    path.chmod(0o644)
+    proc, port = start_cli_server("--data-dir", str(tmp_path / "data"), "--tokens-file", str(path))
+    try:
+        warnings = [proc.stderr.readline(), proc.stderr.readline()]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "holds plain tokens and is readable by others" in warnings[0]
+    assert "travel in clear text" in warnings[1]
+    assert not any(token in "".join(warnings) for token in (WRITE_TOKEN, READ_TOKEN))

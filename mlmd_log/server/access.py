@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import logging
 import os
 import stat
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from mlmd_log import errors
 from mlmd_log.producer.records import PUT_RPCS
-
-log = logging.getLogger("mlmd_log.server.access")
 
 TOKEN_DIGEST_PREFIX = "sha256:"
 MIN_TOKEN_CHARS = 16  # shorter than this is a password someone typed, not a token
@@ -100,18 +97,20 @@ def parse_tokens(text: str, source: str = "tokens file") -> list[TokenGrant]:
     return grants
 
 
-def load_tokens(path: str) -> list[TokenGrant]:
-    """The grants of a tokens file; warns when others than its owner may read it."""
+def load_tokens(path: str) -> tuple[list[TokenGrant], list[str]]:
+    """The grants of a tokens file, and a warning when others than its owner may read the
+    tokens in it."""
     try:
         with open(path, encoding="utf-8") as f:
             mode = os.fstat(f.fileno()).st_mode
             text = f.read()
     except OSError as exc:
         raise errors.InvalidArgumentError(f"Cannot read tokens file {path}: {exc.strerror}") from None
+    warnings = []
     if mode & (stat.S_IRGRP | stat.S_IROTH) and not text_is_digests_only(text):
-        log.warning("tokens file %s holds plain tokens and is readable by others than its owner (chmod 600 it, "
-                    "or write sha256: digests instead)", path)
-    return parse_tokens(text, f"tokens file {path}")
+        warnings.append(f"tokens file {path} holds plain tokens and is readable by others than its owner "
+                        "(chmod 600 it, or write sha256: digests instead)")
+    return parse_tokens(text, f"tokens file {path}"), warnings
 
 
 def text_is_digests_only(text: str) -> bool:
@@ -135,13 +134,15 @@ class AccessPolicy:
     read_only: bool = False
     subjects: Mapping[str, Permission] = field(default_factory=dict)
     tokens: Sequence[TokenGrant] = ()
+    warnings: list[str] = field(default_factory=list)  # (for the operator, when the server starts)
 
     @classmethod
     def build(cls, read_only: bool = False, grant_read: Iterable[str] = (), grant_write: Iterable[str] = (),
               tokens_file: Optional[str] = None) -> "AccessPolicy":
         subjects: dict[str, Permission] = {name: Permission.READ for name in grant_read}
         subjects.update({name: Permission.WRITE for name in grant_write})
-        return cls(read_only, subjects, load_tokens(tokens_file) if tokens_file else ())
+        tokens, warnings = load_tokens(tokens_file) if tokens_file else ([], [])
+        return cls(read_only, subjects, tokens, warnings)
 
     @property
     def checks_callers(self) -> bool:
@@ -149,15 +150,17 @@ class AccessPolicy:
         the only gate)."""
         return bool(self.subjects or self.tokens)
 
-    def check_transport(self, client_verify: bool, tls: bool) -> None:
-        """Refuses grants that could never match: a server that does not verify client
-        certificates never sees one."""
+    def check_transport(self, client_verify: bool, tls: bool) -> list[str]:
+        """Refuses grants that could never match (a server that does not verify client
+        certificates never sees one); returns what the operator should be warned of."""
         if self.subjects and not client_verify:
             raise errors.InvalidArgumentError(
                 "--grant-read/--grant-write name client certificates: they need ssl_config with client_verify: true "
                 "(mutual TLS) in --config")
         if self.tokens and not tls:
-            log.warning("bearer tokens on a server without TLS travel in clear text; give --config an ssl_config")
+            return self.warnings + ["bearer tokens on a server without TLS travel in clear text; give --config "
+                                    "an ssl_config"]
+        return list(self.warnings)
 
     def authorize(self, rpc: str, context: Any) -> Caller:
         """The caller of ``rpc`` if they may make it; UnauthenticatedError without valid

@@ -291,8 +291,8 @@ class MetadataStoreServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
         self.config = config
-        config.access.check_transport(client_verify=config.ssl is not None and config.ssl.client_verify,
-                                      tls=config.ssl is not None)
+        self.warnings = config.access.check_transport(
+            client_verify=config.ssl is not None and config.ssl.client_verify, tls=config.ssl is not None)
         self.transport = transport if transport is not None else _open_store(config.store)
         self.servicer = MetadataStoreServicer(self.transport, config.limits, config.access, config.workers)
         self._executor = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="mlmd-rpc")
@@ -393,6 +393,8 @@ def serve(config: ServeConfig, announce: Callable[[str], None] = lambda line: pr
     announce(f"mlmd-log serve: listening on {config.host}:{server.port} "
              f"({_describe_security(config)}; {_describe(config.store)}; "
              f"requests up to {server.max_request_bytes / MIB:g} MiB)")
+    for warning in server.warnings:
+        announce(f"mlmd-log serve: warning: {warning}")
     try:
         while not stop_requested.wait(0.5):
             pass
