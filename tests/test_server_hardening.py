@@ -60,6 +60,7 @@ class Gated:
         self.lock = threading.Lock()
         self.running_big = 0
         self.most_big_at_once = 0
+        self.big_appends = 0
 
     def call(self, rpc: str, request: Any) -> Any:
         if rpc == "GetArtifactTypes":
@@ -71,6 +72,7 @@ class Gated:
         if big:
             with self.lock:
                 self.running_big += 1
+                self.big_appends += 1
                 self.most_big_at_once = max(self.most_big_at_once, self.running_big)
             self.released.wait(30)
             time.sleep(0.05)  # (so that overlapping big puts would be seen overlapping)
@@ -471,3 +473,25 @@ def test_serve_warns_of_tokens_readable_by_others_and_sent_in_clear_text(tmp_pat
     assert "holds plain tokens and is readable by others" in warnings[0]
     assert "travel in clear text" in warnings[1]
     assert not any(token in "".join(warnings) for token in (WRITE_TOKEN, READ_TOKEN))
+
+
+def test_shutdown_sends_away_large_requests_still_waiting_for_the_budget():
+    transport = Gated(hold_big_puts=True)
+    limits = RequestLimits(large_request_bytes=32 * KIB, large_request_budget_bytes=150 * KIB,
+                           large_request_wait_seconds=60, large_request_queue_bytes=1024 * KIB)
+    server = serve(transport, limits=limits)
+    store = client(server)
+    type_id = store.put_artifact_type(pb.ArtifactType(name="T"))
+    outcomes: list[list[str]] = []
+    puts = threading.Thread(target=lambda: outcomes.append(put_in_threads(store, type_id, [100 * KIB] * 2)))
+    puts.start()
+    deadline = time.monotonic() + 10
+    while server.servicer.budget.describe().endswith("waiting in 0") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    threading.Timer(1.5, transport.released.set).start()  # (the admitted one ends after the grace period)
+    started = time.monotonic()
+    server.stop(grace=0.5)
+    puts.join(30)
+    assert time.monotonic() - started < 10
+    assert outcomes[0] == ["UnavailableError: Cancelling all calls"] * 2, outcomes  # (cut off by the grace period)
+    assert transport.big_appends == 1  # the one still waiting was not run for a caller who is gone

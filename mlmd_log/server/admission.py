@@ -81,6 +81,7 @@ class RequestBudget:
         self._holders = 0
         self._waiting: deque[object] = deque()
         self._waiting_bytes = 0
+        self._closed = False
 
     def admit(self, size: int, wait_s: float) -> Optional[Admission]:
         """An admission for a request of ``size`` bytes, or None if it did not fit within
@@ -99,6 +100,8 @@ class RequestBudget:
             self._waiting_bytes += size
             try:
                 while not (self._waiting[0] is turn and self._fits(size)):
+                    if self._closed:
+                        raise errors.UnavailableError("mlmd-log server is shutting down")
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return None
@@ -110,6 +113,12 @@ class RequestBudget:
                 self._waiting.remove(turn)
                 self._waiting_bytes -= size
                 self._changed.notify_all()  # (the next in line may fit now)
+
+    def close(self) -> None:
+        """Sends away every request still waiting (the server is shutting down)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def _fits(self, size: int) -> bool:
         return self._holders == 0 or self._held + size <= self.budget_bytes

@@ -245,7 +245,9 @@ class MetadataStoreServicer:
             for rpc in RPC_NAMES})
 
     def close(self) -> None:
-        """Waits for every call, those answered at their deadline included, to end."""
+        """Waits for every call, those answered at their deadline included, to end (those
+        still waiting for the large-request budget are sent away)."""
+        self.budget.close()
         self.in_flight.close_and_wait()
         self.calls.shutdown(wait=True)
 
