@@ -308,22 +308,27 @@ def start_cli_server(*args: str) -> tuple[subprocess.Popen, int]:
     return proc, int(match.group(1))
 
 
-def test_serve_read_only_flag_keeps_what_the_store_holds(tmp_path):
+def test_serve_read_only_serves_readers_beside_the_writing_process(tmp_path):
     data_dir = tmp_path / "data"
-    store = mlmd_log.MetadataStore(StoreConfig.from_directory(str(data_dir)))
-    type_id = store.put_artifact_type(pb.ArtifactType(name="Kept"))
-    store.put_artifacts([pb.Artifact(type_id=type_id, uri="/kept")])
-    store.close()
+    writer = mlmd_log.MetadataStore(StoreConfig.from_directory(str(data_dir)))  # (holds the log's lock)
+    type_id = writer.put_artifact_type(pb.ArtifactType(name="Kept"))
+    writer.put_artifacts([pb.Artifact(type_id=type_id, uri="/kept")])
+    time.sleep(0.3)  # (the writer commits its projection every 50 ms)
     proc, port = start_cli_server("--data-dir", str(data_dir), "--read-only")
     try:
         remote = mlmd_log.MetadataStore(pb.MetadataStoreClientConfig(host="127.0.0.1", port=port))
         assert [a.uri for a in remote.get_artifacts()] == ["/kept"]
         with pytest.raises(errors.PermissionDeniedError, match="read-only"):
-            remote.put_artifacts([pb.Artifact(type_id=type_id, uri="/new")])
-        assert [a.uri for a in remote.get_artifacts()] == ["/kept"]
+            remote.put_artifacts([pb.Artifact(type_id=type_id, uri="/refused")])
+        writer.put_artifacts([pb.Artifact(type_id=type_id, uri="/later")])
+        deadline = time.monotonic() + 5
+        while len(remote.get_artifacts()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(a.uri for a in remote.get_artifacts()) == ["/kept", "/later"]
     finally:
         proc.terminate()
         proc.wait(30)
+        writer.close()
 
 
 # -- 4. bearer tokens ----------------------------------------------------------------

@@ -295,7 +295,9 @@ class MetadataStoreServer:
         self.config = config
         self.warnings = config.access.check_transport(
             client_verify=config.ssl is not None and config.ssl.client_verify, tls=config.ssl is not None)
-        self.transport = transport if transport is not None else _open_store(config.store)
+        if transport is None:
+            transport = _open_store(read_only_store(config.store) if config.access.read_only else config.store)
+        self.transport = transport
         self.servicer = MetadataStoreServicer(self.transport, config.limits, config.access, config.workers)
         self._executor = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="mlmd-rpc")
         self.max_request_bytes = max_request_bytes(config.max_message_bytes, self.transport)
@@ -370,11 +372,26 @@ def _open_store(store: Any) -> Any:
     return open_transport(store, "mlmd-log-server")
 
 
+def read_only_store(store: Any) -> Any:
+    """What a read-only server opens: the projection alone, read-only. No log and no
+    writer's lock, so it serves readers beside the process that writes (and sees its puts
+    once that process commits them, within 50 ms for an embedded store)."""
+    from mlmd_log.service import ProjectionConfig, SharedLogConfig
+
+    if isinstance(store, SharedLogConfig) or store.projection_url:
+        return ProjectionConfig(store.projection_url)
+    if store.log_path is None:  # (in memory: there is nothing to keep from harm)
+        return store
+    return ProjectionConfig(store.sqlite_path)
+
+
 def _describe(store: Any) -> str:
-    from mlmd_log.service import StoreConfig
+    from mlmd_log.service import ProjectionConfig, StoreConfig
 
     if isinstance(store, StoreConfig):
         return f"log {store.log_path or 'memory'}, projection {store.sqlite_path}"
+    if isinstance(store, ProjectionConfig):
+        return f"projection {store.projection_url}, read-only"
     return f"shared log {store.log_url}, projection {store.projection_url}"
 
 
@@ -393,7 +410,8 @@ def serve(config: ServeConfig, announce: Callable[[str], None] = lambda line: pr
     stop_requested = threading.Event()
     previous = stop_on_signals(stop_requested)
     announce(f"mlmd-log serve: listening on {config.host}:{server.port} "
-             f"({_describe_security(config)}; {_describe(config.store)}; "
+             f"({_describe_security(config)}; "
+             f"{_describe(read_only_store(config.store) if config.access.read_only else config.store)}; "
              f"requests up to {server.max_request_bytes / MIB:g} MiB)")
     for warning in server.warnings:
         announce(f"mlmd-log serve: warning: {warning}")
