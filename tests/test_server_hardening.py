@@ -500,3 +500,19 @@ def test_shutdown_sends_away_large_requests_still_waiting_for_the_budget():
     assert time.monotonic() - started < 10
     assert outcomes[0] == ["UnavailableError: Cancelling all calls"] * 2, outcomes  # (cut off by the grace period)
     assert transport.big_appends == 1  # the one still waiting was not run for a caller who is gone
+
+
+def test_largest_request_of_a_topic_with_an_archive_is_the_topics():
+    from mlmd_log.server.grpc_server import max_request_bytes
+
+    class Topic:
+        max_record_bytes = 8 * 1024 * KIB
+
+    class Archived:
+        live = Topic()
+
+    class Writer:
+        log = Archived()
+
+    assert max_request_bytes(64 * 1024 * KIB, Writer()) == 8 * 1024 * KIB - 64 * KIB
+    assert max_request_bytes(4 * 1024 * KIB, Writer()) == 4 * 1024 * KIB  # (a smaller --max-message-bytes wins)

@@ -359,7 +359,9 @@ def max_request_bytes(max_message_bytes: int, transport: Any) -> int:
     """The largest request to accept: ``max_message_bytes``, or less when the log takes
     less per record (a Kafka topic's ``max_record_bytes``), so that a request the log
     would refuse is refused by gRPC before it is received whole."""
-    per_record = getattr(getattr(transport, "log", None), "max_record_bytes", None)
+    log_appended_to = getattr(transport, "log", None)
+    log_appended_to = getattr(log_appended_to, "live", log_appended_to)  # (a topic with an archive)
+    per_record = getattr(log_appended_to, "max_record_bytes", None)
     if per_record is None:
         return max_message_bytes
     return min(max_message_bytes, per_record - RECORD_ENVELOPE_ROOM)
