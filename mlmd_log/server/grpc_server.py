@@ -227,8 +227,8 @@ class MetadataStoreServicer:
             maybe = " It may yet be written: look before putting it again." if rpc in PUT_RPCS else ""
             raise errors.DeadlineExceededError(f"{rpc} did not finish within {deadline}.{maybe}")
         progress.settled.wait(APPEND_SETTLE_S)
-        if call.done():
-            return call.result()
+        if call.done() or (progress.settled.is_set() and progress.offset is None):  # (or its append failed)
+            return call.result(timeout=APPEND_SETTLE_S)
         if progress.offset is not None:
             raise errors.DeadlineExceededError(
                 f"{rpc}: the record is durable in the log at offset {progress.offset} and will be applied, but it "
