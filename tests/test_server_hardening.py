@@ -516,3 +516,35 @@ def test_largest_request_of_a_topic_with_an_archive_is_the_topics():
 
     assert max_request_bytes(64 * 1024 * KIB, Writer()) == 8 * 1024 * KIB - 64 * KIB
     assert max_request_bytes(4 * 1024 * KIB, Writer()) == 4 * 1024 * KIB  # (a smaller --max-message-bytes wins)
+
+
+def test_projector_forgets_large_read_forms_and_never_serves_a_stale_one(tmp_path):
+    """Large read forms are not kept in the projector's memory (a 60 MiB put stayed there
+    for the next 100k writes); a node that grows past the bound must not be answered from
+    its older, remembered form."""
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.projections.backend import SqliteBackend
+    from mlmd_log.projections.engine import ARTIFACT, FORM_KEPT_BYTES
+    from mlmd_log.projections.projector import Projector
+
+    db = SqliteBackend(str(tmp_path / "p.sqlite"))
+    db.create_schema()
+    projector, records = Projector(db), RecordFactory()
+
+    def apply(rpc: str, request: Any, response_type: Any) -> Any:
+        [outcome] = projector.apply_batch([(projector.next_offset, records.make(rpc, request).SerializeToString())])
+        assert not outcome.error_code, outcome
+        return response_type.FromString(outcome.response)
+
+    type_id = apply("PutArtifactType", svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(name="T")),
+                    svc.PutArtifactTypeResponse).type_id
+    [artifact_id] = apply("PutArtifacts", svc.PutArtifactsRequest(artifacts=[artifact(type_id, "/a")]),
+                          svc.PutArtifactsResponse).artifact_ids
+    assert projector.engine.load_node(ARTIFACT, artifact_id, read=False).uri == "/a"  # small: remembered
+    grown = artifact(type_id, "/a", 2 * FORM_KEPT_BYTES)
+    grown.id = artifact_id
+    apply("PutArtifacts", svc.PutArtifactsRequest(artifacts=[grown]), svc.PutArtifactsResponse)
+    assert projector.engine.load_node(ARTIFACT, artifact_id, read=False) is None  # large: not kept, nor the old one
+    stored = projector.engine.load_node(ARTIFACT, artifact_id)  # (read back from its table)
+    assert len(stored.custom_properties["blob"].string_value) == 2 * FORM_KEPT_BYTES
+    db.close()
