@@ -15,7 +15,6 @@ like tests/test_official_suite.py.
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.server import MetadataStoreServer, ServeConfig, load_server_config, store_config_for
 from mlmd_log.service import StoreConfig
+from pki import make_pki
 
 QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "1") == "1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,47 +280,6 @@ def test_official_suite_over_grpc_passes(ref_python, tmp_path):
 
 
 # -- 3. TLS ------------------------------------------------------------------
-def _make_pki(directory: Path) -> dict[str, str]:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM text."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    import ipaddress
-
-    def key_pem(key) -> str:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()).decode()
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def cert(subject: str, key, issuer_name, issuer_key, ca: bool, extensions=()) -> x509.Certificate:
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        for ext in extensions:
-            builder = builder.add_extension(ext, critical=False)
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = cert("mlmd-log test CA", ca_key, None, ca_key, True,
-              [x509.KeyUsage(False, False, False, False, False, True, True, False, False)])
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = cert("localhost", server_key, ca.subject, ca_key, False, [
-        x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])])
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client = cert("mlmd-log test client", client_key, ca.subject, ca_key, False,
-                  [x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])])
-    pem = lambda c: c.public_bytes(serialization.Encoding.PEM).decode()  # noqa: E731
-    return {"ca": pem(ca), "server_key": key_pem(server_key), "server_cert": pem(server),
-            "client_key": key_pem(client_key), "client_cert": pem(client)}
-
-
 TLS_CLIENT = r'''
 import json, sys
 import ml_metadata as mlmd
@@ -348,7 +307,7 @@ print(json.dumps(results))
 
 @pytest.mark.parametrize("client_verify", [False, True], ids=["server-only", "mutual"])
 def test_tls_with_official_ssl_config(ref_python, tmp_path, client_verify):
-    pki = _make_pki(tmp_path)
+    pki = make_pki()
     config_file = tmp_path / "server.pbtxt"
     ssl = pb.MetadataStoreServerConfig(connection_config=pb.ConnectionConfig(fake_database=pb.FakeDatabaseConfig()))
     ssl.ssl_config.server_key, ssl.ssl_config.server_cert = pki["server_key"], pki["server_cert"]

@@ -79,6 +79,9 @@ _ID_TABLES = ("Type", "Artifact", "Execution", "Context", "Event", "Association"
 # Bounds of the engine's memory (recent.py). Read forms are a few hundred bytes each: 100k
 # of them hold the inputs of thousands of concurrent runs in about 30 MB.
 FORMS_KEPT = 100_000
+# A form larger than this is not remembered (it is read back from its table when used):
+# a node with a 60 MiB property would otherwise stay in memory for 100k writes.
+FORM_KEPT_BYTES = 16 * 1024
 LINKS_KEPT = 100_000
 CONTEXT_IDS_KEPT = 10_000
 
@@ -530,7 +533,11 @@ class Engine:
 
     def _remember_form(self, kind: NodeKind, node_id: int, data: bytes) -> None:
         """Bounded, recently used first kept: a node written (or loaded, see load_node) again
-        moves to the end, and the older half goes when the bound is reached."""
+        moves to the end, and the older half goes when the bound is reached. A large form is
+        forgotten instead (and an older form of the node with it, which is stale now)."""
+        if len(data) > FORM_KEPT_BYTES:
+            self._forms.pop((kind.name, node_id), None)
+            return
         self._forms.put((kind.name, node_id), data)
         self._forms.trim()
 

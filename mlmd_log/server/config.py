@@ -6,8 +6,8 @@ same file the official ``metadata_store_server`` reads with
 fake_database, or mysql: a MySQL projection applied inline, its log under ``--log-dir``)
 and an ``ssl_config``.
 Settings that MLMD's config has no field for (where the log lives, its durability,
-thread pool, message size, shutdown grace) are command-line flags, so one config
-file works for both servers.
+thread pool, message size, shutdown grace, deadlines, the large-request budget, who
+may read or write) are command-line flags, so one config file works for both servers.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from google.protobuf import text_format
 
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.server.access import AccessPolicy
 from mlmd_log.service import DEFAULT_DATA_DIR, SharedLogConfig, StoreConfig
 
 DEFAULT_PORT = 8080  # the official server's --grpc_port default
@@ -26,6 +27,32 @@ DEFAULT_WORKERS = 32
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_GRACE_SECONDS = 30.0
 HEALTH_SERVICE_NAME = "ml_metadata.MetadataStoreService"
+# Longer than a shared-log put's wait for the projector (--wait-seconds, 60 s), whose
+# own DEADLINE_EXCEEDED says more.
+DEFAULT_RPC_DEADLINE_SECONDS = 120.0
+DEFAULT_LARGE_REQUEST_BYTES = 1024 * 1024
+# A put costs the server 6-8 times its size while it is applied: one request of the
+# largest message size at a time (or many of a few MiB), about 500 MiB.
+DEFAULT_LARGE_REQUEST_BUDGET_BYTES = 64 * 1024 * 1024
+DEFAULT_LARGE_REQUEST_QUEUE_BYTES = 512 * 1024 * 1024  # eight requests of the largest size
+DEFAULT_LARGE_REQUEST_WAIT_SECONDS = 60.0
+
+
+@dataclass
+class RequestLimits:
+    """How long one RPC may run and how much memory large requests may hold at once."""
+
+    rpc_deadline_seconds: float = DEFAULT_RPC_DEADLINE_SECONDS
+    large_request_bytes: int = DEFAULT_LARGE_REQUEST_BYTES
+    large_request_budget_bytes: int = DEFAULT_LARGE_REQUEST_BUDGET_BYTES
+    large_request_wait_seconds: float = DEFAULT_LARGE_REQUEST_WAIT_SECONDS
+    large_request_queue_bytes: int = DEFAULT_LARGE_REQUEST_QUEUE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.rpc_deadline_seconds <= 0:
+            raise errors.InvalidArgumentError("--rpc-deadline-seconds must be positive")
+        if self.large_request_wait_seconds < 0:
+            raise errors.InvalidArgumentError("--large-request-wait-seconds must not be negative")
 
 
 @dataclass
@@ -38,9 +65,13 @@ class ServeConfig:
     ssl: Optional[pb.MetadataStoreServerConfig.SSLConfig] = None
     workers: int = DEFAULT_WORKERS
     max_concurrent_rpcs: Optional[int] = None
+    # Largest response, and largest request unless the log takes less per record
+    # (a Kafka topic: see MetadataStoreServer.max_request_bytes).
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     channel_arguments: list[tuple[str, Any]] = field(default_factory=list)
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
     @property
     def address(self) -> str:
@@ -131,7 +162,30 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrent-rpcs", type=int, default=None,
                         help="RPCs admitted at once (beyond: RESOURCE_EXHAUSTED); default unbounded")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                        help="largest request or response message")
+                        help="largest response, and largest request unless the log takes less per record "
+                             "(a Kafka log: its max record size less room for the envelope)")
+    parser.add_argument("--rpc-deadline-seconds", type=float, default=DEFAULT_RPC_DEADLINE_SECONDS,
+                        help="longest one RPC may run before DEADLINE_EXCEEDED (a client's shorter deadline wins)")
+    parser.add_argument("--large-request-bytes", type=int, default=DEFAULT_LARGE_REQUEST_BYTES,
+                        help="requests at least this big draw on the large-request budget")
+    parser.add_argument("--large-request-budget-bytes", type=int, default=DEFAULT_LARGE_REQUEST_BUDGET_BYTES,
+                        help="total size of large requests served at once (each costs the server several "
+                             "times its size in memory); the rest wait in arrival order")
+    parser.add_argument("--large-request-wait-seconds", type=float, default=DEFAULT_LARGE_REQUEST_WAIT_SECONDS,
+                        help="how long a large request waits for the budget before RESOURCE_EXHAUSTED")
+    parser.add_argument("--large-request-queue-bytes", type=int, default=DEFAULT_LARGE_REQUEST_QUEUE_BYTES,
+                        help="total size of large requests that may wait (each holds its bytes); beyond, "
+                             "RESOURCE_EXHAUSTED at once")
+    parser.add_argument("--read-only", action="store_true",
+                        help="refuse every put with PERMISSION_DENIED; reads are served")
+    parser.add_argument("--grant-read", action="append", default=[], metavar="NAME",
+                        help="client certificates with this common name or subject alternative name may read "
+                             "(repeat; needs ssl_config.client_verify)")
+    parser.add_argument("--grant-write", action="append", default=[], metavar="NAME",
+                        help="client certificates with this name may read and write (repeat)")
+    parser.add_argument("--tokens-file", metavar="PATH",
+                        help="bearer tokens, one 'read|write TOKEN [NAME]' per line (TOKEN may be "
+                             "sha256:<hex digest>); callers send 'authorization: Bearer TOKEN'")
     parser.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
                         help="on SIGTERM/SIGINT, how long in-flight calls may take to finish")
     parser.add_argument("--grpc-channel-arguments", default="",
@@ -152,4 +206,7 @@ def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
         ssl=server_config.ssl_config if server_config.HasField("ssl_config") else None,
         workers=args.workers, max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace_seconds,
-        channel_arguments=parse_channel_arguments(args.grpc_channel_arguments))
+        channel_arguments=parse_channel_arguments(args.grpc_channel_arguments),
+        limits=RequestLimits(args.rpc_deadline_seconds, args.large_request_bytes, args.large_request_budget_bytes,
+                             args.large_request_wait_seconds, args.large_request_queue_bytes),
+        access=AccessPolicy.build(args.read_only, args.grant_read, args.grant_write, args.tokens_file))
