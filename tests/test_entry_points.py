@@ -101,7 +101,7 @@ def test_an_unknown_type_is_not_found_whatever_its_any_holds(type_url):
 
 
 # -- every RPC, hostile requests -----------------------------------------------------
-def test_every_rpc_answers_hostile_requests_with_results_or_mlmd_errors(tmp_path):
+def test_every_rpc_answers_hostile_requests_with_results_or_mlmd_errors(tmp_path, report_figure):
     """All 52 RPCs of the service, each with an empty, a plausible and many hostile
     requests (one field made hostile at a time: unknown, negative and huge ids, huge
     lists, NaN and infinity, structs nested past protobuf's limit, NUL-bearing and huge
@@ -137,7 +137,8 @@ def test_every_rpc_answers_hostile_requests_with_results_or_mlmd_errors(tmp_path
         store = open_dir(directory)
         assert [a.id for a in store.get_artifacts_by_id([1, 2])] == [1, 2], f"after {rpc}"
     store.close()
-    print(f"\nevery-RPC walk: {calls} calls over {len(hostile.RPCS)} RPCs: {dict(outcomes)}")
+    report_figure("every-RPC walk", f"{calls} hostile calls over {len(hostile.RPCS)} RPCs: {dict(outcomes)}, "
+                                    f"{len(leaks)} other errors")
     assert not leaks, "\n".join(leaks[:20])
     assert calls > 2000 and outcomes["result"] > 100 and outcomes["InvalidArgumentError"] > 100
     assert replayed_tables(directory, tmp_path) == dump_tables(str(directory / "mlmd.sqlite"))

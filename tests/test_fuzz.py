@@ -230,7 +230,7 @@ def _outcome(store: mlmd_log.MetadataStore, rpc: str, request: Any) -> str:
         return type(exc).__name__
 
 
-def test_fuzzed_puts_give_results_or_mlmd_errors_and_a_log_that_replays(tmp_path):
+def test_fuzzed_puts_give_results_or_mlmd_errors_and_a_log_that_replays(tmp_path, report_figure):
     directory = tmp_path / "store"
     store = mlmd_log.MetadataStore(StoreConfig.from_directory(str(directory), durability="none"))
     seed(store)
@@ -247,7 +247,7 @@ def test_fuzzed_puts_give_results_or_mlmd_errors_and_a_log_that_replays(tmp_path
     run()
     store.close()
     total = sum(seen.values())
-    print(f"\nfuzzed puts: {total} calls: {seen}")
+    report_figure("fuzzed puts", f"{total} calls: {seen}")
     assert total >= 800 and seen.get("result", 0) > 10 and seen.get("InvalidArgumentError", 0) > 10
     assert seen.get("InvalidArgumentError (too deep)", 0) > 0  # (the strategies reach the hostile cases)
     assert seen.get("InternalError (non-finite double)", 0) > 0
@@ -256,7 +256,7 @@ def test_fuzzed_puts_give_results_or_mlmd_errors_and_a_log_that_replays(tmp_path
     assert replayed_tables(directory, tmp_path) == dump_tables(str(directory / "mlmd.sqlite"))
 
 
-def test_fuzzed_filters_give_results_or_mlmd_errors():
+def test_fuzzed_filters_give_results_or_mlmd_errors(report_figure):
     config = pb.ConnectionConfig()
     config.fake_database.SetInParent()
     store = mlmd_log.MetadataStore(config)
@@ -276,6 +276,6 @@ def test_fuzzed_filters_give_results_or_mlmd_errors():
 
     run()
     total = sum(seen.values())
-    print(f"\nfuzzed filters: {total} calls: {seen}")
+    report_figure("fuzzed filters", f"{total} calls: {seen}")
     assert total >= 1500 and seen.get("result", 0) > 20 and seen.get("InvalidArgumentError", 0) > 20
     assert [a.id for a in store.get_artifacts()] == [1, 2]
