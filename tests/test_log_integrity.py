@@ -294,10 +294,10 @@ def timed_open(path, garbage: bytes) -> float:
     return time.perf_counter() - started
 
 
-def test_recovery_from_crafted_tail_garbage_is_linear(tmp_path):
+def test_recovery_from_crafted_tail_garbage_is_linear(tmp_path, report_figure):
     small = min(timed_open(tmp_path / "s", crafted_garbage(256 * 2**10)) for _ in range(3))
     large = min(timed_open(tmp_path / "l", crafted_garbage(2**20)) for _ in range(3))
-    print(f"\nrecovery over crafted garbage: 256 KiB {small * 1000:.1f} ms, 1 MiB {large * 1000:.1f} ms")
+    report_figure("tail recovery", f"crafted garbage: 256 KiB {small * 1000:.1f} ms, 1 MiB {large * 1000:.1f} ms")
     assert large < 0.5
     assert large < max(8 * small, 0.05)  # 4x the bytes: about 4x the time, not 16x
 
