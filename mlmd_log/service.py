@@ -234,6 +234,12 @@ class EmbeddedTransport:
                 self.db = None  # type: ignore[assignment]
 
 
+#: A bearer token our gRPC client sends (``authorization: Bearer ...``), for a server started
+#: with ``--tokens-file``. From the environment: ``MetadataStoreClientConfig`` is
+#: ml-metadata's message and has no field for it, and a command line would show it in ``ps``.
+TOKEN_ENV = "MLMD_LOG_TOKEN"
+
+
 class GrpcTransport:
     """Talks to an MLMD-compatible gRPC server (ours or the official one)."""
 
@@ -260,6 +266,8 @@ class GrpcTransport:
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         self._timeout = config.client_timeout_sec if config.HasField("client_timeout_sec") else None
+        token = os.environ.get(TOKEN_ENV)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._stub = rpc_pb.MetadataStoreServiceStub(self._channel)
         self._closed = False
 
@@ -269,7 +277,7 @@ class GrpcTransport:
         if self._closed:
             raise closed_error()
         try:
-            return getattr(self._stub, rpc)(request, timeout=self._timeout)
+            return getattr(self._stub, rpc)(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise errors.make_exception(exc.details() or str(exc), exc.code().value[0]) from exc
 

@@ -548,3 +548,24 @@ def test_projector_forgets_large_read_forms_and_never_serves_a_stale_one(tmp_pat
     stored = projector.engine.load_node(ARTIFACT, artifact_id)  # (read back from its table)
     assert len(stored.custom_properties["blob"].string_value) == 2 * FORM_KEPT_BYTES
     db.close()
+
+
+def test_our_client_sends_the_token_of_its_environment(tmp_path, monkeypatch):
+    server = serve(access=AccessPolicy.build(tokens_file=tokens_file(tmp_path)))
+    config = pb.MetadataStoreClientConfig(host="127.0.0.1", port=server.port, client_timeout_sec=10)
+    try:
+        monkeypatch.delenv("MLMD_LOG_TOKEN", raising=False)
+        with pytest.raises(errors.UnauthenticatedError):
+            mlmd_log.MetadataStore(config).get_artifact_types()
+        monkeypatch.setenv("MLMD_LOG_TOKEN", READ_TOKEN)
+        reader = mlmd_log.MetadataStore(config)
+        before = [t.name for t in reader.get_artifact_types()]
+        with pytest.raises(errors.PermissionDeniedError):
+            reader.put_artifact_type(pb.ArtifactType(name="TokenWritten"))
+        monkeypatch.setenv("MLMD_LOG_TOKEN", WRITE_TOKEN)
+        writer = mlmd_log.MetadataStore(config)
+        type_id = writer.put_artifact_type(pb.ArtifactType(name="TokenWritten"))
+        assert "TokenWritten" not in before
+        assert [t.id for t in writer.get_artifact_types() if t.name == "TokenWritten"] == [type_id]
+    finally:
+        server.stop(grace=5)
