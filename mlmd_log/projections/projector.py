@@ -104,7 +104,7 @@ def decode_record(payload: bytes, offset: int) -> log_record_pb2.LogRecord:
 
 def log_ends_before_error(applied: int, end: int, log: Log) -> errors.DataLossError:
     return errors.DataLossError(
-        f"The projection has applied the log up to offset {applied}, but the log ({log!r}) ends at {end}: "
+        f"The projection has applied the log up to offset {applied}, but the log ends at {end} ({log!r}): "
         "it lost records it had acknowledged, or it is not the log this projection was built from (a topic "
         "deleted and created again?). Replay the log into a new projection, or point --log at the right one.")
 
