@@ -108,15 +108,12 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from mlmd_log.locations import open_log, open_projection
 
     tune_gc()
-    if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
-        from mlmd_log.projections.duckdb import main as duckdb_main
-
-        return duckdb_main(["--log", args.log, "--into", args.into, "--batch-size", str(args.batch_size),
-                            *([] if args.until_caught_up else ["--follow"])])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     # kafka-python logs its own connection failures with tracebacks; we report an
     # unavailable broker ourselves (UnavailableError, retried), so keep its noise out.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
+        return _project_into_duckdb(args)
     if args.staging:  # apply into a local SQLite staging file, mirror each batch into the target in bulk
         return _project_mirrored(args)
     log = open_log(args.log, readonly=True)
@@ -137,6 +134,19 @@ def _cmd_project(args: argparse.Namespace) -> int:
                 reader.close()
             log.close()
     print(f"projector stopped at offset {status.applied_offset} (lag {status.lag})")
+    return 0
+
+
+def _project_into_duckdb(args: argparse.Namespace) -> int:
+    from mlmd_log.locations import open_log
+    from mlmd_log.projections.duckdb import DuckDbProjection, duckdb_path, project
+
+    log = open_log(args.log, readonly=True)
+    try:
+        with DuckDbProjection(duckdb_path(args.into)) as projection:
+            project(log, projection, args.batch_size, follow=not args.until_caught_up)
+    finally:
+        log.close()
     return 0
 
 

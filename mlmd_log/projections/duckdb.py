@@ -47,13 +47,14 @@ import os
 import re
 import sys
 import tempfile
-import threading
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
+from mlmd_log.consumer.follower import Follower, FollowStatus
 from mlmd_log.projections.projector import Projector
-from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_ORDER, SMALL_TABLES, TABLES, NodeTables,
-                                         StagedProjection, changed_nodes_sql, open_staging, staging_select)
+from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_ORDER, SMALL_TABLES, TABLES, ApplyStats,
+                                         NodeTables, StagedProjection, changed_nodes_sql, open_staging,
+                                         staging_select)
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 
@@ -483,7 +484,7 @@ class DuckDbProjection(StagedProjection):
 
 
 # -- command line ----------------------------------------------------------------------
-def _duckdb_path(url: str) -> str:
+def duckdb_path(url: str) -> str:
     """``duckdb:///PATH`` (as ``sqlite:///PATH``: relative unless PATH starts with /) or a plain path."""
     for prefix in ("duckdb:///", "duckdb://"):
         if url.startswith(prefix):
@@ -493,9 +494,31 @@ def _duckdb_path(url: str) -> str:
     return url
 
 
+def project(log: Any, projection: DuckDbProjection, batch_size: int = 20000, follow: bool = False,
+            idle_sleep: float = 0.5) -> ApplyStats:
+    """Follows ``log`` into ``projection`` up to the log's end (``follow``: until SIGTERM or
+    SIGINT), with a line on stderr for each batch mirrored."""
+    def run(follower: Follower) -> None:
+        sink, shown = follower.sink, [0, 0]  # (records and rejected when last shown)
+
+        def show(status: FollowStatus) -> None:
+            if not sink.copied and status.records_applied == shown[0]:
+                return
+            print(f"duckdb: applied through offset {status.applied_offset} of {status.end_offset} "
+                  f"({status.records_applied - shown[0]} records, {status.rejected - shown[1]} rejected, "
+                  f"{sum(sink.copied.values())} rows mirrored, {status.last_batch_seconds:.2f}s)", file=sys.stderr)
+            shown[:] = status.records_applied, status.rejected
+            sink.copied = {}
+
+        follower.idle_sleep = idle_sleep
+        follower.stop_on_signals()
+        follower.run(until_caught_up=not follow, report_every=0, on_report=show)
+
+    return projection.follow(log, batch_size, run)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m mlmd_log.projections.duckdb --log LOG --into PATH [--follow]``."""
-    from mlmd_log.process import stop_on_signals
     from mlmd_log.locations import open_log
 
     parser = argparse.ArgumentParser(prog="python -m mlmd_log.projections.duckdb",
@@ -510,24 +533,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    stop = threading.Event()
-    stop_on_signals(stop)
     log = open_log(args.log, readonly=True)
-    projection = DuckDbProjection(_duckdb_path(args.into), args.staging)
     try:
-        while not stop.is_set():
-            stats = projection.apply(log, args.batch_size)
-            end = log.end_offset()
-            if stats.records or stats.copied:
-                print(f"duckdb: applied through offset {stats.applied_offset} of {end} "
-                      f"({stats.records} records, {stats.rejected} rejected, "
-                      f"{sum(stats.copied.values())} rows mirrored, {stats.seconds:.2f}s)", file=sys.stderr)
-            if stats.applied_offset >= end:
-                if not args.follow:
-                    break
-                stop.wait(args.idle_sleep)
+        with DuckDbProjection(duckdb_path(args.into), args.staging) as projection:
+            project(log, projection, args.batch_size, args.follow, args.idle_sleep)
     finally:
-        projection.close()
         log.close()
     return 0
 

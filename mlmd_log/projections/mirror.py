@@ -40,10 +40,11 @@ import queue
 import select
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mlmd_log import errors
+from mlmd_log.consumer.follower import Follower, FollowStatus, ProjectorSink, report_lag
 from mlmd_log.process import leave_stops_to_parent
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend, SqliteBackend
@@ -446,40 +447,59 @@ class _StageShared:
     rejected: Any  # .value: of which rejected
 
 
-MIN_PAUSE = 0.001  # seconds between end-offset checks while records came recently ...
-BUSY_WINDOW = 0.05  # ... that is, within this many seconds (then the pause doubles up to idle_sleep)
+class _StagingSink(ProjectorSink):
+    """The stager's sink: staging's projector, at most ``max_ahead`` records ahead of the
+    target, telling the mirror loop of each batch it applied. A failed batch leaves staging
+    at its last commit: it is retried as it is."""
+
+    def __init__(self, projector: Any, shared: _StageShared, max_ahead: int):
+        super().__init__(projector.db, projector=projector)
+        self.shared = shared
+        self.max_ahead = max_ahead
+
+    def room(self) -> Optional[int]:
+        return 0 if self.projector.next_offset - self.shared.mirrored.value >= self.max_ahead else None
+
+    def apply(self, batch: list[tuple[int, bytes]]) -> list:
+        outcomes = self.projector.apply_batch(batch)
+        self.shared.records.value += len(outcomes)
+        self.shared.rejected.value += sum(1 for o in outcomes if o.error_code)
+        self.shared.applied.set()
+        return outcomes
+
+    def restart(self) -> None:
+        pass
+
+
+class _Halted:
+    """The stager's stop flag (Event-like, for its follower): ``halt`` set, or the stager no
+    longer ``alive`` (its parent gone)."""
+
+    def __init__(self, halt: Any, alive: Callable[[], bool]):
+        self._halt, self._alive = halt, alive
+
+    def set(self) -> None:
+        self._halt.set()
+
+    def is_set(self) -> bool:
+        return self._halt.is_set() or not self._alive()
+
+    def wait(self, timeout: float) -> bool:
+        return self._halt.wait(timeout) or not self._alive()
 
 
 def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_ahead: int, idle_sleep: float,
-           retry_sleep: float, retryable: tuple, alive: Callable[[], bool] = lambda: True) -> None:
-    """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead of
-    the target) until ``shared.halt``, so the engine's work on batch N+1 overlaps the
+           retry_sleep: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Follows the log into staging ahead of the mirror (at most ``max_ahead`` records ahead
+    of the target) until ``shared.halt``, so the engine's work on batch N+1 overlaps the
     target's on batch N. Raises what it cannot retry."""
-    pause, last_records = MIN_PAUSE, time.monotonic()
-    while not shared.halt.is_set() and alive():
-        try:
-            end = log.end_offset()
-            start = projector.next_offset
-            if start >= end or start - shared.mirrored.value >= max_ahead:
-                shared.idle.value = int(start >= end)
-                if start >= end and log.waits_for_records:
-                    log.wait_for_records(end, WAIT_SLICE_S)  # (back at once when a record comes)
-                    continue
-                shared.halt.wait(pause)
-                # While records keep coming, look again soon (a synchronous writer waits for
-                # them); the longer the log stays quiet, the fewer end-offset requests.
-                if time.monotonic() - last_records > BUSY_WINDOW:
-                    pause = min(pause * 2, max(idle_sleep, MIN_PAUSE))
-                continue
-            shared.idle.value = 0
-            pause, last_records = MIN_PAUSE, time.monotonic()
-            outcomes = projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
-            shared.records.value += len(outcomes)
-            shared.rejected.value += sum(1 for o in outcomes if o.error_code)
-            shared.applied.set()
-        except retryable as exc:
-            LOG.warning("mirror: staging: %s; retrying in %.1fs", exc, retry_sleep)
-            shared.halt.wait(retry_sleep)
+    def note_idle(status: Any) -> None:  # (after every step: whether staging is at the log's end)
+        shared.idle.value = int(status.applied_offset >= status.end_offset)
+
+    follower = Follower(log, _StagingSink(projector, shared, max_ahead), batch_size=batch_size,
+                        idle_sleep=idle_sleep, retry_sleep=retry_sleep, name="mirror: staging",
+                        stop_event=_Halted(shared.halt, alive))  # type: ignore[arg-type]
+    follower.run(report_every=0, on_report=note_idle)
 
 
 STAGING_LOCK_WAIT_S = 120.0  # how long a stager waits for another one to let go of staging
@@ -507,12 +527,11 @@ class _Stager(threading.Thread):
     """The stager as a thread of this process, on the projection's own staging projector."""
 
     def __init__(self, log: Log, projection: MirroredProjection, batch_size: int, max_ahead: int,
-                 idle_sleep: float, retry_sleep: float, retryable: tuple):
+                 idle_sleep: float, retry_sleep: float):
         super().__init__(name="mlmd-log-mirror-stager", daemon=True)
         self.shared = _StageShared(threading.Event(), threading.Event(), _Cell(projection.applied_offset()),
                                    _Cell(0), _Cell(0), _Cell(0))
-        self._args = (log, projection.projector, self.shared, batch_size, max_ahead, idle_sleep, retry_sleep,
-                      retryable)
+        self._args = (log, projection.projector, self.shared, batch_size, max_ahead, idle_sleep, retry_sleep)
         self._staging_path = projection.staging_path
         self._failure: Optional[BaseException] = None
 
@@ -552,9 +571,7 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
             log = open_log(log_url, readonly=True)
             staging = open_staging(staging_path)
             try:
-                retryable = (errors.UnavailableError, *staging.infrastructure_errors)
-                _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,
-                       alive=alive)
+                _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, alive=alive)
             finally:
                 staging.close()
                 log.close()
@@ -663,6 +680,73 @@ class _StagerProcess:
         self._projection.reload_staging()
 
 
+class _MirrorSink:
+    """The mirror side of ``follow`` as a follower's sink: a stager (started on the first
+    drain, after staging caught up with the target) reads the log into staging, so this
+    sink takes no records; each drain mirrors what staging committed, or waits for the
+    stager's next batch. Caught up once a mirror copied nothing after staging had reached
+    the log's end (``until_caught_up``; else it is always in flight)."""
+
+    def __init__(self, projection: MirroredProjection, log: Log, batch_size: int, until_caught_up: bool,
+                 start_stager: Callable[[], Any]):
+        self.projection = projection
+        self.db = projection.target.db  # (check_follows: the target's own outcomes)
+        self.infrastructure_errors = (*projection.target.infrastructure_errors,
+                                      *projection.staging.infrastructure_errors)
+        self.total = ApplyStats()
+        self.stager: Any = None  # _Stager or _StagerProcess
+        self.last_mirror_seconds = 0.0
+        self._log, self._batch_size, self._until_caught_up = log, batch_size, until_caught_up
+        self._start_stager = start_stager
+        self._caught_up = False
+        self._offset = projection.applied_offset()
+
+    @property
+    def next_offset(self) -> int:
+        return self._offset
+
+    @property
+    def in_flight(self) -> bool:
+        return not self._caught_up
+
+    def room(self) -> Optional[int]:
+        return 0
+
+    def apply(self, batch: list[tuple[int, bytes]]) -> list:
+        raise AssertionError("the stager applies the log; a mirror sink takes no records")
+
+    def drain(self, wait: bool = True) -> None:
+        """One mirror of what staging committed; when it copied nothing, a wait for the
+        stager's next batch (both ways: the mirror waits for staging, not for the log)."""
+        if self.stager is None:
+            self.projection._rebuild_staging(self._log, self._batch_size)
+            self.stager = self._start_stager()
+        shared = self.stager.shared
+        failure = self.stager.failure()
+        if failure is not None:
+            raise failure
+        idle = shared.idle.value  # read before mirroring: staging had reached the end before this mirror
+        shared.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
+        started = time.monotonic()
+        copied = self.projection.mirror()
+        self._offset = shared.mirrored.value = self.projection.applied_offset()
+        self.last_mirror_seconds = time.monotonic() - started
+        self.total.add(ApplyStats(copied=copied))
+        self._caught_up = self._until_caught_up and not copied and bool(idle)
+        if not copied and not idle:
+            shared.applied.wait(WAIT_SLICE_S)  # until staging applies more (or a look at the stop flag)
+
+    def restart(self) -> None:
+        """After the target failed: connect to it again."""
+        self.projection.target.reconnect()
+
+    def close(self) -> None:
+        if self.stager is not None:
+            self.stager.stop()
+            self.total.records, self.total.rejected = self.stager.shared.records.value, \
+                self.stager.shared.rejected.value
+
+
 def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event, batch_size: int = 2000,
            idle_sleep: float = 0.05, retry_sleep: float = 1.0, report_every: float = 10.0,
            until_caught_up: bool = False, max_ahead: Optional[int] = None,
@@ -676,57 +760,31 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
     was opened from) the stager is a child process, so the two use two cores; otherwise a
     thread. A database that fails (lost connection, server restart) is retried after
     ``retry_sleep``; no record is lost or applied twice, because staging and target each
-    commit their checkpoint with their rows.
+    commit their checkpoint with their rows. Both sides are followers (consumer/follower.py).
 
     Returns the totals of what it applied and mirrored."""
-    total = ApplyStats()
-    started = last_report = time.monotonic()
-    retryable = (errors.UnavailableError, *projection.target.infrastructure_errors,
-                 *projection.staging.infrastructure_errors)
-    stager: Any = None  # _Stager or _StagerProcess
+    started = time.monotonic()
+    ahead = max_ahead or 2 * batch_size
+
+    def start_stager() -> Any:
+        stager = (_StagerProcess(log_url, projection, batch_size, ahead, idle_sleep, retry_sleep) if log_url else
+                  _Stager(log, projection, batch_size, ahead, idle_sleep, retry_sleep))
+        stager.start()
+        return stager
+
+    sink = _MirrorSink(projection, log, batch_size, until_caught_up, start_stager)
+
+    def report(status: FollowStatus) -> None:
+        staged = sink.stager.shared.records.value if sink.stager is not None else 0
+        report_lag("mirror", replace(status, records_applied=staged, last_batch_seconds=sink.last_mirror_seconds))
+
+    follower = Follower(log, sink, batch_size=batch_size, idle_sleep=idle_sleep, retry_sleep=retry_sleep,
+                        name="mirror", stop_event=stop_event)
     try:
-        while not stop_event.is_set():
-            try:
-                if stager is None:
-                    projection._rebuild_staging(log, batch_size)
-                    ahead = max_ahead or 2 * batch_size
-                    stager = (_StagerProcess(log_url, projection, batch_size, ahead, idle_sleep, retry_sleep)
-                              if log_url else
-                              _Stager(log, projection, batch_size, ahead, idle_sleep, retry_sleep, retryable))
-                    stager.start()
-                shared = stager.shared
-                failure = stager.failure()
-                if failure is not None:
-                    raise failure
-                idle = shared.idle.value  # read before mirroring: staging had reached the end before this mirror
-                shared.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
-                batch_started = time.monotonic()
-                copied = projection.mirror()
-                applied = projection.applied_offset()
-                shared.mirrored.value = applied
-            except retryable as exc:
-                LOG.warning("mirror: %s; retrying in %.1fs", exc, retry_sleep)
-                stop_event.wait(retry_sleep)
-                try:
-                    projection.target.reconnect()
-                except Exception as again:  # noqa: BLE001 - the next mirror reports it
-                    LOG.warning("mirror: reconnect failed: %s", again)
-                continue
-            total.add(ApplyStats(copied=copied))
-            total.applied_offset = applied
-            if time.monotonic() - last_report >= report_every:
-                last_report = time.monotonic()
-                end = log.end_offset()
-                LOG.info("mirror: applied through offset %d of %d (lag %d records, %d applied, last mirror %.3fs)",
-                         applied, end, max(0, end - applied), shared.records.value,
-                         time.monotonic() - batch_started)
-            if not copied:
-                if until_caught_up and idle:
-                    break
-                shared.applied.wait(WAIT_SLICE_S)  # until staging applies more (or a look at stop_event)
+        follower.run(until_caught_up=until_caught_up, report_every=report_every, on_report=report)
     finally:
-        if stager is not None:
-            stager.stop()
-            total.records, total.rejected = stager.shared.records.value, stager.shared.rejected.value
+        sink.close()
+    total = sink.total
+    total.applied_offset = sink.next_offset
     total.seconds = time.monotonic() - started
     return total

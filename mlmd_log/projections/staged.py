@@ -2,20 +2,20 @@
 
 ``DuckDbProjection`` (analytics) and ``MirroredProjection`` (MySQL) both run the MLMD state
 machine on a local SQLite staging file and copy each applied batch into their target in
-one target transaction. This base holds the loop they share; a subclass supplies
-``_target_offset()`` (the target's checkpoint) and ``mirror()`` (the copy).
+one target transaction. This base makes them sinks of the one follower (consumer/follower.py); a
+subclass supplies ``_target_offset()`` (the target's checkpoint) and ``mirror()`` (the copy).
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from mlmd_log import errors
+from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqliteBackend
-from mlmd_log.projections.projector import check_follows
 
 LOG = logging.getLogger("mlmd_log.staged")
 
@@ -134,11 +134,12 @@ class ApplyStats:
 
 
 class StagedProjection:
-    """The apply/catch-up loop over ``self.projector`` (staging) and ``mirror()`` (target)."""
+    """A staged projection over ``self.projector`` (staging) and ``mirror()`` (target): the
+    log is followed into staging, and each batch mirrored (``StagedSink``)."""
 
-    projector: object
+    projector: Any
     target_name = "target"
-    _log_checked = False  # (see _rebuild_staging)
+    _follower: Optional[Follower] = None
 
     def _target_offset(self) -> int:
         raise NotImplementedError
@@ -146,42 +147,42 @@ class StagedProjection:
     def mirror(self) -> dict[str, int]:
         raise NotImplementedError
 
+    def follower(self, log: Log, batch_size: int = 20000) -> Follower:
+        """The follower of ``log`` into this projection (one per log: it checks the log is
+        staging's once, on its first step)."""
+        if self._follower is None or self._follower.log is not log:
+            self._follower = Follower(log, StagedSink(self), batch_size=batch_size, name=self.target_name,
+                                      count_rejected=True)
+        self._follower.batch_size = batch_size
+        return self._follower
+
     def apply(self, log: Log, batch_size: int = 20000) -> ApplyStats:
         """Applies the next batch of ``log`` to staging, then mirrors staging into the target."""
-        started = time.monotonic()
-        stats = ApplyStats()
-        self._rebuild_staging(log, batch_size)
-        end = log.end_offset()
-        start = self.projector.next_offset
-        if start < end:
-            outcomes = self.projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
-            stats.records = len(outcomes)
-            stats.rejected = sum(1 for o in outcomes if o.error_code)
-        stats.copied = self.mirror()
-        stats.applied_offset = self._target_offset()
-        stats.seconds = time.monotonic() - started
-        return stats
+        return self.follow(log, batch_size, lambda follower: follower.step())
 
     def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
         """``apply`` until the target holds the whole log as it was when called."""
-        total = ApplyStats()
-        started = time.monotonic()
         end = log.end_offset()
-        while True:
-            stats = self.apply(log, batch_size)
-            total.add(stats)
-            total.applied_offset = stats.applied_offset
-            if stats.applied_offset >= end or (stats.records == 0 and not stats.copied):
-                break
-        total.seconds = time.monotonic() - started
-        return total
+        return self.follow(log, batch_size, lambda follower: follower.run(until=end, report_every=float("inf")))
+
+    def follow(self, log: Log, batch_size: int, run: Callable[[Follower], Any]) -> ApplyStats:
+        """Calls ``run`` with the follower of ``log`` (once staging has caught up with the
+        target), then mirrors what staging still holds beyond the target; returns what that
+        did."""
+        started = time.monotonic()
+        self._rebuild_staging(log, batch_size)
+        follower = self.follower(log, batch_size)
+        sink, status = follower.sink, follower.status
+        records, rejected = status.records_applied, status.rejected
+        sink.copied = {}
+        run(follower)
+        if sink.in_flight:
+            sink.drain()
+        return ApplyStats(status.records_applied - records, status.rejected - rejected, self._target_offset(),
+                          sink.copied, time.monotonic() - started)
 
     def _rebuild_staging(self, log: Log, batch_size: int) -> None:
-        """A lost or older staging file is replayed up to the target's offset (no mirroring).
-        The first time, staging's last record is checked to be the log's (check_follows)."""
-        if not self._log_checked:
-            check_follows(log, self.projector.db, self.projector.next_offset)  # type: ignore[attr-defined]
-            self._log_checked = True
+        """A lost or older staging file is replayed up to the target's offset (no mirroring)."""
         target = self._target_offset()
         if self.projector.next_offset >= target:
             return
@@ -190,6 +191,52 @@ class StagedProjection:
                                        f"the end of the log ({log.end_offset()})")
         LOG.info("%s: staging at offset %d is behind the target (%d); replaying it", self.target_name,
                  self.projector.next_offset, target)
-        while self.projector.next_offset < target:
-            start = self.projector.next_offset
-            self.projector.apply_batch(list(log.read(start, min(batch_size, target - start))))
+        Follower(log, ProjectorSink(self.projector.db, projector=self.projector), batch_size).run(until=target)
+
+
+class StagedSink:
+    """A staged projection as a follower's sink: each batch is applied to staging, then
+    mirrored into the target. Staging ahead of what this sink last mirrored (a crash between
+    the two commits, or a batch applied to staging alone) is in flight: ``drain`` mirrors it."""
+
+    def __init__(self, projection: StagedProjection):
+        self.projection = projection
+        self.copied: dict[str, int] = {}  # rows written to the target per table, since the caller reset it
+        self._mirrored_at: Optional[int] = None  # staging's offset at this sink's last mirror
+
+    @property
+    def db(self) -> SqliteBackend:
+        return self.projection.projector.db
+
+    @property
+    def infrastructure_errors(self) -> tuple:
+        return self.projection.projector.db.infrastructure_errors
+
+    @property
+    def next_offset(self) -> int:
+        return self.projection.projector.next_offset
+
+    @property
+    def in_flight(self) -> bool:
+        return self._mirrored_at != self.projection.projector.next_offset
+
+    def room(self) -> Optional[int]:
+        return None
+
+    def apply(self, batch: list[tuple[int, bytes]]) -> list:
+        outcomes = self.projection.projector.apply_batch(batch)
+        self.drain()
+        return outcomes
+
+    def drain(self, wait: bool = True) -> None:
+        """Mirrors what staging holds beyond the target."""
+        offset = self.projection.projector.next_offset
+        for table, n in self.projection.mirror().items():
+            self.copied[table] = self.copied.get(table, 0) + n
+        self._mirrored_at = offset
+
+    def restart(self) -> None:
+        raise NotImplementedError("a staged projection is not retried")
+
+    def close(self) -> None:
+        pass
