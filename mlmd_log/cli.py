@@ -75,6 +75,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from mlmd_log.consumer.follower import applied_through
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.backend import SqliteBackend
 
@@ -87,7 +88,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         db = SqliteBackend(db_path, readonly=True)
         row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
         counts = {t: db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for t in ("Artifact", "Execution", "Context", "Event")}
-        print(f"projection: {db_path}, applied through offset {row[0] if row else 0}; "
+        print(f"projection: {db_path}, {applied_through(row[0] if row else 0)}; "
               + ", ".join(f"{n} {t.lower()}s" for t, n in counts.items()))
         db.close()
     return 0

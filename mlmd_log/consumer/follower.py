@@ -147,9 +147,14 @@ class FollowStatus:
         return max(0, self.end_offset - self.applied_offset)
 
 
+def applied_through(next_offset: int) -> str:
+    """What a checkpoint at ``next_offset`` (the next offset to apply) holds, in words."""
+    return f"applied through offset {next_offset - 1}" if next_offset else "nothing applied yet"
+
+
 def report_lag(name: str, status: FollowStatus) -> None:
     """The periodic lag report of a follower named ``name`` (projector, mirror, ...)."""
-    LOG.info("%s: at offset %d of %d (lag %d records, %d applied, last batch %.3fs)", name,
+    LOG.info("%s: next offset %d, the log ends at %d (lag %d records, %d applied, last batch %.3fs)", name,
              status.applied_offset, status.end_offset, status.lag, status.records_applied,
              status.last_batch_seconds)
 

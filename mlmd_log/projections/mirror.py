@@ -5,29 +5,17 @@ record, each a network round trip (a few hundred records/s). Instead the ordinar
 projector applies each batch to a private SQLite *staging* projection (in-process, no
 round trips), and what the batch changed is MIRRORED into the target in ONE target
 transaction of a few dozen multi-row statements, together with the target's checkpoint.
-The scheme is the one ``duckdb.py`` uses (its module docstring explains why each rule
-is complete); this module holds the target-independent part:
-
-* append-only tables (Event, EventPath, Attribution, Association, ParentContext,
-  mlmdlog_outcome) copy the staging rows past the target's high-water mark (max id,
-  event id or log offset read back from the target; the staging rowid of ParentContext,
-  which has no id, is kept in our own table ``mlmdlog_mirror_state``);
-* Type, TypeProperty, ParentType, MLMDEnv are small and replaced when they differ;
-* Artifact, Execution, Context: every node touched since the target's checkpoint has
-  ``last_update_time_since_epoch >= last_time_ms`` of that checkpoint; those nodes are
-  deleted from the target with their property rows and inserted again.
+The mirror itself (what is copied, and why that is complete) is ``StagedProjection`` in
+staged.py; this module holds MySQL's side of it (``MySqlMirrorTarget``) and ``follow``,
+which pipelines staging and mirroring.
 
 The target's ``mlmdlog_checkpoint`` row means exactly what the direct projector writes
 (the next offset to apply, and the last record time), so writers that poll it
 (``RemoteTransport.wait_for_outcomes``) and read ``mlmdlog_outcome`` work unchanged, and
 a target built by the direct projector can be taken over (its first mirror is a full copy).
-``mlmdlog_mirror_state`` repeats the applied offset: when it disagrees with the
-checkpoint (another projector wrote the target), the next mirror is a full copy too.
-
-Crash safety: the mirror is idempotent. Staging ahead of the target (a crash between the
-two commits) makes the next mirror copy the larger window; a failed mirror leaves the
-target as it was; a lost or older staging file is replayed from the log up to the
-target's offset (the projector is deterministic: same ids, times and rowids).
+``mlmdlog_mirror_state`` repeats the applied offset, with the ParentContext high-water
+mark: when it disagrees with the checkpoint (another projector wrote the target), the
+next mirror is a full copy too.
 
     follow(log, MirroredProjection(MySqlBackend(...), "staging.sqlite"), stop_event)
 """
@@ -41,22 +29,19 @@ import select
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, FollowStatus, ProjectorSink, report_lag
 from mlmd_log.process import leave_stops_to_parent
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
-from mlmd_log.projections.backend import SqlBackend, SqliteBackend
+from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
-# The table layout and node kinds of the mirror are shared with the DuckDB projection.
-from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables,
-                                         StagedProjection, changed_nodes_sql, open_staging, staging_select)
+from mlmd_log.projections.staged import (READ_FORMS, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection,
+                                         open_staging)
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
-# Append-only tables with a monotonically assigned key: (table, key column).
-READ_FORMS = {node.kind: f"mlmdlog_{node.kind}_pb" for node in NODES}  # projections/node_pb.py
 MIRROR_TABLES = tuple(TABLES) + tuple(READ_FORMS.values())  # every table a full copy rewrites
 
 MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
@@ -65,40 +50,6 @@ MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
     `parent_context_rowid` BIGINT NOT NULL,
     PRIMARY KEY (`id`)
 ) ENGINE=InnoDB"""
-
-
-@dataclass(frozen=True)
-class _TargetState:
-    """The target as this process's last mirror left it (see MirroredProjection._known)."""
-
-    offset: int
-    small: dict  # table -> canonical rows
-    max_keys: dict  # (table, column) -> max value, -1 for none
-
-
-@dataclass(frozen=True)
-class MirrorMark:
-    """Where the target's last mirror left off."""
-
-    applied_offset: int
-    last_time_ms: int
-    parent_context_rowid: int
-
-
-def _cell(value: Any) -> Any:
-    """A cell as both staging and target show it (MySQL returns bytes where SQLite kept text)."""
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _canonical(rows: Sequence[Sequence[Any]]) -> list[tuple]:
-    return sorted((tuple(_cell(v) for v in r) for r in rows), key=repr)
 
 
 class MySqlMirrorTarget:
@@ -110,6 +61,9 @@ class MySqlMirrorTarget:
     of a few records costs a few round trips instead of one per statement. The server
     stops at the first failing statement of a query; the transaction is then rolled back."""
 
+    name = "MySQL"
+    tables = MIRROR_TABLES
+    read_forms = True
     max_statement_chars = MAX_STATEMENT_CHARS  # per query
 
     def __init__(self, db: Any, chunk_rows: int = 1000):
@@ -216,216 +170,25 @@ class MySqlMirrorTarget:
                     "`applied_offset` = VALUES(`applied_offset`), "
                     "`parent_context_rowid` = VALUES(`parent_context_rowid`)")
 
+    def after_copy(self, rewritten: set[str], full: bool) -> None:
+        pass  # (MySQL keeps no views of its own)
+
     def close(self) -> None:
         self.db.close()
 
 
 class MirroredProjection(StagedProjection):
-    """MLMD tables in ``target`` (MySQL/MariaDB), fed from a log through a SQLite staging projection.
-
-    ``apply(log, batch_size)`` applies the next batch to staging and mirrors it into the
-    target in one target transaction; ``catch_up`` repeats that until the target holds the
-    log as it was when called."""
+    """MLMD tables in ``target`` (MySQL/MariaDB), fed from a log through a SQLite staging
+    projection (see StagedProjection)."""
 
     def __init__(self, target: SqlBackend, staging_sqlite_path: str, chunk_rows: int = 1000,
                  fetch_rows: int = 20000):
-        from mlmd_log.projections.projector import Projector
-
-        self.target = MySqlMirrorTarget(target, chunk_rows)
-        self.target.create_schema()
-        self.staging_path = staging_sqlite_path
-        self.staging = open_staging(staging_sqlite_path)
-        self.projector = Projector(self.staging)
-        # The mirror reads staging through its own connection: it sees committed batches only,
-        # so ``follow`` can apply the next batch to staging while this one is mirrored.
-        self.reader = SqliteBackend(staging_sqlite_path, readonly=True)
-        self.fetch_rows = fetch_rows
-        # What the target holds after this process's last mirror (its offset, small tables
-        # and the max keys of the tables it appends to), so the next mirror need not ask it
-        # again: about a dozen round trips less per mirror. Trusted only while the target's
-        # checkpoint is still that offset; forgotten on any failure.
-        self._known: Optional[_TargetState] = None
-
-    def reload_staging(self) -> None:
-        """Staging's projector anew from the file (after another process applied to it)."""
-        from mlmd_log.projections.projector import Projector
-
-        self.projector = Projector(self.staging)
+        super().__init__(MySqlMirrorTarget(target, chunk_rows), staging_sqlite_path, fetch_rows)
 
     @property
     def db(self) -> SqlBackend:
         """The target backend (reads: ``Reader(p.db.conn, DIALECTS["mysql"])``)."""
         return self.target.db
-
-    def close(self) -> None:
-        self.reader.close()
-        self.staging.close()
-        self.target.close()
-
-    def __enter__(self) -> "MirroredProjection":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def applied_offset(self) -> int:
-        """The target's applied offset: the next log offset it lacks."""
-        return self.target.applied_offset()
-
-    target_name = "MySQL"
-
-    def _target_offset(self) -> int:
-        return self.applied_offset()
-
-    # -- mirroring ------------------------------------------------------------------
-    def mirror(self) -> dict[str, int]:
-        """Copies what staging applied since the target's checkpoint, in one target transaction.
-
-        Returns rows written per table ({} when the target is already at staging's offset)."""
-        st = self.reader
-        st.conn.execute("BEGIN")  # one read snapshot of staging for the whole mirror
-        try:
-            row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            offset, last_time = (int(row[0]), int(row[1])) if row else (0, 0)
-            known, self._known = self._known, None  # (restored only by a mirror that commits)
-            if known is not None and known.offset == offset:
-                self._known = known
-                return {}  # staging has nothing the last mirror did not copy
-            if known is None or known.offset > offset:  # (with a fresh cache, staging is ahead: skip the look)
-                if self._holds_already(offset, *self.target.mark()):
-                    return {}
-            self.target.begin()
-            try:
-                target_offset, mark = self.target.mark(lock=True)  # again, under the lock
-                if self._holds_already(offset, target_offset, mark):
-                    self.target.rollback()
-                    return {}
-                trusted = known if known is not None and mark is not None and mark.applied_offset == known.offset \
-                    else None
-                copied, small = self._copy(mark, offset, last_time, trusted)
-                self.target.commit()
-            except BaseException:
-                self.target.rollback()
-                raise
-            self._known = self._state_of_staging(offset, small)
-            return copied
-        finally:
-            st.conn.execute("COMMIT")
-
-    def _holds_already(self, offset: int, target_offset: Optional[int], mark: Optional[MirrorMark]) -> bool:
-        """Whether the target's last mirror copied staging at ``offset``; a target ahead of
-        staging is an error (staging must be replayed up to it first)."""
-        if mark is not None and mark.applied_offset == offset:
-            return True
-        if target_offset is not None and target_offset > offset:
-            raise errors.FailedPreconditionError(
-                f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
-        return False
-
-    def _state_of_staging(self, offset: int, small: dict) -> "_TargetState":
-        """What the target holds right after a mirror of staging at ``offset`` (``small``:
-        the small tables as that mirror read them; max keys from staging's snapshot, which
-        the target now equals for these tables)."""
-        keys = {(table, key): self._staging_max(table, key) for table, key in APPEND_BY_KEY}
-        keys[("Event", "id")] = self._staging_max("Event", "id")
-        for node in NODES:
-            keys[(node.table, "id")] = self._staging_max(node.table, "id")
-        return _TargetState(offset, small, keys)
-
-    def _staging_max(self, table: str, column: str) -> int:
-        row = self.reader.one(f"SELECT MAX(`{column}`) FROM `{table}`")
-        return int(row[0]) if row and row[0] is not None else -1
-
-    def _target_max(self, trusted: Optional["_TargetState"], table: str, column: str) -> int:
-        if trusted is not None:
-            return trusted.max_keys[(table, column)]
-        return self.target.max_key(table, column)
-
-    def _copy(self, mark: Optional[MirrorMark], offset: int, last_time: int,
-              trusted: Optional["_TargetState"] = None) -> tuple[dict[str, int], dict]:
-        """Copies staging into the (locked) target; returns rows written per table and the
-        small tables as staging holds them."""
-        copied: dict[str, int] = {}
-
-        def count(table: str, n: int) -> None:
-            if n:
-                copied[table] = copied.get(table, 0) + n
-
-        if mark is None:  # first mirror (or a take-over): whatever is in the target is not ours to keep
-            for table in MIRROR_TABLES:
-                self.target.clear(table)
-        small = self._replace_small_tables(count, full=mark is None, trusted=trusted)
-        # Append-only tables. EventPath rows belong to events past the target's last event.
-        last_event = self._target_max(trusted, "Event", "id")
-        count("EventPath", self._copy_rows("EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid",
-                                           (last_event,)))
-        for table, key in APPEND_BY_KEY:
-            count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
-                                         (self._target_max(trusted, table, key),)))
-        pc_mark = mark.parent_context_rowid if mark is not None else 0
-        for chunk in self._stream("SELECT rowid, `context_id`, `parent_context_id` FROM `ParentContext` "
-                                  "WHERE rowid > ? ORDER BY rowid", (pc_mark,)):
-            pc_mark = chunk[-1][0]
-            count("ParentContext", self.target.insert("ParentContext", ("context_id", "parent_context_id"),
-                                                      [r[1:] for r in chunk]))
-        for node in NODES:
-            self._copy_nodes(node, None if mark is None else mark.last_time_ms, count, trusted)
-        self.target.write_mark(offset, last_time, pc_mark)
-        return copied, small
-
-    def _columns(self, table: str) -> tuple[str, ...]:
-        return tuple(c for c, _ in TABLES[table])
-
-    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple]]:
-        """Staging rows in chunks (memory stays bounded however large the window)."""
-        cur = self.reader.conn.cursor()  # its own cursor: the stream outlives single statements
-        cur.execute(self.reader.sql(sql), tuple(params))
-        while True:
-            chunk = cur.fetchmany(self.fetch_rows)
-            if not chunk:
-                return
-            yield chunk
-
-    def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
-        n = 0
-        for chunk in self._stream(staging_select(table) + " " + tail, params):
-            n += self.target.insert(table, self._columns(table), chunk)
-        return n
-
-    def _replace_small_tables(self, count: Callable[[str, int], None], full: bool,
-                              trusted: Optional["_TargetState"] = None) -> dict:
-        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ from staging.
-        Returns staging's rows (canonical), which the target holds once this commits."""
-        staged = {}
-        for table in SMALL_TABLES:
-            columns = self._columns(table)
-            new = self.reader.rows(staging_select(table))
-            staged[table] = _canonical(new)
-            held = trusted.small[table] if trusted is not None else None
-            if held is None and not full:
-                held = _canonical(self.target.rows(table, columns))
-            if not full and held == staged[table]:
-                continue
-            if not full:
-                self.target.clear(table)
-            count(table, self.target.insert(table, columns, new))
-        return staged
-
-    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None],
-                    trusted: Optional["_TargetState"] = None) -> None:
-        """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
-        nodes_sql, props_sql, forms_sql, params = changed_nodes_sql(node, since)
-        existing = -1 if since is None else self._target_max(trusted, node.table, "id")
-        for chunk in self._stream(nodes_sql, params):
-            old = [r[0] for r in chunk if r[0] <= existing]  # ids past the target's max are new: nothing to delete
-            if old:
-                self.target.delete_nodes(node, old)
-            count(node.table, self.target.insert(node.table, self._columns(node.table), chunk))
-        for chunk in self._stream(props_sql, params):
-            count(node.prop_table, self.target.insert(node.prop_table, self._columns(node.prop_table), chunk))
-        forms = READ_FORMS[node.kind]
-        for chunk in self._stream(forms_sql, params):
-            count(forms, self.target.insert(forms, ("id", "pb"), chunk))
 
 
 class _Cell:
