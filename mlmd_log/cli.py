@@ -154,20 +154,17 @@ def _project_into_duckdb(args: argparse.Namespace) -> int:
 def _project_mirrored(args: argparse.Namespace) -> int:
     import threading
 
-    from mlmd_log.process import stop_on_signals
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.projections.mirror import MirroredProjection, follow
 
     if not args.into.startswith("mysql://"):
         raise errors.InvalidArgumentError("--staging goes with a mysql:// projection (--into)")
-    stop = threading.Event()
-    stop_on_signals(stop)
     log = open_log(args.log, readonly=True)
     projection = MirroredProjection(open_projection(args.into), args.staging)
     try:
-        follow(log, projection, stop, batch_size=args.batch_size, report_every=args.report_every,
+        follow(log, projection, threading.Event(), batch_size=args.batch_size, report_every=args.report_every,
                until_caught_up=args.until_caught_up, idle_sleep=0.005,  # short polls: writers wait on us
-               log_url=args.log if args.stager == "process" else None)
+               log_url=args.log if args.stager == "process" else None, stop_on_signals=True)
         offset = projection.applied_offset()
     finally:
         projection.close()

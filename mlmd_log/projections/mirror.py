@@ -482,7 +482,7 @@ class _MirrorSink:
         """One mirror of what staging committed; when it copied nothing, a wait for the
         stager's next batch (both ways: the mirror waits for staging, not for the log)."""
         if self.stager is None:
-            self.projection._rebuild_staging(self._log, self._batch_size)
+            self.projection.rebuild_staging(self._log, self._batch_size)
             self.stager = self._start_stager()
         shared = self.stager.shared
         failure = self.stager.failure()
@@ -513,7 +513,7 @@ class _MirrorSink:
 def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event, batch_size: int = 2000,
            idle_sleep: float = 0.05, retry_sleep: float = 1.0, report_every: float = 10.0,
            until_caught_up: bool = False, max_ahead: Optional[int] = None,
-           log_url: Optional[str] = None) -> ApplyStats:
+           log_url: Optional[str] = None, stop_on_signals: bool = False) -> ApplyStats:
     """Keeps ``projection`` up to date with ``log`` until ``stop_event`` is set (or, with
     ``until_caught_up``, until the target holds the log as last seen).
 
@@ -523,7 +523,8 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
     was opened from) the stager is a child process, so the two use two cores; otherwise a
     thread. A database that fails (lost connection, server restart) is retried after
     ``retry_sleep``; no record is lost or applied twice, because staging and target each
-    commit their checkpoint with their rows. Both sides are followers (consumer/follower.py).
+    commit their checkpoint with their rows. Both sides are followers (consumer/follower.py);
+    with ``stop_on_signals``, SIGTERM and SIGINT set ``stop_event``.
 
     Returns the totals of what it applied and mirrored."""
     started = time.monotonic()
@@ -543,6 +544,8 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
 
     follower = Follower(log, sink, batch_size=batch_size, idle_sleep=idle_sleep, retry_sleep=retry_sleep,
                         name="mirror", stop_event=stop_event)
+    if stop_on_signals:
+        follower.stop_on_signals()
     try:
         follower.run(until_caught_up=until_caught_up, report_every=report_every, on_report=report)
     finally:

@@ -447,7 +447,7 @@ class StagedProjection:
         target), then mirrors whatever staging holds beyond the target (a no-op when the last
         mirror left the target there); returns what that did."""
         started = time.monotonic()
-        self._rebuild_staging(log, batch_size)
+        self.rebuild_staging(log, batch_size)
         follower = self.follower(log, batch_size)
         sink, status = follower.sink, follower.status
         records, rejected = status.records_applied, status.rejected
@@ -457,7 +457,7 @@ class StagedProjection:
         return ApplyStats(status.records_applied - records, status.rejected - rejected, self.applied_offset(),
                           sink.copied, time.monotonic() - started)
 
-    def _rebuild_staging(self, log: Log, batch_size: int) -> None:
+    def rebuild_staging(self, log: Log, batch_size: int) -> None:
         """A lost or older staging file is replayed up to the target's offset (no mirroring)."""
         target = self.applied_offset()
         if self.projector.next_offset >= target:
