@@ -78,6 +78,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from mlmd_log.consumer.follower import applied_through
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.backend import SqliteBackend
     from mlmd_log.projections.projector import check_follows
@@ -96,7 +97,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 counts = {t: db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for t in ("Artifact", "Execution", "Context", "Event")}
             finally:
                 db.close()
-            print(f"projection: {db_path}, applied through offset {applied}; "
+            print(f"projection: {db_path}, {applied_through(applied)}; "
                   + ", ".join(f"{n} {t.lower()}s" for t, n in counts.items()))
     return 0
 
@@ -117,6 +118,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
           + ("; a writer holds the lock, its append in progress was not counted" if report.writer_active else ""))
     db_path = os.path.join(args.data_dir, "mlmd.sqlite") if args.data_dir else None
     if db_path and os.path.exists(db_path):
+        from mlmd_log.consumer.follower import applied_through
         from mlmd_log.projections.backend import SqliteBackend
         from mlmd_log.projections.projector import check_follows
 
@@ -128,7 +130,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 check_follows(log, db, applied)
         finally:
             db.close()
-        print(f"projection {db_path} follows the log (applied through offset {applied})")
+        print(f"projection {db_path} follows the log ({applied_through(applied)})")
     return 0
 
 
@@ -161,15 +163,12 @@ def _cmd_project(args: argparse.Namespace) -> int:
     from mlmd_log.locations import open_log, open_projection
 
     tune_gc()
-    if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
-        from mlmd_log.projections.duckdb import main as duckdb_main
-
-        return duckdb_main(["--log", args.log, "--into", args.into, "--batch-size", str(args.batch_size),
-                            *([] if args.until_caught_up else ["--follow"])])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     # kafka-python logs its own connection failures with tracebacks; we report an
     # unavailable broker ourselves (UnavailableError, retried), so keep its noise out.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
+        return _project_into_duckdb(args)
     if args.staging:  # apply into a local SQLite staging file, mirror each batch into the target in bulk
         return _project_mirrored(args)
     log = open_log(args.log, readonly=True)
@@ -193,23 +192,33 @@ def _cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project_into_duckdb(args: argparse.Namespace) -> int:
+    from mlmd_log.locations import open_log
+    from mlmd_log.projections.duckdb import DuckDbProjection, duckdb_path, project
+
+    log = open_log(args.log, readonly=True)
+    try:
+        with DuckDbProjection(duckdb_path(args.into)) as projection:
+            project(log, projection, args.batch_size, follow=not args.until_caught_up)
+    finally:
+        log.close()
+    return 0
+
+
 def _project_mirrored(args: argparse.Namespace) -> int:
     import threading
 
-    from mlmd_log.process import stop_on_signals
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.projections.mirror import MirroredProjection, follow
 
     if not args.into.startswith("mysql://"):
         raise errors.InvalidArgumentError("--staging goes with a mysql:// projection (--into)")
-    stop = threading.Event()
-    stop_on_signals(stop)
     log = open_log(args.log, readonly=True)
     projection = MirroredProjection(open_projection(args.into), args.staging)
     try:
-        follow(log, projection, stop, batch_size=args.batch_size, report_every=args.report_every,
+        follow(log, projection, threading.Event(), batch_size=args.batch_size, report_every=args.report_every,
                until_caught_up=args.until_caught_up, idle_sleep=0.005,  # short polls: writers wait on us
-               log_url=args.log if args.stager == "process" else None)
+               log_url=args.log if args.stager == "process" else None, stop_on_signals=True)
         offset = projection.applied_offset()
     finally:
         projection.close()

@@ -105,7 +105,7 @@ def projected(history, tmp_path_factory):
     log = FileLog(os.path.join(history, "log"), readonly=True)
     projection = DuckDbProjection(str(out / "analytics.duckdb"), small_rows=0)
     mirrored = []
-    while projection.applied_offset < log.end_offset():
+    while projection.applied_offset() < log.end_offset():
         stats = projection.apply(log, batch_size=3)
         mirrored.append(stats)
     yield projection, log, mirrored
@@ -131,7 +131,7 @@ def test_duckdb_tables_equal_the_sqlite_projection(history, projected):
     live = _live_dump(history)
     for table in TABLES:
         assert ours[table] == live[table], f"{table} differs between DuckDB and SQLite projections"
-    assert projection.applied_offset == log.end_offset()
+    assert projection.applied_offset() == log.end_offset()
 
 
 def test_apply_again_is_a_no_op(history, projected):
@@ -349,7 +349,7 @@ def test_a_crash_between_staging_and_duckdb_is_repaired(history, tmp_path, monke
         for _ in range(5):
             projection.apply(log, batch_size=4)
         stage_ahead(projection, log)  # (two batches that never reach DuckDB)
-        assert projection.applied_offset < projection.projector.next_offset
+        assert projection.applied_offset() < projection.projector.next_offset
         # The next mirror fails after writing some rows: nothing of it stays.
         failing_insert = failing_on_call(duck_projection._Loader.insert, 3, RuntimeError("disk full"))
         before = _dump_duckdb(projection.connection, TABLES + ("mlmdlog_checkpoint",))

@@ -128,11 +128,11 @@ def test_a_log_that_ends_before_the_checkpoint_stops_the_service(tmp_path, monke
     """A projection at offset 20 over a log of 5 records (its topic deleted and created
     again, or the wrong --log): the service warns, and once that has lasted the grace it
     stops with DataLossError instead of reporting itself caught up and applying nothing."""
-    from mlmd_log.consumer import service as service_module
+    from mlmd_log.consumer import follower as follower_module
     from mlmd_log.consumer.service import ProjectorService
     from mlmd_log.producer import FileLog
 
-    monkeypatch.setattr(service_module, "LOG_BEHIND_GRACE_S", 0.3)
+    monkeypatch.setattr(follower_module, "LOG_BEHIND_GRACE_S", 0.3)
     first, second = FileLog(str(tmp_path / "first")), FileLog(str(tmp_path / "second"))
     _put_types(first, [f"A{i}" for i in range(20)])
     _put_types(second, [f"B{i}" for i in range(5)])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import Iterator, Optional
 
 from mlmd_log import errors
+from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.projector import Outcome, Projector
 
@@ -34,7 +35,6 @@ class InlineApplier:
 
     def __init__(self, log: Log, projector: Projector, commit_interval_s: float = COMMIT_INTERVAL_S):
         self.log = log
-        self.projector = projector
         self.lock = threading.RLock()  # re-entered by close() under the transport's lock
         self._commit_interval_s = commit_interval_s
         self._closed = threading.Event()
@@ -43,7 +43,13 @@ class InlineApplier:
         # Payloads appended by submitters in this process but not applied yet: applying
         # them from memory saves reading back what was just written.
         self._unapplied: dict[int, bytes] = {}
+        self._sink = _InlineSink(projector, self._fresh)
+        self._follower = Follower(_AppendedHereFirst(log, self._unapplied), self._sink, batch_size=APPLY_BATCH)
         self.catch_up()
+
+    @property
+    def projector(self) -> Projector:
+        return self._sink.projector
 
     def catch_up(self) -> int:
         """Applies whatever the log holds past the projection's checkpoint; returns how many."""
@@ -51,26 +57,17 @@ class InlineApplier:
             return self._apply_pending(keep=False)
 
     def _apply_pending(self, keep: bool) -> int:
-        applied = 0
-        end = self.log.end_offset()
-        if self.projector.next_offset > end:
-            raise errors.DataLossError(
-                f"The projection has applied up to offset {self.projector.next_offset} but the log ends at {end}: "
-                "the log lost records it had acknowledged. Rebuild the projection with `mlmd-log replay`.")
-        while self.projector.next_offset < end:
-            batch = self._next_batch(end)
-            if not batch:
-                break
-            deferred = keep and self._commit_interval_s > 0
-            for outcome in self.projector.apply_batch(batch, commit=not deferred):
-                if keep:
-                    self._fresh[outcome.offset] = outcome
-            applied += len(batch)
+        """Applies up to the log's end; ``keep``: the outcomes wait in memory for their
+        submitters, and the commit is left to the committer."""
+        self._sink.keep = keep
+        self._sink.deferred = keep and self._commit_interval_s > 0
+        before = self._follower.status.records_applied
+        self._follower.run(until=self.log.end_offset())
         if self.projector.in_transaction:
             self._start_committer()
             if self.projector.uncommitted_records >= COMMIT_RECORDS:
                 self.projector.commit()
-        return applied
+        return self._follower.status.records_applied - before
 
     def _start_committer(self) -> None:
         if self._committer is None:
@@ -93,22 +90,6 @@ class InlineApplier:
                 self.projector.commit()
             except Exception as exc:  # noqa: BLE001 - back at the last commit; catch-up re-applies
                 LOG.warning("projection commit failed, will re-apply from the log: %s", exc)
-
-    def _next_batch(self, end: int) -> list[tuple[int, bytes]]:
-        """The next records to apply: from memory when this process wrote them, else from the log."""
-        start = self.projector.next_offset
-        count = min(APPLY_BATCH, end - start)
-        batch = []
-        for offset in range(start, start + count):
-            payload = self._unapplied.pop(offset, None)
-            if payload is None:
-                break
-            batch.append((offset, payload))
-        if len(batch) < count:
-            for offset, payload in self.log.read(start + len(batch), count - len(batch)):
-                self._unapplied.pop(offset, None)
-                batch.append((offset, payload))
-        return batch
 
     def submit(self, payload: bytes) -> Outcome:
         """Appends one record, makes sure it is applied, and returns its outcome."""
@@ -144,9 +125,9 @@ class InlineApplier:
             self.projector.abandon()  # (memory back at the last commit)
             db = self.projector.db
             db.reconnect()
-            self.projector = Projector(db)  # (a commit whose answer was lost may have moved the checkpoint)
-            self._fresh = {offset: outcome for offset, outcome in self._fresh.items()
-                           if offset < self.projector.next_offset}
+            self._sink.projector = Projector(db)  # (a commit whose answer was lost may have moved the checkpoint)
+            for offset in [o for o in self._fresh if o >= self.projector.next_offset]:
+                del self._fresh[offset]
             self.catch_up()
 
     def close(self) -> None:
@@ -155,3 +136,54 @@ class InlineApplier:
             self._committer.join()
         self.commit()
         self.log.close()
+
+
+class _InlineSink(ProjectorSink):
+    """The applier's projector as a follower's sink: outcomes kept for their submitters and
+    commits deferred while the applier says so (see ``InlineApplier._apply_pending``)."""
+
+    def __init__(self, projector: Projector, fresh: dict[int, Outcome]):
+        super().__init__(projector.db, projector=projector)
+        self._fresh = fresh
+        self.keep = self.deferred = False
+
+    def apply(self, batch: list[tuple[int, bytes]]) -> list[Outcome]:
+        outcomes = self.projector.apply_batch(batch, commit=not self.deferred)
+        if self.keep:
+            for outcome in outcomes:
+                self._fresh[outcome.offset] = outcome
+        return outcomes
+
+
+class _AppendedHereFirst:
+    """The log as the inline applier reads it: the records this process appended from memory
+    (``unapplied``, by offset), the others from the log."""
+
+    waits_for_records = False
+
+    def __init__(self, log: Log, unapplied: dict[int, bytes]):
+        self._log = log
+        self._unapplied = unapplied
+
+    def __repr__(self) -> str:
+        return repr(self._log)
+
+    def end_offset(self) -> int:
+        return self._log.end_offset()
+
+    def end_offset_beyond(self, offset: int, ask: bool = True) -> int:
+        return self._log.end_offset()
+
+    def read(self, start: int, max_records: Optional[int] = None) -> Iterator[tuple[int, bytes]]:
+        count = self._log.end_offset() - start if max_records is None else max_records
+        batch = []
+        for offset in range(start, start + count):
+            payload = self._unapplied.pop(offset, None)
+            if payload is None:
+                break
+            batch.append((offset, payload))
+        if len(batch) < count:
+            for offset, payload in self._log.read(start + len(batch), count - len(batch)):
+                self._unapplied.pop(offset, None)
+                batch.append((offset, payload))
+        return iter(batch)

@@ -61,11 +61,10 @@ MERGE_LIMIT = 4000
 class _Batch:
     """One batch's writes, and the state to return to if they fail."""
 
+    before: tuple  # the projector's state before the batch (Projector.rewind)
     start: int  # the projector's next_offset before the batch
     end: int  # and after it
-    last_time_before: int
     last_time_after: int
-    snapshot: dict  # the engine's counters before the batch
     inserts: dict
     touched: dict
     outcomes: list
@@ -153,27 +152,14 @@ class PipelinedApplier:
     def _decide(self, pending: list) -> tuple[list[Outcome], Optional[int]]:
         """Settles records from memory up to the first it cannot (its index, or None) and
         hands those settled over to the writers."""
-        projector, engine = self.projector, self.engine
-        start, last_time_before, snapshot = projector.next_offset, projector.last_time_ms, engine.snapshot()
-        seen = self._earlier(pending)
-        outcomes: list[Outcome] = []
-        undecided = None
-        engine.steps.reads_allowed = False
-        try:
-            for index, (offset, record) in enumerate(pending):
-                outcome = projector.settle_from_memory(offset, record, seen)
-                if outcome is None:  # (it changed nothing: the records before it are a batch)
-                    undecided = index
-                    break
-                outcomes.append(outcome)
-        finally:
-            engine.steps.reads_allowed = True
+        outcomes, before = self.projector.decide_in_memory(pending, self._earlier(pending))
         if outcomes:
-            self._hand_over(start, outcomes[-1].offset + 1, last_time_before, snapshot, outcomes)
-        return outcomes, undecided
+            self._hand_over(before, outcomes)
+        return outcomes, (len(outcomes) if len(outcomes) < len(pending) else None)
 
-    def _hand_over(self, start: int, end: int, last_time_before: int, snapshot: dict, outcomes: list) -> None:
+    def _hand_over(self, before: tuple, outcomes: list) -> None:
         projector, engine = self.projector, self.engine
+        start, end = before[1], projector.next_offset
         inserts, touched = engine.steps.take()
         with self._changed:
             waiting = self._waiting[-1] if self._waiting else None
@@ -183,13 +169,12 @@ class PipelinedApplier:
             else:
                 while self._waiting:  # (full: the writers take it first)
                     self._changed.wait()
-                batch = _Batch(start, end, last_time_before, projector.last_time_ms, snapshot, inserts, touched,
-                               outcomes, self._in_flight[-1] if self._in_flight else None)
+                batch = _Batch(before, start, end, projector.last_time_ms, inserts, touched, outcomes,
+                               self._in_flight[-1] if self._in_flight else None)
                 self.counts["pipelined"] += 1
                 self._in_flight.append(batch)
                 self._waiting.append(batch)
                 self._changed.notify_all()
-        projector.next_offset = end
 
     @property
     def in_flight(self) -> bool:
@@ -276,8 +261,7 @@ class PipelinedApplier:
         failed = next(b for b in self._in_flight if b.error is not None)  # (the earliest: those before it committed)
         self._in_flight.clear()
         self.counts["failed"] += 1
-        self.engine.restore(failed.snapshot)
-        self.projector.next_offset, self.projector.last_time_ms = failed.start, failed.last_time_before
+        self.projector.rewind(failed.before)
         if isinstance(failed.error, StepsFailed):
             LOG.warning("applying the batch at offset %d again without the step writer: %s", failed.start,
                         failed.error)

@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import Projector, check_follows
 
 
 @dataclass
@@ -27,17 +27,7 @@ def replay(log: Log, db: SqlBackend, batch_size: int = 2000,
            progress: Optional[Callable[[int, int], None]] = None) -> ReplayStats:
     """Applies ``log`` into ``db`` from its checkpoint to the log's current end."""
     started = time.monotonic()
-    projector = Projector(db)
-    check_follows(log, db, projector.next_offset)
-    end = log.end_offset()
-    applied = rejected = 0
-    while projector.next_offset < end:
-        batch = list(log.read(projector.next_offset, min(batch_size, end - projector.next_offset)))
-        if not batch:
-            break
-        outcomes = projector.apply_batch(batch)
-        applied += len(outcomes)
-        rejected += sum(1 for o in outcomes if o.error_code)
-        if progress is not None:
-            progress(projector.next_offset, end)
-    return ReplayStats(applied, rejected, time.monotonic() - started, projector.next_offset)
+    follower = Follower(log, ProjectorSink(db), batch_size=batch_size, count_rejected=True)
+    status = follower.run(until=log.end_offset(), report_every=0,
+                          on_report=None if progress is None else lambda s: progress(s.applied_offset, s.end_offset))
+    return ReplayStats(status.records_applied, status.rejected, time.monotonic() - started, status.applied_offset)

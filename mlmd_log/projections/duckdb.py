@@ -5,25 +5,9 @@ MLMD state machine (which rejects one record by rolling back to its savepoint an
 learns of duplicates from unique-constraint errors) cannot write DuckDB directly.
 Instead the ordinary projector applies the log to a private SQLite *staging*
 projection, and each applied batch is mirrored into DuckDB in ONE DuckDB transaction
-that also writes DuckDB's own checkpoint:
-
-* append-only tables (Event, EventPath, Attribution, Association, ParentContext,
-  mlmdlog_outcome) copy the rows past DuckDB's high-water mark (id, event id, log
-  offset, or the staging rowid of ParentContext, which has no id);
-* Type, TypeProperty, ParentType and MLMDEnv are small and replaced wholesale when
-  they differ (the per-type views are rebuilt then);
-* Artifact, Execution, Context and their property tables: every change to a node or
-  to its properties sets the node's ``last_update_time_since_epoch`` to the record's
-  time (``Engine._update_node`` rewrites the row whenever ``_write_properties``
-  changed anything), and the projector keeps record times monotonic, so every node
-  touched since DuckDB's checkpoint has ``last_update_time_since_epoch >=
-  last_time_ms`` of that checkpoint. Those nodes are deleted from DuckDB with all
-  their property rows and copied again (deleted properties disappear that way).
-
-The mirror is idempotent: if staging is ahead of DuckDB (a crash between the two
-commits) the next mirror copies the window again. If the staging file is lost it is
-rebuilt from the log up to DuckDB's offset before mirroring resumes (the projector is
-deterministic, so ids, times and rowids come out the same).
+that also writes DuckDB's own checkpoint: the mirror of staged.py, with DuckDB's side
+of it here (``DuckDbMirrorTarget``). DuckDB's checkpoint table holds the ParentContext
+high-water mark beside the offset; the per-type views are rebuilt when the types change.
 
 Rows move through DuckDB's bulk path: a newline-delimited JSON temp file read by
 ``read_json`` (``executemany`` costs ~0.5 ms a row in DuckDB); tiny sets use one
@@ -47,13 +31,11 @@ import os
 import re
 import sys
 import tempfile
-import threading
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
-from mlmd_log.projections.projector import Projector
-from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_ORDER, SMALL_TABLES, TABLES, NodeTables,
-                                         StagedProjection, changed_nodes_sql, open_staging, staging_select)
+from mlmd_log.consumer.follower import Follower, FollowStatus, applied_through
+from mlmd_log.projections.staged import NODES, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 
@@ -290,45 +272,21 @@ def _type_views(types: Sequence[tuple], properties: Sequence[tuple]) -> list[tup
 
 
 # -- the projection ----------------------------------------------------------------
-class DuckDbProjection(StagedProjection):
-    """MLMD tables + analytics views in DuckDB, fed from a log through a SQLite staging projection."""
+class DuckDbMirrorTarget:
+    """The target side of the mirror in DuckDB: rows through ``_Loader``, the per-type views
+    rebuilt when the types change. One process writes a DuckDB file (DuckDB locks it), so
+    ``mark`` needs no row lock."""
 
-    def __init__(self, duckdb_path: str, staging_sqlite_path: Optional[str] = None,
-                 small_rows: int = 64, tmp_dir: Optional[str] = None):
-        try:
-            import duckdb
-        except ImportError as exc:  # the optional extra
-            raise errors.FailedPreconditionError(
-                "The DuckDB projection needs duckdb: pip install 'mlmd-log[duckdb]'") from exc
-        self.path = duckdb_path
-        self.staging_path = staging_sqlite_path or duckdb_path + ".staging.sqlite"
-        self.con = duckdb.connect(duckdb_path)
-        self.staging = open_staging(self.staging_path)
-        self.projector = Projector(self.staging)
-        self._loader = _Loader(self.con, small_rows, tmp_dir)
-        self._create_schema()
+    name = "DuckDB"
+    tables = tuple(TABLES)
+    read_forms = False  # (reads on DuckDB build nodes from the MLMD tables)
+    infrastructure_errors: tuple = ()
 
-    @property
-    def connection(self) -> Any:
-        """The DuckDB connection (reads: ``Reader(p.connection, DIALECTS["duckdb"])``)."""
-        return self.con
+    def __init__(self, con: Any, small_rows: int, tmp_dir: Optional[str]):
+        self.con = con
+        self._loader = _Loader(con, small_rows, tmp_dir)
 
-    def reader(self) -> Any:
-        from mlmd_log.query.reader import Reader
-        from mlmd_log.query.sql import DIALECTS
-        return Reader(self.con, DIALECTS["duckdb"])
-
-    def close(self) -> None:
-        self.staging.close()
-        self.con.close()
-
-    def __enter__(self) -> "DuckDbProjection":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _create_schema(self) -> None:
+    def create_schema(self) -> None:
         self.con.begin()
         try:
             for stmt in schema():
@@ -341,129 +299,64 @@ class DuckDbProjection(StagedProjection):
             self.con.rollback()
             raise
 
-    # -- checkpoints ------------------------------------------------------------
-    def checkpoint(self) -> Optional[tuple[int, int, int]]:
-        """DuckDB's (applied_offset, last_time_ms, parent_context_rowid), None before the first mirror."""
+    def reconnect(self) -> None:
+        pass  # (an embedded database)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def begin(self) -> None:
+        self.con.begin()
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def rollback(self) -> None:
+        self.con.rollback()
+
+    def applied_offset(self) -> int:
+        row = self.con.execute('SELECT "applied_offset" FROM "mlmdlog_checkpoint" WHERE "id" = 0').fetchone()
+        return int(row[0]) if row else 0
+
+    def mark(self, lock: bool = False) -> tuple[Optional[int], Optional[MirrorMark]]:
         row = self.con.execute('SELECT "applied_offset", "last_time_ms", "parent_context_rowid" '
                                'FROM "mlmdlog_checkpoint" WHERE "id" = 0').fetchone()
-        return (int(row[0]), int(row[1]), int(row[2])) if row else None
+        if row is None:
+            return None, None
+        return int(row[0]), MirrorMark(int(row[0]), int(row[1]), int(row[2]))
 
-    @property
-    def applied_offset(self) -> int:
-        ck = self.checkpoint()
-        return ck[0] if ck else 0
-
-    # -- applying -----------------------------------------------------------------
-    target_name = "DuckDB"
-
-    def _target_offset(self) -> int:
-        return self.applied_offset
-
-    # -- mirroring ------------------------------------------------------------------
-    def mirror(self) -> dict[str, int]:
-        """Copies what staging applied since DuckDB's checkpoint, in one DuckDB transaction.
-
-        Returns rows written per table ({} when DuckDB is already at staging's offset).
-        """
-        duck = self.checkpoint()
-        st = self.staging
-        st.conn.execute("BEGIN")  # one read snapshot of staging for the whole mirror
-        try:
-            row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            offset, last_time = (row[0], row[1]) if row else (0, 0)
-            if duck is not None and duck[0] == offset:
-                return {}
-            if duck is not None and duck[0] > offset:
-                raise errors.FailedPreconditionError(
-                    f"Staging {self.staging_path} (offset {offset}) is behind DuckDB (offset {duck[0]})")
-            self.con.begin()
-            try:
-                copied = self._copy(duck, offset, last_time)
-                self.con.commit()
-            except BaseException:
-                self.con.rollback()
-                raise
-            return copied
-        finally:
-            st.conn.execute("COMMIT")
-
-    def _copy(self, duck: Optional[tuple[int, int, int]], offset: int, last_time: int) -> dict[str, int]:
-        since = duck[1] if duck is not None else None
-        copied: dict[str, int] = {}
-
-        def count(table: str, n: int) -> None:
-            if n:
-                copied[table] = copied.get(table, 0) + n
-
-        if duck is None:  # first mirror: whatever is in DuckDB is not ours to keep
-            for table in TABLES:
-                self.con.execute(f'DELETE FROM "{table}"')
-        types_changed = self._replace_small_tables(count)
-        # Append-only tables. EventPath rows belong to events past DuckDB's last event.
-        last_event = self._duck_max("Event", "id")
-        count("EventPath", self._copy_rows(
-            "EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid", (last_event,)))
-        for table, key in APPEND_BY_KEY:
-            count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
-                                         (self._duck_max(table, key),)))
-        pc_mark = duck[2] if duck is not None else 0
-        pc_rows = self.staging.rows("SELECT rowid, `context_id`, `parent_context_id` FROM `ParentContext` "
-                                    "WHERE rowid > ? ORDER BY rowid", (pc_mark,))
-        if pc_rows:
-            pc_mark = pc_rows[-1][0]
-            count("ParentContext", self._loader.insert("ParentContext", TABLES["ParentContext"],
-                                                       [r[1:] for r in pc_rows]))
-        for node in NODES:
-            self._copy_nodes(node, since, count)
-        self.con.execute('DELETE FROM "mlmdlog_checkpoint"')
-        self.con.execute('INSERT INTO "mlmdlog_checkpoint" ("id", "applied_offset", "last_time_ms", '
-                         '"parent_context_rowid") VALUES (0, ?, ?, ?)', (offset, last_time, pc_mark))
-        if types_changed or duck is None:
-            self._refresh_type_views()
-        return copied
-
-    def _duck_max(self, table: str, column: str) -> int:
+    def max_key(self, table: str, column: str) -> int:
         row = self.con.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()
         return int(row[0]) if row and row[0] is not None else -1
 
-    def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
-        rows = self.staging.rows(staging_select(table) + " " + tail, params)
-        return self._loader.insert(table, TABLES[table], rows)
+    def rows(self, table: str, columns: Sequence[str]) -> list[tuple]:
+        names = ", ".join(f'"{c}"' for c in columns)
+        return self.con.execute(f'SELECT {names} FROM "{table}"').fetchall()
 
-    def _replace_small_tables(self, count: Any) -> bool:
-        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ; True if Type* changed."""
-        changed_types = False
-        for table in SMALL_TABLES:
-            columns = TABLES[table]
-            new = self.staging.rows(staging_select(table) + f" ORDER BY {SMALL_ORDER[table]}")
-            new_norm = [tuple(_param(t, v) for (_, t), v in zip(columns, r)) for r in new]
-            order = SMALL_ORDER[table].replace("`", '"')
-            names = ", ".join(f'"{c}"' for c, _ in columns)
-            old = [tuple(r) for r in self.con.execute(f'SELECT {names} FROM "{table}" ORDER BY {order}').fetchall()]
-            if old == new_norm:
-                continue
-            self.con.execute(f'DELETE FROM "{table}"')
-            count(table, self._loader.insert(table, columns, new))
-            changed_types = changed_types or table != "MLMDEnv"
-        return changed_types
+    def clear(self, table: str) -> None:
+        self.con.execute(f'DELETE FROM "{table}"')
 
-    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Any) -> None:
-        """Nodes changed since ``since`` (all when None) replace their DuckDB rows and properties."""
-        nodes_sql, props_sql, _, params = changed_nodes_sql(node, since)
-        rows = self.staging.rows(nodes_sql, params)
-        if not rows:
-            return
-        if since is not None:
-            # Rows of earlier mirrors that these replace (ids in a temp table: any number of them).
-            self.con.execute('CREATE OR REPLACE TEMP TABLE "mlmdlog_mirror_ids" ("id" INTEGER)')
-            self._loader.insert("mlmdlog_mirror_ids", (("id", "INTEGER"),), [(r[0],) for r in rows])
-            self.con.execute(f'DELETE FROM "{node.table}" WHERE "id" IN (SELECT "id" FROM "mlmdlog_mirror_ids")')
-            self.con.execute(f'DELETE FROM "{node.prop_table}" WHERE "{node.owner}" IN '
-                             '(SELECT "id" FROM "mlmdlog_mirror_ids")')
-            self.con.execute('DROP TABLE "mlmdlog_mirror_ids"')
-        count(node.table, self._loader.insert(node.table, TABLES[node.table], rows))
-        props = self.staging.rows(props_sql, params)
-        count(node.prop_table, self._loader.insert(node.prop_table, TABLES[node.prop_table], props))
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        types = dict(TABLES[table])
+        return self._loader.insert(table, [(c, types[c]) for c in columns], rows)
+
+    def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:
+        """Deletes these nodes and their property rows (ids in a temp table: any number of them)."""
+        self.con.execute('CREATE OR REPLACE TEMP TABLE "mlmdlog_mirror_ids" ("id" INTEGER)')
+        self._loader.insert("mlmdlog_mirror_ids", (("id", "INTEGER"),), [(i,) for i in ids])
+        self.con.execute(f'DELETE FROM "{node.table}" WHERE "id" IN (SELECT "id" FROM "mlmdlog_mirror_ids")')
+        self.con.execute(f'DELETE FROM "{node.prop_table}" WHERE "{node.owner}" IN '
+                         '(SELECT "id" FROM "mlmdlog_mirror_ids")')
+        self.con.execute('DROP TABLE "mlmdlog_mirror_ids"')
+
+    def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
+        self.con.execute('DELETE FROM "mlmdlog_checkpoint"')
+        self.con.execute('INSERT INTO "mlmdlog_checkpoint" ("id", "applied_offset", "last_time_ms", '
+                         '"parent_context_rowid") VALUES (0, ?, ?, ?)', (offset, last_time_ms, parent_context_rowid))
+
+    def after_copy(self, rewritten: set[str], full: bool) -> None:
+        if full or rewritten - {"MLMDEnv"}:
+            self._refresh_type_views()
 
     def _refresh_type_views(self) -> None:
         """Drops the per-type views made before and creates one per current type."""
@@ -476,6 +369,32 @@ class DuckDbProjection(StagedProjection):
             self.con.execute(sql)
             self.con.execute('INSERT INTO "mlmdlog_type_view" VALUES (?, ?)', (view, type_id))
 
+
+class DuckDbProjection(StagedProjection):
+    """MLMD tables + analytics views in DuckDB, fed from a log through a SQLite staging projection."""
+
+    def __init__(self, duckdb_path: str, staging_sqlite_path: Optional[str] = None,
+                 small_rows: int = 64, tmp_dir: Optional[str] = None):
+        try:
+            import duckdb
+        except ImportError as exc:  # the optional extra
+            raise errors.FailedPreconditionError(
+                "The DuckDB projection needs duckdb: pip install 'mlmd-log[duckdb]'") from exc
+        self.path = duckdb_path
+        self.con = duckdb.connect(duckdb_path)
+        super().__init__(DuckDbMirrorTarget(self.con, small_rows, tmp_dir),
+                         staging_sqlite_path or duckdb_path + ".staging.sqlite")
+
+    @property
+    def connection(self) -> Any:
+        """The DuckDB connection (reads: ``Reader(p.connection, DIALECTS["duckdb"])``)."""
+        return self.con
+
+    def reader(self) -> Any:
+        from mlmd_log.query.reader import Reader
+        from mlmd_log.query.sql import DIALECTS
+        return Reader(self.con, DIALECTS["duckdb"])
+
     def type_views(self) -> dict[str, int]:
         """{view name: type id} of the per-type views."""
         return {v: t for v, t in self.con.execute(
@@ -483,7 +402,7 @@ class DuckDbProjection(StagedProjection):
 
 
 # -- command line ----------------------------------------------------------------------
-def _duckdb_path(url: str) -> str:
+def duckdb_path(url: str) -> str:
     """``duckdb:///PATH`` (as ``sqlite:///PATH``: relative unless PATH starts with /) or a plain path."""
     for prefix in ("duckdb:///", "duckdb://"):
         if url.startswith(prefix):
@@ -493,9 +412,31 @@ def _duckdb_path(url: str) -> str:
     return url
 
 
+def project(log: Any, projection: DuckDbProjection, batch_size: int = 20000, follow: bool = False,
+            idle_sleep: float = 0.5) -> ApplyStats:
+    """Follows ``log`` into ``projection`` up to the log's end (``follow``: until SIGTERM or
+    SIGINT), with a line on stderr for each batch mirrored."""
+    def run(follower: Follower) -> None:
+        sink, shown = follower.sink, [0, 0]  # (records and rejected when last shown)
+
+        def show(status: FollowStatus) -> None:
+            if not sink.copied and status.records_applied == shown[0]:
+                return
+            print(f"duckdb: {applied_through(status.applied_offset)}, the log ends at {status.end_offset} "
+                  f"({status.records_applied - shown[0]} records, {status.rejected - shown[1]} rejected, "
+                  f"{sum(sink.copied.values())} rows mirrored, {status.last_batch_seconds:.2f}s)", file=sys.stderr)
+            shown[:] = status.records_applied, status.rejected
+            sink.copied = {}
+
+        follower.idle_sleep = idle_sleep
+        follower.stop_on_signals()
+        follower.run(until_caught_up=not follow, report_every=0, on_report=show)
+
+    return projection.follow(log, batch_size, run)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m mlmd_log.projections.duckdb --log LOG --into PATH [--follow]``."""
-    from mlmd_log.process import stop_on_signals
     from mlmd_log.locations import open_log
 
     parser = argparse.ArgumentParser(prog="python -m mlmd_log.projections.duckdb",
@@ -510,24 +451,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    stop = threading.Event()
-    stop_on_signals(stop)
     log = open_log(args.log, readonly=True)
-    projection = DuckDbProjection(_duckdb_path(args.into), args.staging)
     try:
-        while not stop.is_set():
-            stats = projection.apply(log, args.batch_size)
-            end = log.end_offset()
-            if stats.records or stats.copied:
-                print(f"duckdb: applied through offset {stats.applied_offset} of {end} "
-                      f"({stats.records} records, {stats.rejected} rejected, "
-                      f"{sum(stats.copied.values())} rows mirrored, {stats.seconds:.2f}s)", file=sys.stderr)
-            if stats.applied_offset >= end:
-                if not args.follow:
-                    break
-                stop.wait(args.idle_sleep)
+        with DuckDbProjection(duckdb_path(args.into), args.staging) as projection:
+            project(log, projection, args.batch_size, args.follow, args.idle_sleep)
     finally:
-        projection.close()
         log.close()
     return 0
 

@@ -5,29 +5,17 @@ record, each a network round trip (a few hundred records/s). Instead the ordinar
 projector applies each batch to a private SQLite *staging* projection (in-process, no
 round trips), and what the batch changed is MIRRORED into the target in ONE target
 transaction of a few dozen multi-row statements, together with the target's checkpoint.
-The scheme is the one ``duckdb.py`` uses (its module docstring explains why each rule
-is complete); this module holds the target-independent part:
-
-* append-only tables (Event, EventPath, Attribution, Association, ParentContext,
-  mlmdlog_outcome) copy the staging rows past the target's high-water mark (max id,
-  event id or log offset read back from the target; the staging rowid of ParentContext,
-  which has no id, is kept in our own table ``mlmdlog_mirror_state``);
-* Type, TypeProperty, ParentType, MLMDEnv are small and replaced when they differ;
-* Artifact, Execution, Context: every node touched since the target's checkpoint has
-  ``last_update_time_since_epoch >= last_time_ms`` of that checkpoint; those nodes are
-  deleted from the target with their property rows and inserted again.
+The mirror itself (what is copied, and why that is complete) is ``StagedProjection`` in
+staged.py; this module holds MySQL's side of it (``MySqlMirrorTarget``) and ``follow``,
+which pipelines staging and mirroring.
 
 The target's ``mlmdlog_checkpoint`` row means exactly what the direct projector writes
 (the next offset to apply, and the last record time), so writers that poll it
 (``RemoteTransport.wait_for_outcomes``) and read ``mlmdlog_outcome`` work unchanged, and
 a target built by the direct projector can be taken over (its first mirror is a full copy).
-``mlmdlog_mirror_state`` repeats the applied offset: when it disagrees with the
-checkpoint (another projector wrote the target), the next mirror is a full copy too.
-
-Crash safety: the mirror is idempotent. Staging ahead of the target (a crash between the
-two commits) makes the next mirror copy the larger window; a failed mirror leaves the
-target as it was; a lost or older staging file is replayed from the log up to the
-target's offset (the projector is deterministic: same ids, times and rowids).
+``mlmdlog_mirror_state`` repeats the applied offset, with the ParentContext high-water
+mark: when it disagrees with the checkpoint (another projector wrote the target), the
+next mirror is a full copy too.
 
     follow(log, MirroredProjection(MySqlBackend(...), "staging.sqlite"), stop_event)
 """
@@ -40,22 +28,20 @@ import queue
 import select
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Sequence
 
 from mlmd_log import errors
+from mlmd_log.consumer.follower import Follower, FollowStatus, ProjectorSink, report_lag
 from mlmd_log.process import leave_stops_to_parent
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
-from mlmd_log.projections.backend import SqlBackend, SqliteBackend
+from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
-# The table layout and node kinds of the mirror are shared with the DuckDB projection.
-from mlmd_log.projections.staged import (APPEND_BY_KEY, NODES, SMALL_TABLES, TABLES, ApplyStats, NodeTables,
-                                         StagedProjection, changed_nodes_sql, open_staging, staging_select)
+from mlmd_log.projections.staged import (READ_FORMS, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection,
+                                         open_staging)
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
-# Append-only tables with a monotonically assigned key: (table, key column).
-READ_FORMS = {node.kind: f"mlmdlog_{node.kind}_pb" for node in NODES}  # projections/node_pb.py
 MIRROR_TABLES = tuple(TABLES) + tuple(READ_FORMS.values())  # every table a full copy rewrites
 
 MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
@@ -64,40 +50,6 @@ MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
     `parent_context_rowid` BIGINT NOT NULL,
     PRIMARY KEY (`id`)
 ) ENGINE=InnoDB"""
-
-
-@dataclass(frozen=True)
-class _TargetState:
-    """The target as this process's last mirror left it (see MirroredProjection._known)."""
-
-    offset: int
-    small: dict  # table -> canonical rows
-    max_keys: dict  # (table, column) -> max value, -1 for none
-
-
-@dataclass(frozen=True)
-class MirrorMark:
-    """Where the target's last mirror left off."""
-
-    applied_offset: int
-    last_time_ms: int
-    parent_context_rowid: int
-
-
-def _cell(value: Any) -> Any:
-    """A cell as both staging and target show it (MySQL returns bytes where SQLite kept text)."""
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return bytes(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _canonical(rows: Sequence[Sequence[Any]]) -> list[tuple]:
-    return sorted((tuple(_cell(v) for v in r) for r in rows), key=repr)
 
 
 class MySqlMirrorTarget:
@@ -109,6 +61,9 @@ class MySqlMirrorTarget:
     of a few records costs a few round trips instead of one per statement. The server
     stops at the first failing statement of a query; the transaction is then rolled back."""
 
+    name = "MySQL"
+    tables = MIRROR_TABLES
+    read_forms = True
     max_statement_chars = MAX_STATEMENT_CHARS  # per query
 
     def __init__(self, db: Any, chunk_rows: int = 1000):
@@ -215,216 +170,25 @@ class MySqlMirrorTarget:
                     "`applied_offset` = VALUES(`applied_offset`), "
                     "`parent_context_rowid` = VALUES(`parent_context_rowid`)")
 
+    def after_copy(self, rewritten: set[str], full: bool) -> None:
+        pass  # (MySQL keeps no views of its own)
+
     def close(self) -> None:
         self.db.close()
 
 
 class MirroredProjection(StagedProjection):
-    """MLMD tables in ``target`` (MySQL/MariaDB), fed from a log through a SQLite staging projection.
-
-    ``apply(log, batch_size)`` applies the next batch to staging and mirrors it into the
-    target in one target transaction; ``catch_up`` repeats that until the target holds the
-    log as it was when called."""
+    """MLMD tables in ``target`` (MySQL/MariaDB), fed from a log through a SQLite staging
+    projection (see StagedProjection)."""
 
     def __init__(self, target: SqlBackend, staging_sqlite_path: str, chunk_rows: int = 1000,
                  fetch_rows: int = 20000):
-        from mlmd_log.projections.projector import Projector
-
-        self.target = MySqlMirrorTarget(target, chunk_rows)
-        self.target.create_schema()
-        self.staging_path = staging_sqlite_path
-        self.staging = open_staging(staging_sqlite_path)
-        self.projector = Projector(self.staging)
-        # The mirror reads staging through its own connection: it sees committed batches only,
-        # so ``follow`` can apply the next batch to staging while this one is mirrored.
-        self.reader = SqliteBackend(staging_sqlite_path, readonly=True)
-        self.fetch_rows = fetch_rows
-        # What the target holds after this process's last mirror (its offset, small tables
-        # and the max keys of the tables it appends to), so the next mirror need not ask it
-        # again: about a dozen round trips less per mirror. Trusted only while the target's
-        # checkpoint is still that offset; forgotten on any failure.
-        self._known: Optional[_TargetState] = None
-
-    def reload_staging(self) -> None:
-        """Staging's projector anew from the file (after another process applied to it)."""
-        from mlmd_log.projections.projector import Projector
-
-        self.projector = Projector(self.staging)
+        super().__init__(MySqlMirrorTarget(target, chunk_rows), staging_sqlite_path, fetch_rows)
 
     @property
     def db(self) -> SqlBackend:
         """The target backend (reads: ``Reader(p.db.conn, DIALECTS["mysql"])``)."""
         return self.target.db
-
-    def close(self) -> None:
-        self.reader.close()
-        self.staging.close()
-        self.target.close()
-
-    def __enter__(self) -> "MirroredProjection":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def applied_offset(self) -> int:
-        """The target's applied offset: the next log offset it lacks."""
-        return self.target.applied_offset()
-
-    target_name = "MySQL"
-
-    def _target_offset(self) -> int:
-        return self.applied_offset()
-
-    # -- mirroring ------------------------------------------------------------------
-    def mirror(self) -> dict[str, int]:
-        """Copies what staging applied since the target's checkpoint, in one target transaction.
-
-        Returns rows written per table ({} when the target is already at staging's offset)."""
-        st = self.reader
-        st.conn.execute("BEGIN")  # one read snapshot of staging for the whole mirror
-        try:
-            row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            offset, last_time = (int(row[0]), int(row[1])) if row else (0, 0)
-            known, self._known = self._known, None  # (restored only by a mirror that commits)
-            if known is not None and known.offset == offset:
-                self._known = known
-                return {}  # staging has nothing the last mirror did not copy
-            if known is None or known.offset > offset:  # (with a fresh cache, staging is ahead: skip the look)
-                if self._holds_already(offset, *self.target.mark()):
-                    return {}
-            self.target.begin()
-            try:
-                target_offset, mark = self.target.mark(lock=True)  # again, under the lock
-                if self._holds_already(offset, target_offset, mark):
-                    self.target.rollback()
-                    return {}
-                trusted = known if known is not None and mark is not None and mark.applied_offset == known.offset \
-                    else None
-                copied, small = self._copy(mark, offset, last_time, trusted)
-                self.target.commit()
-            except BaseException:
-                self.target.rollback()
-                raise
-            self._known = self._state_of_staging(offset, small)
-            return copied
-        finally:
-            st.conn.execute("COMMIT")
-
-    def _holds_already(self, offset: int, target_offset: Optional[int], mark: Optional[MirrorMark]) -> bool:
-        """Whether the target's last mirror copied staging at ``offset``; a target ahead of
-        staging is an error (staging must be replayed up to it first)."""
-        if mark is not None and mark.applied_offset == offset:
-            return True
-        if target_offset is not None and target_offset > offset:
-            raise errors.FailedPreconditionError(
-                f"Staging {self.staging_path} (offset {offset}) is behind the target (offset {target_offset})")
-        return False
-
-    def _state_of_staging(self, offset: int, small: dict) -> "_TargetState":
-        """What the target holds right after a mirror of staging at ``offset`` (``small``:
-        the small tables as that mirror read them; max keys from staging's snapshot, which
-        the target now equals for these tables)."""
-        keys = {(table, key): self._staging_max(table, key) for table, key in APPEND_BY_KEY}
-        keys[("Event", "id")] = self._staging_max("Event", "id")
-        for node in NODES:
-            keys[(node.table, "id")] = self._staging_max(node.table, "id")
-        return _TargetState(offset, small, keys)
-
-    def _staging_max(self, table: str, column: str) -> int:
-        row = self.reader.one(f"SELECT MAX(`{column}`) FROM `{table}`")
-        return int(row[0]) if row and row[0] is not None else -1
-
-    def _target_max(self, trusted: Optional["_TargetState"], table: str, column: str) -> int:
-        if trusted is not None:
-            return trusted.max_keys[(table, column)]
-        return self.target.max_key(table, column)
-
-    def _copy(self, mark: Optional[MirrorMark], offset: int, last_time: int,
-              trusted: Optional["_TargetState"] = None) -> tuple[dict[str, int], dict]:
-        """Copies staging into the (locked) target; returns rows written per table and the
-        small tables as staging holds them."""
-        copied: dict[str, int] = {}
-
-        def count(table: str, n: int) -> None:
-            if n:
-                copied[table] = copied.get(table, 0) + n
-
-        if mark is None:  # first mirror (or a take-over): whatever is in the target is not ours to keep
-            for table in MIRROR_TABLES:
-                self.target.clear(table)
-        small = self._replace_small_tables(count, full=mark is None, trusted=trusted)
-        # Append-only tables. EventPath rows belong to events past the target's last event.
-        last_event = self._target_max(trusted, "Event", "id")
-        count("EventPath", self._copy_rows("EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid",
-                                           (last_event,)))
-        for table, key in APPEND_BY_KEY:
-            count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
-                                         (self._target_max(trusted, table, key),)))
-        pc_mark = mark.parent_context_rowid if mark is not None else 0
-        for chunk in self._stream("SELECT rowid, `context_id`, `parent_context_id` FROM `ParentContext` "
-                                  "WHERE rowid > ? ORDER BY rowid", (pc_mark,)):
-            pc_mark = chunk[-1][0]
-            count("ParentContext", self.target.insert("ParentContext", ("context_id", "parent_context_id"),
-                                                      [r[1:] for r in chunk]))
-        for node in NODES:
-            self._copy_nodes(node, None if mark is None else mark.last_time_ms, count, trusted)
-        self.target.write_mark(offset, last_time, pc_mark)
-        return copied, small
-
-    def _columns(self, table: str) -> tuple[str, ...]:
-        return tuple(c for c, _ in TABLES[table])
-
-    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple]]:
-        """Staging rows in chunks (memory stays bounded however large the window)."""
-        cur = self.reader.conn.cursor()  # its own cursor: the stream outlives single statements
-        cur.execute(self.reader.sql(sql), tuple(params))
-        while True:
-            chunk = cur.fetchmany(self.fetch_rows)
-            if not chunk:
-                return
-            yield chunk
-
-    def _copy_rows(self, table: str, tail: str, params: Sequence[Any]) -> int:
-        n = 0
-        for chunk in self._stream(staging_select(table) + " " + tail, params):
-            n += self.target.insert(table, self._columns(table), chunk)
-        return n
-
-    def _replace_small_tables(self, count: Callable[[str, int], None], full: bool,
-                              trusted: Optional["_TargetState"] = None) -> dict:
-        """Type, TypeProperty, ParentType, MLMDEnv: rewritten when they differ from staging.
-        Returns staging's rows (canonical), which the target holds once this commits."""
-        staged = {}
-        for table in SMALL_TABLES:
-            columns = self._columns(table)
-            new = self.reader.rows(staging_select(table))
-            staged[table] = _canonical(new)
-            held = trusted.small[table] if trusted is not None else None
-            if held is None and not full:
-                held = _canonical(self.target.rows(table, columns))
-            if not full and held == staged[table]:
-                continue
-            if not full:
-                self.target.clear(table)
-            count(table, self.target.insert(table, columns, new))
-        return staged
-
-    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None],
-                    trusted: Optional["_TargetState"] = None) -> None:
-        """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
-        nodes_sql, props_sql, forms_sql, params = changed_nodes_sql(node, since)
-        existing = -1 if since is None else self._target_max(trusted, node.table, "id")
-        for chunk in self._stream(nodes_sql, params):
-            old = [r[0] for r in chunk if r[0] <= existing]  # ids past the target's max are new: nothing to delete
-            if old:
-                self.target.delete_nodes(node, old)
-            count(node.table, self.target.insert(node.table, self._columns(node.table), chunk))
-        for chunk in self._stream(props_sql, params):
-            count(node.prop_table, self.target.insert(node.prop_table, self._columns(node.prop_table), chunk))
-        forms = READ_FORMS[node.kind]
-        for chunk in self._stream(forms_sql, params):
-            count(forms, self.target.insert(forms, ("id", "pb"), chunk))
 
 
 class _Cell:
@@ -446,40 +210,59 @@ class _StageShared:
     rejected: Any  # .value: of which rejected
 
 
-MIN_PAUSE = 0.001  # seconds between end-offset checks while records came recently ...
-BUSY_WINDOW = 0.05  # ... that is, within this many seconds (then the pause doubles up to idle_sleep)
+class _StagingSink(ProjectorSink):
+    """The stager's sink: staging's projector, at most ``max_ahead`` records ahead of the
+    target, telling the mirror loop of each batch it applied. A failed batch leaves staging
+    at its last commit: it is retried as it is."""
+
+    def __init__(self, projector: Any, shared: _StageShared, max_ahead: int):
+        super().__init__(projector.db, projector=projector)
+        self.shared = shared
+        self.max_ahead = max_ahead
+
+    def room(self) -> Optional[int]:
+        return 0 if self.projector.next_offset - self.shared.mirrored.value >= self.max_ahead else None
+
+    def apply(self, batch: list[tuple[int, bytes]]) -> list:
+        outcomes = self.projector.apply_batch(batch)
+        self.shared.records.value += len(outcomes)
+        self.shared.rejected.value += sum(1 for o in outcomes if o.error_code)
+        self.shared.applied.set()
+        return outcomes
+
+    def restart(self) -> None:
+        pass
+
+
+class _Halted:
+    """The stager's stop flag (Event-like, for its follower): ``halt`` set, or the stager no
+    longer ``alive`` (its parent gone)."""
+
+    def __init__(self, halt: Any, alive: Callable[[], bool]):
+        self._halt, self._alive = halt, alive
+
+    def set(self) -> None:
+        self._halt.set()
+
+    def is_set(self) -> bool:
+        return self._halt.is_set() or not self._alive()
+
+    def wait(self, timeout: float) -> bool:
+        return self._halt.wait(timeout) or not self._alive()
 
 
 def _stage(log: Log, projector: Any, shared: _StageShared, batch_size: int, max_ahead: int, idle_sleep: float,
-           retry_sleep: float, retryable: tuple, alive: Callable[[], bool] = lambda: True) -> None:
-    """Applies the log to staging ahead of the mirror (at most ``max_ahead`` records ahead of
-    the target) until ``shared.halt``, so the engine's work on batch N+1 overlaps the
+           retry_sleep: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Follows the log into staging ahead of the mirror (at most ``max_ahead`` records ahead
+    of the target) until ``shared.halt``, so the engine's work on batch N+1 overlaps the
     target's on batch N. Raises what it cannot retry."""
-    pause, last_records = MIN_PAUSE, time.monotonic()
-    while not shared.halt.is_set() and alive():
-        try:
-            end = log.end_offset()
-            start = projector.next_offset
-            if start >= end or start - shared.mirrored.value >= max_ahead:
-                shared.idle.value = int(start >= end)
-                if start >= end and log.waits_for_records:
-                    log.wait_for_records(end, WAIT_SLICE_S)  # (back at once when a record comes)
-                    continue
-                shared.halt.wait(pause)
-                # While records keep coming, look again soon (a synchronous writer waits for
-                # them); the longer the log stays quiet, the fewer end-offset requests.
-                if time.monotonic() - last_records > BUSY_WINDOW:
-                    pause = min(pause * 2, max(idle_sleep, MIN_PAUSE))
-                continue
-            shared.idle.value = 0
-            pause, last_records = MIN_PAUSE, time.monotonic()
-            outcomes = projector.apply_batch(list(log.read(start, min(batch_size, end - start))))
-            shared.records.value += len(outcomes)
-            shared.rejected.value += sum(1 for o in outcomes if o.error_code)
-            shared.applied.set()
-        except retryable as exc:
-            LOG.warning("mirror: staging: %s; retrying in %.1fs", exc, retry_sleep)
-            shared.halt.wait(retry_sleep)
+    def note_idle(status: Any) -> None:  # (after every step: whether staging is at the log's end)
+        shared.idle.value = int(status.applied_offset >= status.end_offset)
+
+    follower = Follower(log, _StagingSink(projector, shared, max_ahead), batch_size=batch_size,
+                        idle_sleep=idle_sleep, retry_sleep=retry_sleep, name="mirror: staging",
+                        stop_event=_Halted(shared.halt, alive))  # type: ignore[arg-type]
+    follower.run(report_every=0, on_report=note_idle)
 
 
 STAGING_LOCK_WAIT_S = 120.0  # how long a stager waits for another one to let go of staging
@@ -507,12 +290,11 @@ class _Stager(threading.Thread):
     """The stager as a thread of this process, on the projection's own staging projector."""
 
     def __init__(self, log: Log, projection: MirroredProjection, batch_size: int, max_ahead: int,
-                 idle_sleep: float, retry_sleep: float, retryable: tuple):
+                 idle_sleep: float, retry_sleep: float):
         super().__init__(name="mlmd-log-mirror-stager", daemon=True)
         self.shared = _StageShared(threading.Event(), threading.Event(), _Cell(projection.applied_offset()),
                                    _Cell(0), _Cell(0), _Cell(0))
-        self._args = (log, projection.projector, self.shared, batch_size, max_ahead, idle_sleep, retry_sleep,
-                      retryable)
+        self._args = (log, projection.projector, self.shared, batch_size, max_ahead, idle_sleep, retry_sleep)
         self._staging_path = projection.staging_path
         self._failure: Optional[BaseException] = None
 
@@ -552,9 +334,7 @@ def _stage_in_child(log_url: str, staging_path: str, shared: _StageShared, failu
             log = open_log(log_url, readonly=True)
             staging = open_staging(staging_path)
             try:
-                retryable = (errors.UnavailableError, *staging.infrastructure_errors)
-                _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, retryable,
-                       alive=alive)
+                _stage(log, Projector(staging), shared, batch_size, max_ahead, idle_sleep, retry_sleep, alive=alive)
             finally:
                 staging.close()
                 log.close()
@@ -663,10 +443,77 @@ class _StagerProcess:
         self._projection.reload_staging()
 
 
+class _MirrorSink:
+    """The mirror side of ``follow`` as a follower's sink: a stager (started on the first
+    drain, after staging caught up with the target) reads the log into staging, so this
+    sink takes no records; each drain mirrors what staging committed, or waits for the
+    stager's next batch. Caught up once a mirror copied nothing after staging had reached
+    the log's end (``until_caught_up``; else it is always in flight)."""
+
+    def __init__(self, projection: MirroredProjection, log: Log, batch_size: int, until_caught_up: bool,
+                 start_stager: Callable[[], Any]):
+        self.projection = projection
+        self.db = projection.target.db  # (check_follows: the target's own outcomes)
+        self.infrastructure_errors = (*projection.target.infrastructure_errors,
+                                      *projection.staging.infrastructure_errors)
+        self.total = ApplyStats()
+        self.stager: Any = None  # _Stager or _StagerProcess
+        self.last_mirror_seconds = 0.0
+        self._log, self._batch_size, self._until_caught_up = log, batch_size, until_caught_up
+        self._start_stager = start_stager
+        self._caught_up = False
+        self._offset = projection.applied_offset()
+
+    @property
+    def next_offset(self) -> int:
+        return self._offset
+
+    @property
+    def in_flight(self) -> bool:
+        return not self._caught_up
+
+    def room(self) -> Optional[int]:
+        return 0
+
+    def apply(self, batch: list[tuple[int, bytes]]) -> list:
+        raise AssertionError("the stager applies the log; a mirror sink takes no records")
+
+    def drain(self, wait: bool = True) -> None:
+        """One mirror of what staging committed; when it copied nothing, a wait for the
+        stager's next batch (both ways: the mirror waits for staging, not for the log)."""
+        if self.stager is None:
+            self.projection.rebuild_staging(self._log, self._batch_size)
+            self.stager = self._start_stager()
+        shared = self.stager.shared
+        failure = self.stager.failure()
+        if failure is not None:
+            raise failure
+        idle = shared.idle.value  # read before mirroring: staging had reached the end before this mirror
+        shared.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
+        started = time.monotonic()
+        copied = self.projection.mirror()
+        self._offset = shared.mirrored.value = self.projection.applied_offset()
+        self.last_mirror_seconds = time.monotonic() - started
+        self.total.add(ApplyStats(copied=copied))
+        self._caught_up = self._until_caught_up and not copied and bool(idle)
+        if not copied and not idle:
+            shared.applied.wait(WAIT_SLICE_S)  # until staging applies more (or a look at the stop flag)
+
+    def restart(self) -> None:
+        """After the target failed: connect to it again."""
+        self.projection.target.reconnect()
+
+    def close(self) -> None:
+        if self.stager is not None:
+            self.stager.stop()
+            self.total.records, self.total.rejected = self.stager.shared.records.value, \
+                self.stager.shared.rejected.value
+
+
 def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event, batch_size: int = 2000,
            idle_sleep: float = 0.05, retry_sleep: float = 1.0, report_every: float = 10.0,
            until_caught_up: bool = False, max_ahead: Optional[int] = None,
-           log_url: Optional[str] = None) -> ApplyStats:
+           log_url: Optional[str] = None, stop_on_signals: bool = False) -> ApplyStats:
     """Keeps ``projection`` up to date with ``log`` until ``stop_event`` is set (or, with
     ``until_caught_up``, until the target holds the log as last seen).
 
@@ -676,57 +523,34 @@ def follow(log: Log, projection: MirroredProjection, stop_event: threading.Event
     was opened from) the stager is a child process, so the two use two cores; otherwise a
     thread. A database that fails (lost connection, server restart) is retried after
     ``retry_sleep``; no record is lost or applied twice, because staging and target each
-    commit their checkpoint with their rows.
+    commit their checkpoint with their rows. Both sides are followers (consumer/follower.py);
+    with ``stop_on_signals``, SIGTERM and SIGINT set ``stop_event``.
 
     Returns the totals of what it applied and mirrored."""
-    total = ApplyStats()
-    started = last_report = time.monotonic()
-    retryable = (errors.UnavailableError, *projection.target.infrastructure_errors,
-                 *projection.staging.infrastructure_errors)
-    stager: Any = None  # _Stager or _StagerProcess
+    started = time.monotonic()
+    ahead = max_ahead or 2 * batch_size
+
+    def start_stager() -> Any:
+        stager = (_StagerProcess(log_url, projection, batch_size, ahead, idle_sleep, retry_sleep) if log_url else
+                  _Stager(log, projection, batch_size, ahead, idle_sleep, retry_sleep))
+        stager.start()
+        return stager
+
+    sink = _MirrorSink(projection, log, batch_size, until_caught_up, start_stager)
+
+    def report(status: FollowStatus) -> None:
+        staged = sink.stager.shared.records.value if sink.stager is not None else 0
+        report_lag("mirror", replace(status, records_applied=staged, last_batch_seconds=sink.last_mirror_seconds))
+
+    follower = Follower(log, sink, batch_size=batch_size, idle_sleep=idle_sleep, retry_sleep=retry_sleep,
+                        name="mirror", stop_event=stop_event)
+    if stop_on_signals:
+        follower.stop_on_signals()
     try:
-        while not stop_event.is_set():
-            try:
-                if stager is None:
-                    projection._rebuild_staging(log, batch_size)
-                    ahead = max_ahead or 2 * batch_size
-                    stager = (_StagerProcess(log_url, projection, batch_size, ahead, idle_sleep, retry_sleep)
-                              if log_url else
-                              _Stager(log, projection, batch_size, ahead, idle_sleep, retry_sleep, retryable))
-                    stager.start()
-                shared = stager.shared
-                failure = stager.failure()
-                if failure is not None:
-                    raise failure
-                idle = shared.idle.value  # read before mirroring: staging had reached the end before this mirror
-                shared.applied.clear()  # (before mirroring: a batch staged from here on wakes the wait below)
-                batch_started = time.monotonic()
-                copied = projection.mirror()
-                applied = projection.applied_offset()
-                shared.mirrored.value = applied
-            except retryable as exc:
-                LOG.warning("mirror: %s; retrying in %.1fs", exc, retry_sleep)
-                stop_event.wait(retry_sleep)
-                try:
-                    projection.target.reconnect()
-                except Exception as again:  # noqa: BLE001 - the next mirror reports it
-                    LOG.warning("mirror: reconnect failed: %s", again)
-                continue
-            total.add(ApplyStats(copied=copied))
-            total.applied_offset = applied
-            if time.monotonic() - last_report >= report_every:
-                last_report = time.monotonic()
-                end = log.end_offset()
-                LOG.info("mirror: applied through offset %d of %d (lag %d records, %d applied, last mirror %.3fs)",
-                         applied, end, max(0, end - applied), shared.records.value,
-                         time.monotonic() - batch_started)
-            if not copied:
-                if until_caught_up and idle:
-                    break
-                shared.applied.wait(WAIT_SLICE_S)  # until staging applies more (or a look at stop_event)
+        follower.run(until_caught_up=until_caught_up, report_every=report_every, on_report=report)
     finally:
-        if stager is not None:
-            stager.stop()
-            total.records, total.rejected = stager.shared.records.value, stager.shared.rejected.value
+        sink.close()
+    total = sink.total
+    total.applied_offset = sink.next_offset
     total.seconds = time.monotonic() - started
     return total

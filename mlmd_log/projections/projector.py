@@ -113,7 +113,7 @@ def unreadable_outcome(payload: bytes, offset: int) -> Outcome:
 
 def log_ends_before_error(applied: int, end: int, log: Log) -> errors.DataLossError:
     return errors.DataLossError(
-        f"The projection has applied the log up to offset {applied}, but the log ({log!r}) ends at {end}: "
+        f"The projection has applied the log up to offset {applied}, but the log ends at {end} ({log!r}): "
         "it lost records it had acknowledged, or it is not the log this projection was built from (a topic "
         "deleted and created again?). Replay the log into a new projection, or point --log at the right one.")
 
@@ -349,6 +349,32 @@ class Projector:
         if record.record_id:
             seen[record.record_id] = outcome
         return outcome
+
+    def decide_in_memory(self, pending: list, seen: dict[str, Outcome]) -> tuple[list[Outcome], tuple]:
+        """Settles decoded records from memory alone (nothing is read from the projection), in
+        order, up to the first one it cannot. Their rows stay queued in the engine's step
+        writer for the caller to write, with their outcomes and the checkpoint, in a
+        transaction of its own (the pipelined applier); ``next_offset`` moves past them.
+        Returns their outcomes and the state before them, for ``rewind`` should that write fail."""
+        before = (self.engine.snapshot(), self.next_offset, self.last_time_ms)
+        outcomes: list[Outcome] = []
+        self.engine.steps.reads_allowed = False
+        try:
+            for offset, record in pending:
+                outcome = self.settle_from_memory(offset, record, seen)
+                if outcome is None:  # (it changed nothing: the records before it are decided)
+                    break
+                outcomes.append(outcome)
+        finally:
+            self.engine.steps.reads_allowed = True
+        if outcomes:
+            self.next_offset = outcomes[-1].offset + 1
+        return outcomes, before
+
+    def rewind(self, before: tuple) -> None:
+        """Back to the state ``decide_in_memory`` returned: writing what it decided failed."""
+        snapshot, self.next_offset, self.last_time_ms = before
+        self.engine.restore(snapshot)
 
     def _run(self, offset: int, record: log_record_pb2.LogRecord) -> Outcome:
         kind: Optional[str] = record.WhichOneof("request")
