@@ -616,6 +616,7 @@ class FileLog(Log):
         self._fd: int | None = None  # current segment, writer only
         self._bases: list[int] = []  # writer only; replaced, never mutated (readers snapshot)
         self._log_id: bytes | None = None  # the first v2 segment's; None until one is seen
+        self._first_v2: int | None = None  # base of the lowest v2 segment seen: no v1 segment may follow it
         self._checked: list[int] = []  # readonly: bases whose header and link were checked
         if readonly:
             if not os.path.isdir(self.path):
@@ -697,7 +698,15 @@ class FileLog(Log):
 
     def _check_identity(self, header: SegmentHeader, path: str) -> None:
         if header.log_id is None:
+            if self._first_v2 is not None and header.base > self._first_v2:
+                raise DataLossError(
+                    f"segment file {path} is a version-1 segment after the version-2 segment file "
+                    f"{self._segment_path(self._first_v2)}: a writer creates every new segment as version 2, "
+                    "so this one was put there (a segment of another log, or one swapped in)"
+                )
             return
+        if self._first_v2 is None or header.base < self._first_v2:
+            self._first_v2 = header.base
         if self._log_id is None:
             self._log_id = header.log_id
         elif header.log_id != self._log_id:

@@ -1,0 +1,47 @@
+"""Hostile inputs and bad luck: each test pins a break that was found and fixed, so it
+stays fixed (DESIGN.md invariants 4 and 7)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mlmd_log import errors
+from mlmd_log.producer import FileLog
+from mlmd_log.producer.file_log import (
+    SEGMENT_MAGIC,
+    V1_HEADER,
+    encode_frame,
+    list_segment_bases,
+    segment_name,
+    verify_log,
+)
+
+
+def small_segment_log(directory, records: int = 10) -> list[int]:
+    """A v2 log of ``records`` records over several segments; its segment bases."""
+    log = FileLog(str(directory), segment_bytes=200, durability="none")
+    for i in range(records):
+        log.append([b"record-%03d-" % i + b"p" * 50])
+    log.close()
+    return list_segment_bases(str(directory))
+
+
+# -- segments -----------------------------------------------------------------------
+
+
+def test_a_version_1_segment_after_version_2_segments_is_refused_by_every_reader(tmp_path):
+    """A writer makes every new segment v2, so a v1 segment after a v2 one was put there;
+    v1 headers carry no log id and no link, so nothing else would tell."""
+    bases = small_segment_log(tmp_path)
+    last = bases[-1]
+    with open(tmp_path / segment_name(last), "wb") as f:
+        f.write(V1_HEADER.pack(SEGMENT_MAGIC, 1, last) + encode_frame(b"a record of another log"))
+    with pytest.raises(errors.DataLossError, match=segment_name(last)):
+        verify_log(str(tmp_path))
+    with pytest.raises(errors.DataLossError, match="version-1 segment after"):
+        FileLog(str(tmp_path), durability="none")
+    with pytest.raises(errors.DataLossError, match="version-1 segment after"):
+        with FileLog(str(tmp_path), readonly=True) as log:
+            list(log.read(0))
+
