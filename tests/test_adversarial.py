@@ -45,3 +45,26 @@ def test_a_version_1_segment_after_version_2_segments_is_refused_by_every_reader
         with FileLog(str(tmp_path), readonly=True) as log:
             list(log.read(0))
 
+
+def test_a_last_segment_cut_inside_its_header_below_the_checkpoint_is_damage_not_removed(tmp_path):
+    """A last segment shorter than its header looks like a crash while creating it, and is
+    removed; but when the projection applied records from it, it was complete: damage,
+    which must be loud and leave the file in place."""
+    bases = small_segment_log(tmp_path)
+    last = tmp_path / segment_name(bases[-1])
+    os.truncate(last, 20)
+    with pytest.raises(errors.DataLossError, match="shorter than its header"):
+        FileLog(str(tmp_path), durability="none", protect_below=bases[-1] + 1)
+    assert list_segment_bases(str(tmp_path)) == bases and os.path.getsize(last) == 20
+
+
+def test_a_lone_segment_cut_inside_its_header_below_the_checkpoint_is_not_replaced(tmp_path):
+    """The same for a log's only segment: it must not be replaced by a new, empty log."""
+    log = FileLog(str(tmp_path), durability="none")
+    log.append([b"a", b"b"])
+    log.close()
+    os.truncate(tmp_path / segment_name(0), 10)
+    with pytest.raises(errors.DataLossError, match="shorter than its header"):
+        FileLog(str(tmp_path), durability="none", protect_below=2)
+    assert os.path.getsize(tmp_path / segment_name(0)) == 10
+

@@ -668,6 +668,12 @@ class FileLog(Log):
         with open(path, "rb") as f:
             if not is_unwritten_header(f.read(HEADER_SIZE), bases[-1]):
                 return bases
+        if bases[-1] < self.protect_below:
+            raise DataLossError(
+                f"segment file {path} is shorter than its header, but it held records: offset {bases[-1]} was "
+                f"applied (records up to offset {self.protect_below} were), so this is damage, not a crash while "
+                "creating it, and nothing was removed. Run `mlmd-log verify`; `mlmd-log repair` cuts the log"
+            )
         logger.warning("removing segment file %s: a crash cut its header short, it holds no record", path)
         os.remove(path)
         fsync_dir(self.path)
