@@ -68,3 +68,31 @@ def test_a_lone_segment_cut_inside_its_header_below_the_checkpoint_is_not_replac
         FileLog(str(tmp_path), durability="none", protect_below=2)
     assert os.path.getsize(tmp_path / segment_name(0)) == 10
 
+
+# -- the embedded store -------------------------------------------------------------
+
+
+def test_an_embedded_store_refuses_a_longer_log_that_is_not_its_projections(tmp_path):
+    """A projection opened with another log at its log path (one restored or copied over
+    it) must not apply that log's records past its checkpoint, mixing two histories."""
+    import mlmd_log
+    from mlmd_log.proto import metadata_store_pb2 as pb
+    from mlmd_log.service import StoreConfig
+
+    def store(log_dir: str, sqlite: str) -> mlmd_log.MetadataStore:
+        return mlmd_log.MetadataStore(StoreConfig(str(tmp_path / log_dir), str(tmp_path / sqlite), "none"))
+
+    ours = store("ours", "ours.sqlite")
+    type_id = ours.put_artifact_type(pb.ArtifactType(name="Ours"))
+    ours.put_artifacts([pb.Artifact(type_id=type_id, uri="ours")])
+    ours.close()
+    theirs = store("theirs", "theirs.sqlite")
+    type_id = theirs.put_artifact_type(pb.ArtifactType(name="Theirs"))
+    for i in range(3):
+        theirs.put_artifacts([pb.Artifact(type_id=type_id, uri=f"theirs-{i}")])
+    theirs.close()
+    with pytest.raises(errors.DataLossError, match="not the log this projection was built from"):
+        store("theirs", "ours.sqlite")
+    reopened = store("ours", "ours.sqlite")
+    assert [a.uri for a in reopened.get_artifacts()] == ["ours"]
+    reopened.close()

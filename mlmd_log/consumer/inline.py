@@ -13,7 +13,7 @@ from typing import Optional
 
 from mlmd_log import errors
 from mlmd_log.producer.base import Log
-from mlmd_log.projections.projector import Outcome, Projector
+from mlmd_log.projections.projector import Outcome, Projector, check_follows
 
 APPLY_BATCH = 512
 COMMIT_INTERVAL_S = 0.05  # how stale the projection file may be for other processes
@@ -43,6 +43,10 @@ class InlineApplier:
         # Payloads appended by submitters in this process but not applied yet: applying
         # them from memory saves reading back what was just written.
         self._unapplied: dict[int, bytes] = {}
+        # The log must be the one the projection was built from before anything past its
+        # checkpoint is applied: another log at the same path (one restored or copied over
+        # it) would otherwise have its records mixed into this projection.
+        check_follows(log, projector.db, projector.next_offset)
         self.catch_up()
 
     def catch_up(self) -> int:
