@@ -96,3 +96,22 @@ def test_an_embedded_store_refuses_a_longer_log_that_is_not_its_projections(tmp_
     reopened = store("ours", "ours.sqlite")
     assert [a.uri for a in reopened.get_artifacts()] == ["ours"]
     reopened.close()
+
+
+@pytest.mark.parametrize("where", ["log path is a file", "projection path is a folder", "segment name is a folder"])
+def test_a_store_that_cannot_be_opened_raises_an_mlmd_error_that_is_a_runtime_error(tmp_path, where):
+    """ml-metadata raises RuntimeError when it cannot open its database; ours must be an
+    MLMD error class (and a RuntimeError), never a bare OSError or sqlite3 error."""
+    import mlmd_log
+    from mlmd_log.service import StoreConfig
+
+    log_dir, sqlite = tmp_path / "log", tmp_path / "mlmd.sqlite"
+    if where == "log path is a file":
+        log_dir.write_text("not a log")
+    elif where == "projection path is a folder":
+        sqlite.mkdir()
+    else:
+        (log_dir / segment_name(0)).mkdir(parents=True)
+    with pytest.raises(errors.InternalError) as raised:
+        mlmd_log.MetadataStore(StoreConfig(str(log_dir), str(sqlite), "none"))
+    assert isinstance(raised.value, RuntimeError)
