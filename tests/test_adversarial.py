@@ -115,3 +115,46 @@ def test_a_store_that_cannot_be_opened_raises_an_mlmd_error_that_is_a_runtime_er
     with pytest.raises(errors.InternalError) as raised:
         mlmd_log.MetadataStore(StoreConfig(str(log_dir), str(sqlite), "none"))
     assert isinstance(raised.value, RuntimeError)
+
+
+# -- Kafka --------------------------------------------------------------------------
+
+
+def test_a_kafka_record_with_no_value_is_one_rejected_outcome_not_a_dead_projector(tmp_path):
+    """A tombstone (a record whose value is null) that another producer wrote to the topic
+    must be rejected alone, like any record carrying no request; it made replay and the
+    projector fail with a TypeError on every start."""
+    import uuid
+
+    from kafka import KafkaProducer
+
+    import test_kafka_log
+    from dbdump import dump_tables
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.locations import open_projection
+    from mlmd_log.producer.kafka_log import KafkaLog
+    from mlmd_log.producer.records import RecordFactory
+    from mlmd_log.proto import metadata_store_pb2 as pb
+    from mlmd_log.proto import metadata_store_service_pb2 as svc
+
+    if test_kafka_log.kafka_sh("status").returncode != 0:
+        pytest.skip("no Kafka broker running (compose/kafka.sh start)")
+    topic = f"test-adversarial-{uuid.uuid4().hex[:10]}"
+    factory = RecordFactory()
+
+    def put_type(name: str) -> bytes:
+        return factory.payload("PutArtifactType", svc.PutArtifactTypeRequest(artifact_type=pb.ArtifactType(name=name)))[0]
+
+    with KafkaLog.from_url(f"kafka://{test_kafka_log.BOOTSTRAP}/{topic}", create=True, timeout_s=10) as log:
+        log.append([put_type("Before")])
+        producer = KafkaProducer(bootstrap_servers=test_kafka_log.BOOTSTRAP)
+        producer.send(topic, key=b"k", value=None)
+        producer.flush()
+        producer.close()
+        log.append([put_type("After")])
+        assert [payload for _, payload in log.read(1, 1)] == [b""]
+        db = open_projection(f"sqlite:///{tmp_path}/p.sqlite")
+        assert replay(log, db).end_offset == 3
+        db.close()
+    tables = dump_tables(f"{tmp_path}/p.sqlite")
+    assert {row[0]: row[2] for row in tables["mlmdlog_outcome"]} == {0: 0, 1: errors.INVALID_ARGUMENT, 2: 0}
