@@ -69,6 +69,72 @@ def test_a_lone_segment_cut_inside_its_header_below_the_checkpoint_is_not_replac
     assert os.path.getsize(tmp_path / segment_name(0)) == 10
 
 
+def test_a_readonly_reader_does_not_call_a_directory_listing_that_missed_a_segment_damage(tmp_path, monkeypatch):
+    """ext4 may list a directory that files are being created in with one created during
+    the listing missing and one created after it present. A reader beside a writer that
+    rolls then saw a segment missing from the middle of the chain: a false DataLossError
+    (verify, replay or a follower stopped on a sound log)."""
+    import mlmd_log.producer.file_log as file_log
+
+    writer = FileLog(str(tmp_path), segment_bytes=200, durability="none")
+    for i in range(4):
+        writer.append([b"record-%03d-" % i + b"p" * 50])
+    reader = FileLog(str(tmp_path), readonly=True)
+    assert reader.end_offset() == 4
+    for i in range(4, 10):
+        writer.append([b"record-%03d-" % i + b"p" * 50])
+    bases = list_segment_bases(str(tmp_path))
+    hole = bases[-2]
+    real_listing, holes = file_log.list_segment_bases, iter([True, True])
+
+    def listing_with_a_hole(directory):
+        found = real_listing(directory)
+        return [b for b in found if b != hole] if next(holes, False) else found
+
+    monkeypatch.setattr(file_log, "list_segment_bases", listing_with_a_hole)
+    assert reader.end_offset() == 10
+    assert [offset for offset, _ in reader.read(0)] == list(range(10))
+    reader.close()
+    writer.close()
+
+
+def test_a_readonly_reader_rereads_a_header_the_writer_finished_after_it_first_looked(tmp_path, monkeypatch):
+    """A reader that read a new segment's header while the writer was still creating it,
+    then listed the directory after the writer had moved on to a later segment, parsed
+    the stale empty header: a false DataLossError "incomplete header"."""
+    import builtins
+
+    import mlmd_log.producer.file_log as file_log
+
+    bases = small_segment_log(tmp_path)
+    unwritten = str(tmp_path / segment_name(bases[-2]))
+    real_open, first = builtins.open, [True]
+
+    class HeaderNotWrittenYet:
+        """The file as it was an instant before the writer wrote its header."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n=-1):
+            if first[0]:
+                first[0] = False
+                return b""
+            return self.f.read(n)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def opening(path, *args, **kwargs):
+        f = real_open(path, *args, **kwargs)
+        return HeaderNotWrittenYet(f) if path == unwritten else f
+
+    reader = FileLog(str(tmp_path), readonly=True)
+    monkeypatch.setattr(file_log, "open", opening, raising=False)
+    assert [offset for offset, _ in reader.read(0)] == list(range(10))
+    reader.close()
+
+
 # -- the embedded store -------------------------------------------------------------
 
 
