@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import random
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
@@ -74,6 +75,9 @@ class MetadataStore:
             self._transport = open_transport(config)
         except errors.StatusError as exc:
             raise errors.as_construction_error(exc) from exc
+        except (OSError, sqlite3.Error) as exc:  # (a log path that is a file, a segment name taken by a folder)
+            raise errors.as_construction_error(errors.InternalError(
+                f"Cannot open the store: {type(exc).__name__}: {exc}")) from exc
 
     # -- plumbing -------------------------------------------------------------
     @property

@@ -445,6 +445,27 @@ def list_segment_bases(directory: str) -> list[int]:
     return sorted(bases)
 
 
+#: Listings a readonly reader takes at most while waiting for two in a row to agree.
+_LISTING_ATTEMPTS = 100
+
+
+def list_segment_bases_consistently(directory: str) -> list[int]:
+    """``list_segment_bases`` as of one instant, for a reader beside a writer that rolls.
+
+    A directory read while files are created in it may miss one created during the read
+    and yet return one created after it (ext4 returns entries in hash order): a reader
+    would see a segment missing from the middle of the chain and call it damage. An entry
+    created before a read starts is always returned, so two reads in a row that agree
+    miss nothing older than what they return."""
+    bases = list_segment_bases(directory)
+    for _ in range(_LISTING_ATTEMPTS):
+        again = list_segment_bases(directory)
+        if again == bases:
+            break
+        bases = again
+    return bases
+
+
 def try_lock_file(lock_path: str) -> tuple[int | None, int | None]:
     """Takes the exclusive lock of ``lock_path`` and writes our pid in it: (fd, None).
     When another open file holds it: (None, the holder's pid if it wrote one).
@@ -616,6 +637,7 @@ class FileLog(Log):
         self._fd: int | None = None  # current segment, writer only
         self._bases: list[int] = []  # writer only; replaced, never mutated (readers snapshot)
         self._log_id: bytes | None = None  # the first v2 segment's; None until one is seen
+        self._first_v2: int | None = None  # base of the lowest v2 segment seen: no v1 segment may follow it
         self._checked: list[int] = []  # readonly: bases whose header and link were checked
         if readonly:
             if not os.path.isdir(self.path):
@@ -667,6 +689,12 @@ class FileLog(Log):
         with open(path, "rb") as f:
             if not is_unwritten_header(f.read(HEADER_SIZE), bases[-1]):
                 return bases
+        if bases[-1] < self.protect_below:
+            raise DataLossError(
+                f"segment file {path} is shorter than its header, but it held records: offset {bases[-1]} was "
+                f"applied (records up to offset {self.protect_below} were), so this is damage, not a crash while "
+                "creating it, and nothing was removed. Run `mlmd-log verify`; `mlmd-log repair` cuts the log"
+            )
         logger.warning("removing segment file %s: a crash cut its header short, it holds no record", path)
         os.remove(path)
         fsync_dir(self.path)
@@ -697,7 +725,15 @@ class FileLog(Log):
 
     def _check_identity(self, header: SegmentHeader, path: str) -> None:
         if header.log_id is None:
+            if self._first_v2 is not None and header.base > self._first_v2:
+                raise DataLossError(
+                    f"segment file {path} is a version-1 segment after the version-2 segment file "
+                    f"{self._segment_path(self._first_v2)}: a writer creates every new segment as version 2, "
+                    "so this one was put there (a segment of another log, or one swapped in)"
+                )
             return
+        if self._first_v2 is None or header.base < self._first_v2:
+            self._first_v2 = header.base
         if self._log_id is None:
             self._log_id = header.log_id
         elif header.log_id != self._log_id:
@@ -706,13 +742,34 @@ class FileLog(Log):
                 f"is not this log's {self._log_id.hex()}"
             )
 
-    def _check_new_segments(self, bases: list[int]) -> None:
-        """Readonly: check the chain of the segments that appeared since the last look."""
+    def _check_new_segments(self, bases: list[int]) -> list[int]:
+        """Readonly: check the chain of the segments that appeared since the last look;
+        returns the listing checked (a fresh one when ``bases`` missed a segment)."""
+        try:
+            self._check_new_segments_of(bases)
+        except DataLossError:
+            fresh = self._listing_after_damage(bases)
+            if fresh is None:
+                raise
+            bases = fresh
+            self._check_new_segments_of(bases)
+        return bases
+
+    def _check_new_segments_of(self, bases: list[int]) -> None:
         if not bases or (self._checked and bases[-1] == self._checked[-1]):
             return
         start = bisect.bisect_right(bases, self._checked[-1]) if self._checked else 0
         headers = self._check_chain(bases, start)
         self._checked = bases[: start + len(headers)]
+
+    def _listing_after_damage(self, bases: list[int]) -> list[int] | None:
+        """A readonly reader that found a gap or a broken link in listing ``bases``, beside a
+        writer: a listing as of one instant, when it differs (the damage may have been the
+        listing's, see ``list_segment_bases_consistently``); None when the damage is real."""
+        if not self.readonly or self.complete:
+            return None
+        fresh = list_segment_bases_consistently(self.path)
+        return None if fresh == bases else fresh
 
     def _recover_last_segment(self, base: int, header: SegmentHeader) -> tuple[int, int, _LastFrame | None]:
         """Verify the last segment, cut a torn tail; return (records, valid bytes, last frame)."""
@@ -979,10 +1036,13 @@ class FileLog(Log):
         f = open(path, "rb")
         try:
             data = f.read(HEADER_SIZE)
-            if self.readonly and not self.complete and is_unwritten_header(data, base) \
-                    and base == self._segment_bases()[-1]:
-                f.close()
-                return None
+            if self.readonly and not self.complete and is_unwritten_header(data, base):
+                if base == self._segment_bases()[-1]:
+                    f.close()
+                    return None
+                # (a later segment exists now: the writer finished this header after it was read)
+                f.seek(0)
+                data = f.read(HEADER_SIZE)
             header = parse_segment_header(data, base, path)
             self._check_identity(header, path)
         except BaseException:
@@ -996,6 +1056,16 @@ class FileLog(Log):
         read; None at the end of the log; ``_SAME_SEGMENT`` when the segment grew meanwhile
         (a readonly reader racing a writer that wrote more before it rolled)."""
         bases = self._segment_bases()
+        try:
+            return self._next_segment_of(bases, f, base, offset, pos, last)
+        except DataLossError:
+            fresh = self._listing_after_damage(bases)
+            if fresh is None:
+                raise
+            return self._next_segment_of(fresh, f, base, offset, pos, last)
+
+    def _next_segment_of(self, bases: list[int], f: BinaryIO, base: int, offset: int, pos: int,
+                         last: _LastFrame | None):
         later = [b for b in bases if b > base]
         if not later:
             if self.readonly:
@@ -1071,8 +1141,7 @@ class FileLog(Log):
         scans the last segment from the sparse index's last entry, so repeated calls
         cost about one index interval, not a scan of the whole segment.
         """
-        bases = list_segment_bases(self.path)
-        self._check_new_segments(bases)
+        bases = self._check_new_segments(list_segment_bases(self.path))
         if not bases:
             return 0, None
         base = bases[-1]

@@ -381,7 +381,9 @@ class KafkaLog(Log):
                         continue
                     if record.offset != offset:
                         raise self._gap(offset, record.offset)
-                    yield offset, record.value
+                    # A record with no value (a tombstone another producer wrote) is an empty
+                    # payload: one rejected outcome, like any record that carries no request.
+                    yield offset, record.value if record.value is not None else b""
                     offset += 1
                     emitted += 1
                     if max_records is not None and emitted >= max_records:
