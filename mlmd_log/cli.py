@@ -102,6 +102,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_log_location(p: argparse.ArgumentParser) -> None:
+    """--log DIR or --data-dir DIR (whose log is DIR/log), one of them required."""
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", help="a FileLog directory")
+    where.add_argument("--data-dir", help="an embedded store's directory (its log is DIR/log)")
+
+
 def _log_dir(args: argparse.Namespace) -> str:
     """The FileLog directory named by --log, or the one inside --data-dir."""
     return args.log if args.log else os.path.join(args.data_dir, "log")
@@ -291,9 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the file, byte offset and problem at the first damage. With no writer holding "
                                    "the lock, an incomplete last frame is damage too. "
                                    "Example: mlmd-log verify --data-dir ./mlmd-data")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--log", help="a FileLog directory")
-    where.add_argument("--data-dir", help="an embedded store's directory (its log is DIR/log)")
+    _add_log_location(p)
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("repair", help="cut a FileLog before damage, keeping what it cuts",
@@ -302,9 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "truncates. Refuses while a writer holds the lock. Run verify first to find the "
                                    "first damaged offset. Projections that applied records past N must be rebuilt "
                                    "(mlmd-log replay). Example: mlmd-log repair --log ./mlmd-data/log --to-offset 1200")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--log", help="a FileLog directory")
-    where.add_argument("--data-dir", help="an embedded store's directory (its log is DIR/log)")
+    _add_log_location(p)
     p.add_argument("--to-offset", type=int, required=True, help="the log keeps offsets below this one")
     p.set_defaults(func=_cmd_repair)
 

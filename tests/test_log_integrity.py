@@ -29,6 +29,8 @@ from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.service import StoreConfig
 
+from test_file_log import flip_byte as flip
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = b"record-00000"  # every short record has this length
 SHORT_FRAME = FRAME_HEADER_SIZE + len(SHORT)
@@ -54,13 +56,6 @@ def read_all(path) -> list[tuple[int, bytes]]:
     with FileLog(path, readonly=True) as log:
         return list(log.read(0))
 
-
-def flip(path: str, pos: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(pos)
-        b = f.read(1)
-        f.seek(pos)
-        f.write(bytes([b[0] ^ 0xFF]))
 
 
 def type_records(n: int) -> list[bytes]:

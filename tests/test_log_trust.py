@@ -18,27 +18,13 @@ from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.service import StoreConfig
 
 from dbdump import dump_tables
+from hostile import nested_list_struct as nested_lists
+from hostile import nested_struct as nested_structs
 
 # The deepest property struct ml-metadata 1.17 accepts in put_artifacts (one level more is
 # InvalidArgumentError "Could not parse proto"), nested as structs and as lists: protobuf's
 # recursion limit of 100 counted on the PutArtifactsRequest.
 DEEPEST_STRUCT, DEEPEST_LIST = 32, 47
-
-
-def nested_structs(depth: int) -> struct_pb2.Struct:
-    top = struct_pb2.Struct()
-    inner = top
-    for _ in range(depth):
-        inner = inner.fields["a"].struct_value
-    return top
-
-
-def nested_lists(depth: int) -> struct_pb2.Struct:
-    top = struct_pb2.Struct()
-    value = top.fields["a"]
-    for _ in range(depth):
-        value = value.list_value.values.add()
-    return top
 
 
 def artifact_with(struct: struct_pb2.Struct, type_id: int) -> pb.Artifact:

@@ -188,6 +188,13 @@ def put_in_threads(store: mlmd_log.MetadataStore, type_id: int, sizes: list[int]
     return outcomes
 
 
+def wait_until(condition: Any, timeout_s: float = 10) -> None:
+    """Polls ``condition`` until it holds (the test's next step then checks what follows)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_large_requests_beyond_the_budget_are_served_one_after_another():
     transport = Gated()
     server = serve(transport, limits=SMALL_BUDGET)
@@ -211,9 +218,7 @@ def test_large_request_waits_a_bounded_time_while_small_ones_pass():
         type_id = store.put_artifact_type(pb.ArtifactType(name="T"))
         holder = threading.Thread(target=put_in_threads, args=(store, type_id, [100 * KIB]))
         holder.start()  # admitted, then held in the store
-        deadline = time.monotonic() + 10
-        while transport.running_big == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: transport.running_big > 0)
         started = time.monotonic()
         [refused] = put_in_threads(store, type_id, [100 * KIB])
         assert refused.startswith("ResourceExhaustedError: PutArtifacts (0.1 MiB) waited for the server's "
@@ -239,9 +244,7 @@ def test_large_request_is_refused_at_once_when_the_queue_is_full():
         type_id = store.put_artifact_type(pb.ArtifactType(name="T"))
         first_two = threading.Thread(target=lambda: put_in_threads(store, type_id, [100 * KIB, 100 * KIB]))
         first_two.start()  # one admitted and held, one waiting (100 of 150 KiB queued)
-        deadline = time.monotonic() + 10
-        while server.servicer.budget.describe().endswith("waiting in 0") and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not server.servicer.budget.describe().endswith("waiting in 0"))
         started = time.monotonic()
         [refused] = put_in_threads(store, type_id, [100 * KIB])
         assert time.monotonic() - started < 2
@@ -490,9 +493,7 @@ def test_shutdown_sends_away_large_requests_still_waiting_for_the_budget():
     outcomes: list[list[str]] = []
     puts = threading.Thread(target=lambda: outcomes.append(put_in_threads(store, type_id, [100 * KIB] * 2)))
     puts.start()
-    deadline = time.monotonic() + 10
-    while server.servicer.budget.describe().endswith("waiting in 0") and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not server.servicer.budget.describe().endswith("waiting in 0"))
     threading.Timer(1.5, transport.released.set).start()  # (the admitted one ends after the grace period)
     started = time.monotonic()
     server.stop(grace=0.5)
