@@ -15,7 +15,7 @@ import tracemalloc
 
 import mlmd_log as mlmd
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 
 def rss_mib() -> int:

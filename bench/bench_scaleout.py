@@ -370,7 +370,7 @@ def print_part_a(a: Dict[str, Any]) -> str:
 
 def prefill(env: Env, log_url: str, db: str, count: int) -> Dict[str, Any]:
     """Setup records applied first (types, one seed artifact per run), then ``count`` steps appended."""
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.locations import open_projection
     from mlmd_log.producer.kafka_log import KafkaLog
     from mlmd_log.producer.records import RecordFactory, encode_record
@@ -441,7 +441,7 @@ def time_kafka_read(log_url: str, start: int, end: int, batch: int, budget: floa
 def time_projector(env: Env, log_url: str, db: str, batch: int, budget: float,
                    profile: Optional[cProfile.Profile] = None) -> Dict[str, Any]:
     """ProjectorService in this process, from the projection's checkpoint until caught up or ``budget`` s."""
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.process import tune_gc
     from mlmd_log.locations import open_projection
     from mlmd_log.producer.kafka_log import KafkaLog

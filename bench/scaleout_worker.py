@@ -60,7 +60,7 @@ def open_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     import mlmd_log
     from mlmd_log import errors
     from mlmd_log.proto import metadata_store_pb2 as pb
-    from mlmd_log.service import SharedLogConfig
+    from mlmd_log.client import SharedLogConfig
 
     store = mlmd_log.MetadataStore(SharedLogConfig(args.log, args.projection, wait_timeout_s=120.0))
     return store, pb, errors

@@ -165,7 +165,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_project(args: argparse.Namespace) -> int:
     import logging
 
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.process import tune_gc
     from mlmd_log.locations import open_log, open_projection
 

@@ -11,7 +11,7 @@ import time
 
 import mlmd_log as mlmd
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 
 def _register_types(store: mlmd.MetadataStore) -> dict[str, int]:

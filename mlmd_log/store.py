@@ -62,7 +62,7 @@ class MetadataStore:
     """
 
     def __init__(self, config: Any = None, enable_upgrade_migration: bool = False):
-        from mlmd_log.service import open_transport
+        from mlmd_log.client import open_transport
 
         self._config = config
         self._max_num_retries = 5
@@ -99,7 +99,7 @@ class MetadataStore:
         response at once; records are appended in batches (of up to ``max_batch``, each waiting
         up to ``linger_s`` for more puts; defaults in ``service.ASYNC_*``); ``flush()`` waits for
         all outcomes. Not part of ml-metadata's API: mlmd-log's high-throughput write path."""
-        from mlmd_log.service import ASYNC_LINGER_S, ASYNC_MAX_BATCH, AsyncPuts
+        from mlmd_log.client import ASYNC_LINGER_S, ASYNC_MAX_BATCH, AsyncPuts
 
         return AsyncPuts(self._transport, max_batch=ASYNC_MAX_BATCH if max_batch is None else max_batch,
                          linger_s=ASYNC_LINGER_S if linger_s is None else linger_s)

@@ -8,7 +8,7 @@ import threading
 from crash_points import install_from_env
 from mlmd_log import MetadataStore
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 
 def main(data_dir: str, prefix: str, threads: int) -> None:

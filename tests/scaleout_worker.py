@@ -13,7 +13,7 @@ import sys
 import mlmd_log as mlmd
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.service import SharedLogConfig
+from mlmd_log.client import SharedLogConfig
 
 UNKNOWN_TYPE_ID = 987654
 

@@ -143,7 +143,7 @@ def test_an_embedded_store_refuses_a_longer_log_that_is_not_its_projections(tmp_
     it) must not apply that log's records past its checkpoint, mixing two histories."""
     import mlmd_log
     from mlmd_log.proto import metadata_store_pb2 as pb
-    from mlmd_log.service import StoreConfig
+    from mlmd_log.client import StoreConfig
 
     def store(log_dir: str, sqlite: str) -> mlmd_log.MetadataStore:
         return mlmd_log.MetadataStore(StoreConfig(str(tmp_path / log_dir), str(tmp_path / sqlite), "none"))
@@ -169,7 +169,7 @@ def test_a_store_that_cannot_be_opened_raises_an_mlmd_error_that_is_a_runtime_er
     """ml-metadata raises RuntimeError when it cannot open its database; ours must be an
     MLMD error class (and a RuntimeError), never a bare OSError or sqlite3 error."""
     import mlmd_log
-    from mlmd_log.service import StoreConfig
+    from mlmd_log.client import StoreConfig
 
     log_dir, sqlite = tmp_path / "log", tmp_path / "mlmd.sqlite"
     if where == "log path is a file":

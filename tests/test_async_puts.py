@@ -7,8 +7,8 @@ import pytest
 import mlmd_log as mlmd
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log import service as mlmd_service
-from mlmd_log.service import StoreConfig
+from mlmd_log import client as mlmd_service
+from mlmd_log.client import StoreConfig
 
 
 def test_futures_carry_ids_and_errors(tmp_path):
@@ -112,7 +112,7 @@ def _submit_batches(puts, transport, batches: int) -> list:
 
 
 def test_batches_appended_during_a_wait_are_awaited_together_in_order():
-    from mlmd_log.service import AsyncPuts
+    from mlmd_log.client import AsyncPuts
 
     transport = _SlowProjection()
     puts = AsyncPuts(transport, max_batch=1)
@@ -126,7 +126,7 @@ def test_batches_appended_during_a_wait_are_awaited_together_in_order():
 
 
 def test_a_failed_wait_fails_every_put_of_its_group_and_the_next_ones_go_on():
-    from mlmd_log.service import AsyncPuts
+    from mlmd_log.client import AsyncPuts
 
     transport = _SlowProjection(fail_second_wait=True)
     puts = AsyncPuts(transport, max_batch=1)
@@ -148,7 +148,7 @@ def test_outcomes_of_scattered_offsets_are_read_alone(tmp_path):
     from mlmd_log.consumer.replay import replay
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.producer.records import RecordFactory
-    from mlmd_log.service import RemoteTransport, _offset_ranges
+    from mlmd_log.client.remote import RemoteTransport, _offset_ranges
 
     log_path, projection_url = str(tmp_path / "log"), f"sqlite:///{tmp_path / 'p.sqlite'}"
     transport = RemoteTransport(log_path, projection_url, wait_timeout_s=10)
@@ -258,7 +258,7 @@ def test_a_full_batch_goes_at_once_and_close_sends_what_lingers():
 
 
 def test_pause_before_next_look_follows_the_projector_pace():
-    from mlmd_log.service import LONGEST_PAUSE_S, pause_before_next_look
+    from mlmd_log.client.remote import LONGEST_PAUSE_S, pause_before_next_look
 
     assert pause_before_next_look(0.0, 10) == 0.0005  # (at once: a prompt second look)
     assert pause_before_next_look(0.05, 10) == pytest.approx(0.005)
@@ -281,7 +281,7 @@ def test_a_long_wait_for_outcomes_looks_at_the_projection_a_few_times(tmp_path, 
     from mlmd_log.consumer.replay import replay
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.producer.records import RecordFactory
-    from mlmd_log.service import RemoteTransport
+    from mlmd_log.client import RemoteTransport
 
     log_path, projection_url = str(tmp_path / "log"), f"sqlite:///{tmp_path / 'p.sqlite'}"
     transport = RemoteTransport(log_path, projection_url, wait_timeout_s=10)
@@ -310,7 +310,7 @@ def test_a_long_wait_for_outcomes_looks_at_the_projection_a_few_times(tmp_path, 
 
 
 def test_error_messages_name_a_projection_without_its_password():
-    from mlmd_log.service import _without_password
+    from mlmd_log.client.transport import without_password as _without_password
 
     assert _without_password("mysql://u:p%40ss@h:3306/db") == "mysql://u:***@h:3306/db"
     assert _without_password("mysql://u:a:b@h/db?socket=/s") == "mysql://u:***@h/db?socket=/s"
@@ -325,7 +325,7 @@ def test_a_projection_of_another_log_gives_no_response_of_its_records(tmp_path):
     from mlmd_log.consumer.replay import replay
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.producer.records import RecordFactory
-    from mlmd_log.service import SharedLogConfig
+    from mlmd_log.client import SharedLogConfig
 
     other = open_log(str(tmp_path / "other"))
     factory = RecordFactory("other")

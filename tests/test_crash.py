@@ -15,7 +15,7 @@ from mlmd_log import MetadataStore
 from mlmd_log.consumer.replay import replay
 from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables
 

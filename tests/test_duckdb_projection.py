@@ -15,7 +15,7 @@ from mlmd_log.projections import duckdb as duck_projection  # noqa: E402
 from mlmd_log.projections.duckdb import DuckDbProjection  # noqa: E402
 from mlmd_log.proto import metadata_store_pb2 as pb  # noqa: E402
 from mlmd_log.query.reader import Reader  # noqa: E402
-from mlmd_log.service import StoreConfig  # noqa: E402
+from mlmd_log.client import StoreConfig  # noqa: E402
 
 from dbdump import MLMD_TABLES, dump_tables, normalised  # noqa: E402
 from faults import failing_on_call, stage_ahead  # noqa: E402

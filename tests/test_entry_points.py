@@ -12,7 +12,7 @@ import mlmd_log
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 import hostile
 from dbdump import dump_tables

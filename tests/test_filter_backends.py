@@ -9,7 +9,7 @@ import mlmd_log as mlmd
 from mlmd_log.consumer.replay import replay
 from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import ProjectionConfig
+from mlmd_log.client import ProjectionConfig
 
 import test_filter
 from mysqldb import drop, fresh_database

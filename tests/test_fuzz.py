@@ -19,7 +19,7 @@ from mlmd_log.producer.records import PUT_RPCS
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.query import filter as filter_language
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 import hostile
 from dbdump import dump_tables

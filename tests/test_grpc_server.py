@@ -33,7 +33,7 @@ import mlmd_log
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.server import MetadataStoreServer, ServeConfig, load_server_config, store_config_for
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 from pki import make_pki
 
 QUERY_LAYER = os.environ.get("MLMD_ORACLE_QUERY_LAYER", "1") == "1"
@@ -452,11 +452,11 @@ def test_server_config_file_is_the_official_text_format(tmp_path):
 def test_server_on_a_shared_log_waits_for_the_projector(tmp_path):
     """`mlmd-log serve --log ... --into ...`: puts go to the log, a projector applies them,
     the server answers each put with its own outcome and reads from the projection."""
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.server.config import ServeConfig
     from mlmd_log.server.grpc_server import MetadataStoreServer
-    from mlmd_log.service import SharedLogConfig
+    from mlmd_log.client import SharedLogConfig
 
     log_url, projection_url = f"file://{tmp_path}/log", f"sqlite:///{tmp_path}/p.sqlite"
     server = MetadataStoreServer(ServeConfig(store=SharedLogConfig(log_url, projection_url, wait_timeout_s=20),
@@ -493,7 +493,7 @@ def test_client_deadline_is_deadline_exceeded(tmp_path):
         def close(self):
             self.inner.close()
 
-    from mlmd_log.service import EmbeddedTransport
+    from mlmd_log.client import EmbeddedTransport
 
     inner = EmbeddedTransport(StoreConfig(None, ":memory:", "none"))
     server = MetadataStoreServer(ServeConfig(StoreConfig(None, ":memory:", "none"), port=0), transport=Slow(inner))

@@ -206,7 +206,7 @@ def test_a_caught_up_projector_learns_of_records_by_waiting_not_by_asking(log: K
                                                                           tmp_path: Path) -> None:
     """Following the log, the service waits for records (a fetch the broker answers when one
     comes) and reads them from that fetch: it does not ask for the end before each wait."""
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.producer.records import RecordFactory
     from mlmd_log.projections.backend import SqliteBackend
     from mlmd_log.proto import metadata_store_pb2 as pb
@@ -457,7 +457,7 @@ def test_a_follower_ahead_of_the_topic_stops_with_data_loss(bootstrap: str, log:
     stops with DataLossError once the grace has passed."""
     from mlmd_log.consumer import follower as follower_module
     from mlmd_log.consumer.replay import replay
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.errors import DataLossError
     from mlmd_log.locations import open_projection
     from mlmd_log.producer import FileLog

@@ -27,7 +27,7 @@ from mlmd_log.producer.file_log import (
 from mlmd_log.producer.records import RecordFactory
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from test_file_log import flip_byte as flip
 

@@ -26,7 +26,7 @@ from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.schemas import log_record_pb2
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables
 
@@ -397,7 +397,7 @@ def test_second_writer_process_gets_failed_precondition(tmp_path):
         store.put_artifact_type(pb.ArtifactType(name="A"))
         script = textwrap.dedent(f"""
             import mlmd_log
-            from mlmd_log.service import StoreConfig
+            from mlmd_log.client import StoreConfig
             try:
                 mlmd_log.MetadataStore(StoreConfig.from_directory({str(tmp_path)!r}))
             except Exception as exc:
@@ -449,7 +449,7 @@ def test_read_only_view_of_a_missing_or_foreign_projection_fails_clearly(tmp_pat
     at construction (and leaves no file behind), not a SQL error at the first read."""
     import sqlite3
 
-    from mlmd_log.service import ProjectionConfig
+    from mlmd_log.client import ProjectionConfig
 
     missing = tmp_path / "missing.sqlite"
     with pytest.raises(errors.NotFoundError):
@@ -499,7 +499,7 @@ def test_only_retried_records_are_looked_up_and_a_retry_in_a_later_batch_applies
 def test_a_writer_sends_records_again_marked_as_retries(tmp_path):
     """RemoteTransport.append after an unavailable log: the same records, the same ids,
     attempt 2 (so the projector looks them up)."""
-    from mlmd_log.service import RemoteTransport
+    from mlmd_log.client import RemoteTransport
 
     class FlakyLog:
         def __init__(self):

@@ -15,7 +15,7 @@ from mlmd_log.producer import FileLog
 from mlmd_log.producer.records import MAX_NESTING, RecordFactory, encode_record, parse_record
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from dbdump import dump_tables
 from hostile import nested_list_struct as nested_lists
@@ -208,7 +208,7 @@ def test_a_second_writer_of_a_busy_store_is_told_at_once(tmp_path):
         store.put_artifact_type(pb.ArtifactType(name="T"))
         busy = sqlite3.connect(str(directory / "mlmd.sqlite"), isolation_level=None)
         busy.execute("BEGIN IMMEDIATE")  # (the first writer mid-transaction)
-        second = ("import mlmd_log, sys\nfrom mlmd_log.service import StoreConfig\n"
+        second = ("import mlmd_log, sys\nfrom mlmd_log.client import StoreConfig\n"
                   f"try:\n    mlmd_log.MetadataStore(StoreConfig.from_directory({str(directory)!r}))\n"
                   "except mlmd_log.errors.FailedPreconditionError as exc:\n    print(exc); sys.exit(3)\n")
         started = time.monotonic()
@@ -262,10 +262,10 @@ def test_a_kafka_topic_with_undecodable_records_projects_past_them_and_writers_c
     import uuid
 
     import test_kafka_log
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.locations import open_log
     from mlmd_log.producer.kafka_log import KafkaLog
-    from mlmd_log.service import SharedLogConfig
+    from mlmd_log.client import SharedLogConfig
 
     if test_kafka_log.kafka_sh("status").returncode != 0:
         pytest.skip("no Kafka broker running (compose/kafka.sh start)")

@@ -21,7 +21,7 @@ from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables, normalised
 from faults import failing_on_call, stage_ahead

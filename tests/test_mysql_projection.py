@@ -11,7 +11,7 @@ from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog
 from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from dbdump import dump_tables, normalised
 from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
@@ -145,7 +145,7 @@ def test_writers_and_readers_outlive_a_lost_database_connection(tmp_path, mysql_
     from mlmd_log.locations import open_log
     from mlmd_log.producer.records import RecordFactory
     from mlmd_log.proto import metadata_store_service_pb2 as svc
-    from mlmd_log.service import RemoteTransport
+    from mlmd_log.client import RemoteTransport
 
     target = _fresh_database(mysql_url)
     log_dir = str(tmp_path / "log")

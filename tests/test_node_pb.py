@@ -205,7 +205,7 @@ def test_mysql_projection_read_forms_match_its_tables(tmp_path, mysql_url):
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.mysql import MySqlBackend
     from mlmd_log.query.sql import MYSQL
-    from mlmd_log.service import StoreConfig
+    from mlmd_log.client import StoreConfig
     from mysqldb import drop, fresh_database
 
     data_dir = str(tmp_path / "store")

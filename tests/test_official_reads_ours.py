@@ -11,7 +11,7 @@ import pytest
 
 import mlmd_log as mlmd
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 pytestmark = pytest.mark.reference
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -275,7 +275,7 @@ class ServiceRun:
     thread, with an admin connection to watch its checkpoint."""
 
     def __init__(self, mysql_url, log, **service_options):
-        from mlmd_log.consumer.service import ProjectorService
+        from mlmd_log.consumer.projector_service import ProjectorService
 
         self.target = fresh_database(mysql_url)
         self.db, self.reader, self.admin = MySqlBackend(self.target), MySqlBackend(self.target), MySqlBackend(self.target)

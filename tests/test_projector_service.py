@@ -15,7 +15,7 @@ import mlmd_log as mlmd
 from mlmd_log.consumer.replay import replay
 from mlmd_log.locations import open_log, open_projection
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables
 
@@ -129,7 +129,7 @@ def test_a_log_that_ends_before_the_checkpoint_stops_the_service(tmp_path, monke
     again, or the wrong --log): the service warns, and once that has lasted the grace it
     stops with DataLossError instead of reporting itself caught up and applying nothing."""
     from mlmd_log.consumer import follower as follower_module
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.producer import FileLog
 
     monkeypatch.setattr(follower_module, "LOG_BEHIND_GRACE_S", 0.3)
@@ -162,7 +162,7 @@ def test_another_log_at_the_checkpoint_is_refused_before_anything_is_applied(tmp
     created again and written past it): the record before the checkpoint has another id,
     so the service, replay and the staged projections refuse it with DataLossError, and
     apply nothing."""
-    from mlmd_log.consumer.service import ProjectorService
+    from mlmd_log.consumer.projector_service import ProjectorService
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.duckdb import DuckDbProjection
 

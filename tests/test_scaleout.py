@@ -41,7 +41,7 @@ from mlmd_log.locations import open_log, open_projection  # noqa: E402
 from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget  # noqa: E402
 from mlmd_log.proto import metadata_store_pb2 as pb  # noqa: E402
 from mlmd_log.query.service_reads import ReadService  # noqa: E402
-from mlmd_log.service import SharedLogConfig  # noqa: E402
+from mlmd_log.client import SharedLogConfig  # noqa: E402
 from mlmd_log.store import ListOptions, OrderByField  # noqa: E402
 
 from dbdump import MLMD_TABLES, OUR_TABLES, dump_tables, normalised  # noqa: E402

@@ -33,7 +33,7 @@ from mlmd_log.proto import metadata_store_service_pb2_grpc as rpc_pb
 from mlmd_log.server import MetadataStoreServer, ServeConfig
 from mlmd_log.server.access import AccessPolicy, parse_tokens
 from mlmd_log.server.config import RequestLimits
-from mlmd_log.service import EmbeddedTransport, StoreConfig
+from mlmd_log.client import EmbeddedTransport, StoreConfig
 from pki import make_pki
 
 ROOT = Path(__file__).resolve().parent.parent

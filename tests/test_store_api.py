@@ -15,7 +15,7 @@ import pytest
 import mlmd_log
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.service import StoreConfig
+from mlmd_log.client import StoreConfig
 
 STRING, INT, DOUBLE = pb.STRING, pb.INT, pb.DOUBLE
 Event = pb.Event

@@ -3,7 +3,7 @@
 ``mlmd-log serve --port 8080 --config server.pbtxt`` from a shell, or in Python::
 
     from mlmd_log.server import MetadataStoreServer, ServeConfig
-    from mlmd_log.service import StoreConfig
+    from mlmd_log.client import StoreConfig
 
     with MetadataStoreServer(ServeConfig(StoreConfig.from_directory("mlmd-data"), port=0)) as server:
         print(server.port)

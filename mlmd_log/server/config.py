@@ -20,7 +20,7 @@ from google.protobuf import text_format
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.server.access import AccessPolicy
-from mlmd_log.service import DEFAULT_DATA_DIR, SharedLogConfig, StoreConfig
+from mlmd_log.client import DEFAULT_DATA_DIR, SharedLogConfig, StoreConfig
 
 DEFAULT_PORT = 8080  # the official server's --grpc_port default
 DEFAULT_WORKERS = 32

@@ -38,7 +38,7 @@ from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.server.access import AccessPolicy
 from mlmd_log.server.admission import MIB, Admission, RequestBudget, WireRequest
 from mlmd_log.server.config import DEFAULT_WORKERS, HEALTH_SERVICE_NAME, RequestLimits, ServeConfig
-from mlmd_log.service import UsualWait, check_own_outcome
+from mlmd_log.client import UsualWait, check_own_outcome
 
 log = logging.getLogger("mlmd_log.server")
 
@@ -367,7 +367,7 @@ def max_request_bytes(max_message_bytes: int, transport: Any) -> int:
 
 def _open_store(store: Any) -> Any:
     """The transport behind the server: an embedded store, or a writer on a shared log."""
-    from mlmd_log.service import open_transport
+    from mlmd_log.client import open_transport
 
     return open_transport(store, "mlmd-log-server")
 
@@ -376,7 +376,7 @@ def read_only_store(store: Any) -> Any:
     """What a read-only server opens: the projection alone, read-only. No log and no
     writer's lock, so it serves readers beside the process that writes (and sees its puts
     once that process commits them, within 50 ms for an embedded store)."""
-    from mlmd_log.service import ProjectionConfig, SharedLogConfig
+    from mlmd_log.client import ProjectionConfig, SharedLogConfig
 
     if isinstance(store, SharedLogConfig) or store.projection_url:
         return ProjectionConfig(store.projection_url)
@@ -386,7 +386,7 @@ def read_only_store(store: Any) -> Any:
 
 
 def _describe(store: Any) -> str:
-    from mlmd_log.service import ProjectionConfig, StoreConfig
+    from mlmd_log.client import ProjectionConfig, StoreConfig
 
     if isinstance(store, StoreConfig):
         return f"log {store.log_path or 'memory'}, projection {store.sqlite_path}"
