@@ -81,6 +81,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from mlmd_log.consumer.follower import applied_through
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.backend import SqliteBackend
+    from mlmd_log.projections.bookkeeping import next_offset
     from mlmd_log.projections.projector import check_follows
 
     log_dir = os.path.join(args.data_dir, "log")
@@ -91,8 +92,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if os.path.exists(db_path):
             db = SqliteBackend(db_path, readonly=True)
             try:
-                row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-                applied = row[0] if row else 0
+                applied = next_offset(db)
                 check_follows(log, db, applied, end)  # (a log shorter than the checkpoint lost records)
                 counts = {t: db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for t in ("Artifact", "Execution", "Context", "Event")}
             finally:
@@ -127,12 +127,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if db_path and os.path.exists(db_path):
         from mlmd_log.consumer.follower import applied_through
         from mlmd_log.projections.backend import SqliteBackend
+        from mlmd_log.projections.bookkeeping import next_offset
         from mlmd_log.projections.projector import check_follows
 
         db = SqliteBackend(db_path, readonly=True)
         try:
-            row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            applied = row[0] if row else 0
+            applied = next_offset(db)
             with FileLog(log_dir, readonly=True) as log:
                 check_follows(log, db, applied)
         finally:

@@ -84,7 +84,7 @@ class _SlowProjection:
         return offsets
 
     def wait_for_outcomes(self, offsets, usual=None):
-        from mlmd_log.projections.projector import Outcome
+        from mlmd_log.projections.bookkeeping import Outcome
 
         self.waits.append(list(offsets))
         if len(self.waits) == 1:
@@ -223,7 +223,7 @@ def test_a_full_batch_goes_at_once_and_close_sends_what_lingers():
     puts after it start the next; close appends the last, lingering one and resolves it."""
     import time
 
-    from mlmd_log.projections.projector import Outcome
+    from mlmd_log.projections.bookkeeping import Outcome
 
     class Transport:
         where = "test projection"

@@ -118,8 +118,9 @@ class RemoteTransport(ReadOnlyTransport):
 
     def _read_applied_offset(self) -> int:
         self._refresh_snapshot()
-        row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        return row[0] if row else 0
+        from mlmd_log.projections.bookkeeping import next_offset
+
+        return next_offset(self.db)
 
     def wait_for_outcomes(self, offsets: list[int], usual: Optional["UsualWait"] = None) -> list[Any]:
         """Outcomes of several records, with one wait for all of them and one query per 100
@@ -129,7 +130,7 @@ class RemoteTransport(ReadOnlyTransport):
         then again as ``pause_before_next_look`` says: prompt on short waits, few queries
         on long ones. A projection that cannot be reached is asked again every 0.2 s until
         ``wait_timeout_s``: the records are durable, and a database restart loses none."""
-        from mlmd_log.projections.projector import read_outcomes
+        from mlmd_log.projections.bookkeeping import read_outcomes
 
         last = max(offsets)
         started = time.monotonic()

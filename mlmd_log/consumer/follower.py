@@ -22,7 +22,8 @@ from mlmd_log import errors
 from mlmd_log.process import stop_on_signals
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.projector import Outcome, Projector, check_follows, log_ends_before_error
+from mlmd_log.projections.bookkeeping import Outcome
+from mlmd_log.projections.projector import Projector, check_follows, log_ends_before_error
 
 LOG = logging.getLogger("mlmd_log.projector")
 

@@ -14,7 +14,8 @@ from typing import Iterator, Optional
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
-from mlmd_log.projections.projector import Outcome, Projector
+from mlmd_log.projections.bookkeeping import Outcome
+from mlmd_log.projections.projector import Projector
 
 APPLY_BATCH = 512
 COMMIT_INTERVAL_S = 0.05  # how stale the projection file may be for other processes

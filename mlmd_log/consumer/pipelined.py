@@ -47,7 +47,8 @@ from typing import Iterable, Optional
 from mlmd_log import errors
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.consumer.writer_process import WriterProcess
-from mlmd_log.projections.projector import Outcome, Projector, earlier_outcomes, ids_to_look_up, outcome_rows
+from mlmd_log.projections.bookkeeping import Outcome, outcome_rows
+from mlmd_log.projections.projector import Projector, earlier_outcomes, ids_to_look_up
 from mlmd_log.projections.steps import StepsFailed
 
 LOG = logging.getLogger("mlmd_log.projector")

@@ -35,7 +35,8 @@ from typing import Any, BinaryIO, Optional
 
 from mlmd_log import errors
 from mlmd_log.projections.mysql import MySqlBackend
-from mlmd_log.projections.projector import OUTCOME_INSERT, check_checkpoint
+from mlmd_log.projections.bookkeeping import OUTCOME_INSERT, write_checkpoint
+from mlmd_log.projections.projector import check_checkpoint
 from mlmd_log.projections.steps import write_rows
 
 # Seconds a writer waits for a row lock. Only rows that clash (which the step writer's
@@ -140,7 +141,7 @@ class _Session:
             _, start, touched, end, last_time_ms = message
             check_checkpoint(db, start)
             write_rows(db, {}, touched)
-            db.write_checkpoint(end, last_time_ms)
+            write_checkpoint(db, end, last_time_ms)
             db.commit()
             self.open = False
         elif kind == "rollback":

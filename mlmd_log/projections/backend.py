@@ -139,13 +139,6 @@ class SqlBackend:
         previous call and now: housekeeping such as refreshing the query planner's
         statistics. Changes plans, never results."""
 
-    def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
-        """Records the applied log position (inside the caller's transaction)."""
-        if self.execute("UPDATE `mlmdlog_checkpoint` SET `applied_offset` = ?, `last_time_ms` = ? WHERE `id` = 0",
-                        (applied_offset, last_time_ms)).rowcount == 0:
-            self.execute("INSERT INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) VALUES (0, ?, ?)",
-                         (applied_offset, last_time_ms))
-
     # -- transactions -------------------------------------------------------
     def begin(self) -> None:
         raise NotImplementedError

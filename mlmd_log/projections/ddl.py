@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from mlmd_log.projections import bookkeeping
+
 SCHEMA_VERSION = 10
 
 # Type ids 1..9 are the simple (system) types every MLMD store creates on init.
@@ -148,17 +150,7 @@ SQLITE_MLMD: list[str] = [
 # covers) and the outcome of every applied record, so a caller or a replay can
 # read back what its put returned.
 SQLITE_LOG: list[str] = [
-    """CREATE TABLE IF NOT EXISTS `mlmdlog_checkpoint` (
-    `id` INTEGER PRIMARY KEY CHECK (`id` = 0),
-    `applied_offset` INTEGER NOT NULL,
-    `last_time_ms` INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS `mlmdlog_outcome` (
-    `log_offset` INTEGER PRIMARY KEY,
-    `record_id` VARCHAR(64) NOT NULL,
-    `error_code` INTEGER NOT NULL,
-    `error_message` TEXT,
-    `response` BLOB)""",
-    "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
+    *bookkeeping.SQLITE_DDL,
     # Each node's serialized read form (projections/node_pb.py).
     *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
       for kind in ("artifact", "execution", "context")),
@@ -348,21 +340,7 @@ MYSQL_MLMD: list[str] = [
 ]
 
 MYSQL_LOG: list[str] = [
-    """CREATE TABLE IF NOT EXISTS `mlmdlog_checkpoint` (
-    `id` INT NOT NULL,
-    `applied_offset` BIGINT NOT NULL,
-    `last_time_ms` BIGINT NOT NULL,
-    PRIMARY KEY (`id`)
-""" + _MYSQL_TABLE_TAIL,
-    """CREATE TABLE IF NOT EXISTS `mlmdlog_outcome` (
-    `log_offset` BIGINT NOT NULL,
-    `record_id` VARCHAR(64) NOT NULL,
-    `error_code` INT NOT NULL,
-    `error_message` MEDIUMTEXT,
-    `response` MEDIUMBLOB,
-    PRIMARY KEY (`log_offset`),
-    KEY `idx_mlmdlog_outcome_record_id` (`record_id`)
-""" + _MYSQL_TABLE_TAIL,
+    *(statement + _MYSQL_TABLE_TAIL for statement in bookkeeping.MYSQL_DDL),
     *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
       "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in ("artifact", "execution", "context")),
     """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, FollowStatus, applied_through
+from mlmd_log.projections import bookkeeping
 from mlmd_log.projections.staged import NODES, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
@@ -46,11 +47,6 @@ LOG = logging.getLogger("mlmd_log.duckdb")
 # in DuckDB types. No PRIMARY KEY / UNIQUE: the staging SQLite enforces them, and DuckDB's
 # constraint indexes slow bulk loads and dislike delete + re-insert of a key in one transaction.
 
-# DuckDB's checkpoint: the staging position it mirrors, plus the one high-water mark that
-# cannot be read back from DuckDB's own rows (ParentContext has no id: staging rowid).
-CHECKPOINT_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_checkpoint" ("id" INTEGER NOT NULL CHECK ("id" = 0), '
-                  '"applied_offset" BIGINT NOT NULL, "last_time_ms" BIGINT NOT NULL, '
-                  '"parent_context_rowid" BIGINT NOT NULL DEFAULT 0)')
 # The per-type views this module created, so a refresh drops exactly those.
 TYPE_VIEWS_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_type_view" ("view_name" VARCHAR NOT NULL, '
                   '"type_id" INTEGER NOT NULL)')
@@ -62,7 +58,7 @@ def schema() -> list[str]:
     for table, columns in TABLES.items():
         cols = ", ".join(f'"{c}" {t}' for c, t in columns)
         out.append(f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})')
-    return out + [CHECKPOINT_DDL, TYPE_VIEWS_DDL]
+    return out + [bookkeeping.DUCKDB_CHECKPOINT_DDL, TYPE_VIEWS_DDL]
 
 
 # -- moving rows into DuckDB -----------------------------------------------------
@@ -315,15 +311,14 @@ class DuckDbMirrorTarget:
         self.con.rollback()
 
     def applied_offset(self) -> int:
-        row = self.con.execute('SELECT "applied_offset" FROM "mlmdlog_checkpoint" WHERE "id" = 0').fetchone()
-        return int(row[0]) if row else 0
+        checkpoint = bookkeeping.read_duckdb_checkpoint(self.con)
+        return checkpoint[0] if checkpoint else 0
 
     def mark(self, lock: bool = False) -> tuple[Optional[int], Optional[MirrorMark]]:
-        row = self.con.execute('SELECT "applied_offset", "last_time_ms", "parent_context_rowid" '
-                               'FROM "mlmdlog_checkpoint" WHERE "id" = 0').fetchone()
-        if row is None:
+        checkpoint = bookkeeping.read_duckdb_checkpoint(self.con)
+        if checkpoint is None:
             return None, None
-        return int(row[0]), MirrorMark(int(row[0]), int(row[1]), int(row[2]))
+        return checkpoint[0], MirrorMark(*checkpoint)
 
     def max_key(self, table: str, column: str) -> int:
         row = self.con.execute(f'SELECT max("{column}") FROM "{table}"').fetchone()
@@ -350,9 +345,7 @@ class DuckDbMirrorTarget:
         self.con.execute('DROP TABLE "mlmdlog_mirror_ids"')
 
     def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
-        self.con.execute('DELETE FROM "mlmdlog_checkpoint"')
-        self.con.execute('INSERT INTO "mlmdlog_checkpoint" ("id", "applied_offset", "last_time_ms", '
-                         '"parent_context_rowid") VALUES (0, ?, ?, ?)', (offset, last_time_ms, parent_context_rowid))
+        bookkeeping.write_duckdb_checkpoint(self.con, offset, last_time_ms, parent_context_rowid)
 
     def after_copy(self, rewritten: set[str], full: bool) -> None:
         if full or rewritten - {"MLMDEnv"}:

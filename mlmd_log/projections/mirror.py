@@ -35,6 +35,7 @@ from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, FollowStatus, ProjectorSink, report_lag
 from mlmd_log.process import leave_stops_to_parent
 from mlmd_log.producer.base import WAIT_SLICE_S, Log
+from mlmd_log.projections import bookkeeping
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
 from mlmd_log.projections.staged import (READ_FORMS, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection,
@@ -43,14 +44,6 @@ from mlmd_log.projections.staged import (READ_FORMS, TABLES, ApplyStats, MirrorM
 LOG = logging.getLogger("mlmd_log.mirror")
 
 MIRROR_TABLES = tuple(TABLES) + tuple(READ_FORMS.values())  # every table a full copy rewrites
-
-MIRROR_STATE_DDL = """CREATE TABLE IF NOT EXISTS `mlmdlog_mirror_state` (
-    `id` INT NOT NULL,
-    `applied_offset` BIGINT NOT NULL,
-    `parent_context_rowid` BIGINT NOT NULL,
-    PRIMARY KEY (`id`)
-) ENGINE=InnoDB"""
-
 
 class MySqlMirrorTarget:
     """The target side of the mirror on MySQL/MariaDB: multi-row INSERTs in chunks, MLMD's
@@ -75,7 +68,7 @@ class MySqlMirrorTarget:
 
     def create_schema(self) -> None:
         self.db.create_schema()
-        self.db.execute(MIRROR_STATE_DDL)
+        self.db.execute(bookkeeping.MIRROR_STATE_DDL)
 
     def reconnect(self) -> None:
         """After a lost connection: reconnect, select the database and isolation level again."""
@@ -114,24 +107,22 @@ class MySqlMirrorTarget:
     def applied_offset(self) -> int:
         """The checkpoint the writers poll (0 before anything was applied)."""
         self._send_queued()
-        row = self.db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        return int(row[0]) if row else 0
+        return bookkeeping.next_offset(self.db)
 
     def mark(self, lock: bool = False) -> tuple[Optional[int], Optional[MirrorMark]]:
         """(checkpoint offset or None, the mirror's mark or None when the next mirror must be a full copy).
 
         With ``lock`` (inside the mirror transaction) the rows are locked, so two mirrors
         of one target serialise instead of interleaving."""
-        suffix = " FOR UPDATE" if lock else ""
         self._send_queued()
-        ck = self.db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0" + suffix)
-        st = self.db.one("SELECT `applied_offset`, `parent_context_rowid` FROM `mlmdlog_mirror_state` "
-                         "WHERE `id` = 0" + suffix)
-        if ck is None:
+        checkpoint = bookkeeping.read_checkpoint(self.db, lock)
+        state = bookkeeping.read_mirror_state(self.db, lock)
+        if checkpoint is None:
             return None, None
-        if st is None or int(st[0]) != int(ck[0]):
-            return int(ck[0]), None  # written by someone else (the direct projector): take over by a full copy
-        return int(ck[0]), MirrorMark(int(ck[0]), int(ck[1]), int(st[1]))
+        offset, last_time_ms = checkpoint
+        if state is None or state[0] != offset:
+            return offset, None  # written by someone else (the direct projector): take over by a full copy
+        return offset, MirrorMark(offset, last_time_ms, state[1])
 
     def max_key(self, table: str, column: str) -> int:
         self._send_queued()
@@ -164,11 +155,8 @@ class MySqlMirrorTarget:
             self._queue(f"DELETE FROM `{node.table}` WHERE `id` IN ({listed})")
 
     def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
-        self._queue(self.db.checkpoint_sql(offset, last_time_ms))
-        self._queue("INSERT INTO `mlmdlog_mirror_state` (`id`, `applied_offset`, `parent_context_rowid`) "
-                    f"VALUES (0, {int(offset)}, {int(parent_context_rowid)}) ON DUPLICATE KEY UPDATE "
-                    "`applied_offset` = VALUES(`applied_offset`), "
-                    "`parent_context_rowid` = VALUES(`parent_context_rowid`)")
+        self._queue(bookkeeping.checkpoint_upsert_sql(offset, last_time_ms))
+        self._queue(bookkeeping.mirror_state_upsert_sql(offset, parent_context_rowid))
 
     def after_copy(self, rewritten: set[str], full: bool) -> None:
         pass  # (MySQL keeps no views of its own)

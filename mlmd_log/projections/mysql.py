@@ -136,18 +136,6 @@ class MySqlBackend(SqlBackend):
         for statement in multi_row_statements(self.sql(head) + " VALUES ", rows, self.conn.escape):
             cur.execute(statement)
 
-    def write_checkpoint(self, applied_offset: int, last_time_ms: int) -> None:
-        self.conn.cursor().execute(self.checkpoint_sql(applied_offset, last_time_ms))
-
-    @staticmethod
-    def checkpoint_sql(applied_offset: int, last_time_ms: int) -> str:
-        """The statement writing the checkpoint. One upsert: MySQL's UPDATE reports rows
-        *changed*, so an unchanged checkpoint would look absent to the generic update-then-insert."""
-        return (f"INSERT INTO `mlmdlog_checkpoint` (`id`, `applied_offset`, `last_time_ms`) "
-                f"VALUES (0, {int(applied_offset)}, {int(last_time_ms)}) "
-                "ON DUPLICATE KEY UPDATE `applied_offset` = VALUES(`applied_offset`), "
-                "`last_time_ms` = VALUES(`last_time_ms`)")
-
     def reconnect(self) -> None:
         """After a lost connection: connect again, with the database and isolation level."""
         try:

@@ -8,52 +8,19 @@ already applied is a producer retry: it gets the first outcome and changes nothi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 from mlmd_log import errors
 from mlmd_log.producer.base import Log, record_at
 from mlmd_log.producer.records import FIRST_ATTEMPT, UnreadableRecord, parse_record
 from mlmd_log.projections.backend import SqlBackend
+from mlmd_log.projections.bookkeeping import Outcome, next_offset, read_checkpoint, read_outcomes, write_checkpoint, write_outcomes
 from mlmd_log.projections.engine import Engine
 from mlmd_log.projections.steps import StepsFailed
 from mlmd_log.schemas import log_record_pb2
 
 SCHEMA_VERSION = 1
 LOG = logging.getLogger("mlmd_log.projector")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What applying one record produced: a serialized response or an MLMD error."""
-
-    offset: int
-    record_id: str
-    error_code: int = 0
-    error_message: str = ""
-    response: bytes = b""
-
-    def raise_if_error(self) -> None:
-        if self.error_code:
-            raise errors.make_exception(self.error_message, self.error_code)
-
-
-_OUTCOME_COLUMNS = "SELECT `log_offset`, `record_id`, `error_code`, `error_message`, `response` FROM `mlmdlog_outcome` "
-
-
-def read_outcomes(db: SqlBackend, where: str, params: Sequence) -> list[Outcome]:
-    """Stored outcomes matching ``where`` (SQL after WHERE), in log order."""
-    return [Outcome(offset, record_id, code, message or "", bytes(response or b""))
-            for offset, record_id, code, message, response in
-            db.rows(_OUTCOME_COLUMNS + f"WHERE {where} ORDER BY `log_offset`", params)]
-
-
-OUTCOME_INSERT = ("INSERT INTO `mlmdlog_outcome` (`log_offset`, `record_id`, `error_code`, `error_message`, "
-                  "`response`) VALUES (?, ?, ?, ?, ?)")
-
-
-def outcome_rows(outcomes: Iterable[Outcome]) -> list[tuple]:
-    return [(o.offset, o.record_id, o.error_code, o.error_message or None, o.response or None) for o in outcomes]
 
 
 def ids_to_look_up(pending: Iterable[tuple[int, log_record_pb2.LogRecord]]) -> list[str]:
@@ -78,8 +45,7 @@ def check_checkpoint(db: SqlBackend, expected: int) -> None:
     """At the start of a transaction: the checkpoint is where this projector left it. If
     another writer moved it (a second projector on the same projection), applying from
     there would apply its records twice; refuse instead."""
-    row = db.one("SELECT `applied_offset` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-    stored = row[0] if row else 0
+    stored = next_offset(db)
     if stored != expected:
         raise errors.FailedPreconditionError(
             f"The projection's checkpoint is at offset {stored}, but this projector left it at "
@@ -160,8 +126,7 @@ class Projector:
         filled = self.engine.complete_derived_tables()  # (a projection from before them)
         if filled:
             LOG.info("filled the derived tables of an older projection: %s", filled)
-        row = db.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-        self.next_offset, self.last_time_ms = (row[0], row[1]) if row else (0, 0)
+        self.next_offset, self.last_time_ms = read_checkpoint(db) or (0, 0)
         # State as of the last commit, while a deferred transaction is open (see apply_batch).
         self._committed: Optional[tuple[dict, int, int]] = None
         # Outcomes of records not yet applied whose payload is no LogRecord, by offset.
@@ -193,8 +158,8 @@ class Projector:
             pending = self.decode_pending(records)
             seen = earlier_outcomes(self.db, ids_to_look_up(pending))
             outcomes = self._apply_records(pending, seen)
-            self.db.executemany(OUTCOME_INSERT, outcome_rows(outcomes))
-            self.db.write_checkpoint(self.next_offset, self.last_time_ms)
+            write_outcomes(self.db, outcomes)
+            write_checkpoint(self.db, self.next_offset, self.last_time_ms)
         except BaseException:
             self.abandon()
             raise

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
+from mlmd_log.projections import bookkeeping
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
 
@@ -86,8 +87,7 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "ParentContext": (("context_id", "INTEGER"), ("parent_context_id", "INTEGER")),
     "Association": (("id", "INTEGER"), ("context_id", "INTEGER"), ("execution_id", "INTEGER")),
     "Attribution": (("id", "INTEGER"), ("context_id", "INTEGER"), ("artifact_id", "INTEGER")),
-    "mlmdlog_outcome": (("log_offset", "BIGINT"), ("record_id", "VARCHAR"), ("error_code", "INTEGER"),
-                        ("error_message", "VARCHAR"), ("response", "BLOB")),
+    bookkeeping.OUTCOME_TABLE: bookkeeping.OUTCOME_COLUMNS,
 }
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def changed_nodes_sql(node: NodeTables, since: Optional[int]) -> tuple[str, str,
 
 
 # Append-only tables with a monotonically assigned key: (table, key column).
-APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), ("mlmdlog_outcome", "log_offset"))
+APPEND_BY_KEY = (("Event", "id"), ("Attribution", "id"), ("Association", "id"), (bookkeeping.OUTCOME_TABLE, bookkeeping.OUTCOME_KEY))
 SMALL_TABLES = ("Type", "TypeProperty", "ParentType", "MLMDEnv")
 SMALL_ORDER = {"Type": "`id`", "TypeProperty": "`type_id`, `name`", "ParentType": "`type_id`, `parent_type_id`",
                "MLMDEnv": "`schema_version`"}
@@ -281,8 +281,7 @@ class StagedProjection:
         st = self.staging_reader
         st.conn.execute("BEGIN")  # one read snapshot of staging for the whole mirror
         try:
-            row = st.one("SELECT `applied_offset`, `last_time_ms` FROM `mlmdlog_checkpoint` WHERE `id` = 0")
-            offset, last_time = (int(row[0]), int(row[1])) if row else (0, 0)
+            offset, last_time = bookkeeping.read_checkpoint(st) or (0, 0)
             known, self._known = self._known, None  # (restored only by a mirror that commits)
             if known is not None and known.offset == offset:
                 self._known = known
