@@ -21,11 +21,15 @@ from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.query.reader import Reader
+from mlmd_log.query.sql import DIALECTS
 from mlmd_log.service import StoreConfig
 
+from contracts import ProjectionContract
 from dbdump import MLMD_TABLES, dump_tables, normalised
 from faults import failing_on_call, stage_ahead
-from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
+from mysqldb import CASE_SENSITIVE_LIKE, drop as _drop, dump_mysql as _dump_mysql
+from mysqldb import fresh_database as _fresh_database
 from test_mysql_projection import _write_some_history
 
 pytestmark = pytest.mark.mysql
@@ -97,6 +101,34 @@ def _live(history: str) -> dict:
 
 def _mirrored(target, staging: str) -> MirroredProjection:
     return MirroredProjection(MySqlBackend(target), staging)
+
+
+class TestMirroredProjectionContract(ProjectionContract):
+    """The MySQL target mirrored from a SQLite staging projection, batch by batch."""
+
+    known_differences = CASE_SENSITIVE_LIKE
+
+    def open_target(self, directory, request):
+        target = _fresh_database(request.getfixturevalue("mysql_url"))
+        return target, _mirrored(target, os.path.join(directory, "staging.sqlite"))
+
+    def project(self, target, log):
+        records = rejected = 0
+        while True:  # (at least one apply: applying a caught-up log is part of the contract)
+            stats = target[1].apply(log, batch_size=self.batch_size)
+            records, rejected = records + stats.records, rejected + stats.rejected
+            if target[1].applied_offset() >= log.end_offset():
+                return records, rejected
+
+    def dump(self, target, tables):
+        return _dump_mysql(target[1].db, tables)
+
+    def reader(self, target):
+        return Reader(target[1].db.conn, DIALECTS["mysql"])
+
+    def close_target(self, target):
+        target[1].close()
+        _drop(target[0])
 
 
 def test_mirror_equals_direct_mysql_and_sqlite(history, log, target, mysql_url, tmp_path):
