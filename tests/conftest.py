@@ -1,13 +1,20 @@
-"""Shared fixtures. The reference ml-metadata lives in its own virtualenv (scripts/ref_venv.sh)."""
+"""Shared fixtures. The reference ml-metadata lives in its own virtualenv (scripts/ref_venv.sh).
+
+The helpers the tests share (dumps, fault injectors, contracts, worker scripts) live in
+tests/support/; it goes on sys.path here so a test imports them by their plain module name."""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
 
 
 @pytest.fixture(scope="session")

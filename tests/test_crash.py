@@ -19,12 +19,12 @@ from mlmd_log.client import StoreConfig
 
 from dbdump import MLMD_TABLES, dump_tables
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support")
 
 
 def _run_and_kill(data_dir: str, prefix: str, seconds: float) -> dict[str, int]:
     """Starts a writer, kills it with SIGKILL after ``seconds``, returns what it acknowledged."""
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "crash_writer.py"), data_dir, prefix, "4"],
+    proc = subprocess.Popen([sys.executable, os.path.join(SUPPORT, "crash_writer.py"), data_dir, prefix, "4"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     acked: dict[str, int] = {}
 
@@ -129,7 +129,7 @@ def test_a_kill_at_each_crash_point_of_the_embedded_store_loses_nothing(tmp_path
         for point in POINTS:
             hit = rng.randint(2, 25)
             proc = _run_until_it_kills_itself(
-                [sys.executable, os.path.join(HERE, "crash_writer.py"), data_dir, f"{point}{round_no}", "4"],
+                [sys.executable, os.path.join(SUPPORT, "crash_writer.py"), data_dir, f"{point}{round_no}", "4"],
                 point, hit)
             all_acked.update(_acked_until_death(proc))
             kills[point] = kills.get(point, 0) + 1
@@ -152,7 +152,7 @@ def test_a_kill_at_each_crash_point_of_the_projector_service_applies_each_record
     target = str(tmp_path / "projection.sqlite")
     rng = random.Random(5)
     kills: dict[str, int] = {}
-    argv = [sys.executable, os.path.join(HERE, "crash_projector.py"), "project", "--log", log_dir,
+    argv = [sys.executable, os.path.join(SUPPORT, "crash_projector.py"), "project", "--log", log_dir,
             "--into", f"sqlite:///{target}", "--batch-size", "10", "--until-caught-up"]
     for _ in range(2):
         for point in ("apply", "commit", "after-commit"):

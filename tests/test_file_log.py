@@ -15,10 +15,9 @@ from mlmd_log.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    OutOfRangeError,
     UnavailableError,
 )
-from mlmd_log.producer import FileLog, Log
+from mlmd_log.producer import FileLog
 from mlmd_log.producer import file_log as file_log_module
 from mlmd_log.producer.file_log import (
     FRAME_HEADER_SIZE,
@@ -28,7 +27,7 @@ from mlmd_log.producer.file_log import (
     segment_name,
 )
 
-from log_contract import check_concurrent_appends
+from contracts import LogContract
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,16 +60,16 @@ def frame_pos(index: int, payload_len: int) -> int:
 # ----------------------------------------------------------------- basics
 
 
-def test_round_trip_and_offsets(tmp_path):
-    with FileLog(tmp_path / "log") as log:
-        assert isinstance(log, Log)
-        assert log.end_offset() == 0
-        assert log.append([b"a", b"", b"c" * 1000]) == [0, 1, 2]
-        assert log.append([b"d"]) == [3]
-        assert log.end_offset() == 4
-        assert list(log.read(0)) == [(0, b"a"), (1, b""), (2, b"c" * 1000), (3, b"d")]
-        assert list(log.read(2, max_records=1)) == [(2, b"c" * 1000)]
-        assert list(log.read(4)) == []
+class TestFileLogContract(LogContract):
+    """Small segments, so the contract's reads and appends cross segment boundaries."""
+
+    concurrent_writers = 16
+    concurrent_calls = 30
+
+    @pytest.fixture
+    def log(self, tmp_path):
+        with FileLog(tmp_path / "log", segment_bytes=4096) as log:
+            yield log
 
 
 def test_layout_is_one_segment_named_by_base_offset_and_a_lock(tmp_path):
@@ -83,21 +82,9 @@ def test_layout_is_one_segment_named_by_base_offset_and_a_lock(tmp_path):
     assert data[HEADER_SIZE:] == encode_frame(b"xyz")
 
 
-def test_argument_errors(tmp_path):
+def test_unknown_durability_is_an_argument_error(tmp_path):
     with pytest.raises(InvalidArgumentError, match="durability"):
         FileLog(tmp_path / "a", durability="sometimes")
-    with FileLog(tmp_path / "b") as log:
-        with pytest.raises(InvalidArgumentError):
-            log.append(b"a single bytes object")
-        with pytest.raises(InvalidArgumentError):
-            log.append(["str"])
-        assert log.append([]) == []
-        log.append([b"x"])
-        with pytest.raises(OutOfRangeError, match="past the end"):
-            log.read(5)
-        with pytest.raises(InvalidArgumentError):
-            log.read(-1)
-        assert log.end_offset() == 1
 
 
 def test_closed_log_refuses_appends_and_releases_lock(tmp_path):
@@ -365,11 +352,6 @@ def test_readonly_on_missing_directory_is_not_found(tmp_path):
 
 
 # ----------------------------------------------------------------- concurrency
-
-
-def test_concurrent_appends_get_distinct_contiguous_offsets(tmp_path):
-    with FileLog(tmp_path, segment_bytes=4096) as log:
-        check_concurrent_appends(log, writers=16, calls=30)
 
 
 def test_reads_while_appending_see_only_complete_records(tmp_path):

@@ -21,11 +21,15 @@ from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.query.reader import Reader
+from mlmd_log.query.sql import DIALECTS
 from mlmd_log.client import StoreConfig
 
+from contracts import ProjectionContract
 from dbdump import MLMD_TABLES, dump_tables, normalised
 from faults import failing_on_call, stage_ahead
-from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
+from mysqldb import CASE_SENSITIVE_LIKE, drop as _drop, dump_mysql as _dump_mysql
+from mysqldb import fresh_database as _fresh_database
 from test_mysql_projection import _write_some_history
 
 pytestmark = pytest.mark.mysql
@@ -97,6 +101,34 @@ def _live(history: str) -> dict:
 
 def _mirrored(target, staging: str) -> MirroredProjection:
     return MirroredProjection(MySqlBackend(target), staging)
+
+
+class TestMirroredProjectionContract(ProjectionContract):
+    """The MySQL target mirrored from a SQLite staging projection, batch by batch."""
+
+    known_differences = CASE_SENSITIVE_LIKE
+
+    def open_target(self, directory, request):
+        target = _fresh_database(request.getfixturevalue("mysql_url"))
+        return target, _mirrored(target, os.path.join(directory, "staging.sqlite"))
+
+    def project(self, target, log):
+        records = rejected = 0
+        while True:  # (at least one apply: applying a caught-up log is part of the contract)
+            stats = target[1].apply(log, batch_size=self.batch_size)
+            records, rejected = records + stats.records, rejected + stats.rejected
+            if target[1].applied_offset() >= log.end_offset():
+                return records, rejected
+
+    def dump(self, target, tables):
+        return _dump_mysql(target[1].db, tables)
+
+    def reader(self, target):
+        return Reader(target[1].db.conn, DIALECTS["mysql"])
+
+    def close_target(self, target):
+        target[1].close()
+        _drop(target[0])
 
 
 def test_mirror_equals_direct_mysql_and_sqlite(history, log, target, mysql_url, tmp_path):
@@ -238,10 +270,10 @@ def test_follow_applies_until_stopped(history, log, target, tmp_path):
     projection.close()
 
 
-# -- three ways into MySQL give the same rows (their speeds printed; bench/ measures them) ---
+# -- three ways into MySQL give the same rows (bench/bench_mirror.py measures their speeds) ---
 def _pipeline_log(steps: int) -> MemoryLog:
     """Types, a seed artifact, then ``steps`` put_execution records (input seed, output model, a run context)."""
-    log, records = MemoryLog(), RecordFactory("mirror-bench")
+    log, records = MemoryLog(), RecordFactory("mirror-ways")
     at = pb.ArtifactType(name="Examples", properties={"span": pb.INT})
     mt = pb.ArtifactType(name="Model", properties={"version": pb.INT})
     et = pb.ExecutionType(name="Trainer", properties={"step": pb.INT})
@@ -279,40 +311,29 @@ def _pipeline_log(steps: int) -> MemoryLog:
     return log
 
 
-def test_throughput_mirror_vs_direct(target, mysql_url, tmp_path, capsys):
-    steps = int(os.environ.get("MLMD_MIRROR_BENCH_STEPS", "1500"))
-    log = _pipeline_log(steps)
+def test_mirror_follow_and_direct_projector_give_the_same_rows(target, mysql_url, tmp_path):
+    """A longer log of pipeline steps in large batches (bench/bench_mirror.py times the same three ways)."""
+    log = _pipeline_log(1500)
     records = log.end_offset()
     direct_target, follow_target = _fresh_database(mysql_url), _fresh_database(mysql_url)
     try:
         projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
-        started = time.perf_counter()
         stats = projection.catch_up(log, batch_size=2000)
-        mirror_seconds = time.perf_counter() - started
         assert stats.applied_offset == records
         mirrored = _dump_mysql(projection.db, TABLES)
         projection.close()
 
         projection = _mirrored(follow_target, str(tmp_path / "follow.sqlite"))
-        started = time.perf_counter()
         stats = follow(log, projection, threading.Event(), batch_size=2000, until_caught_up=True)
-        follow_seconds = time.perf_counter() - started
         assert stats.applied_offset == records and stats.records == records
         assert _dump_mysql(projection.db, TABLES) == mirrored
         projection.close()
 
         direct = MySqlBackend(direct_target)
         direct.create_schema()
-        started = time.perf_counter()
         replay(log, direct, batch_size=2000)
-        direct_seconds = time.perf_counter() - started
         assert _dump_mysql(direct, TABLES) == mirrored
         direct.close()
-        with capsys.disabled():
-            print(f"\nmirror throughput, {records} records (put_execution): "
-                  f"apply/catch_up {records / mirror_seconds:,.0f} records/s ({mirror_seconds:.2f}s), "
-                  f"follow (pipelined) {records / follow_seconds:,.0f} records/s ({follow_seconds:.2f}s), "
-                  f"direct projector {records / direct_seconds:,.0f} records/s ({direct_seconds:.2f}s)")
     finally:
         _drop(direct_target)
         _drop(follow_target)

@@ -11,10 +11,13 @@ from mlmd_log.locations import open_projection
 from mlmd_log.producer import FileLog
 from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.query.reader import Reader
+from mlmd_log.query.sql import DIALECTS
 from mlmd_log.client import StoreConfig
 
-from dbdump import dump_tables, normalised
-from mysqldb import drop as _drop, dump_mysql as _dump_mysql, fresh_database as _fresh_database
+from contracts import ProjectionContract
+from mysqldb import CASE_SENSITIVE_LIKE, drop as _drop, dump_mysql as _dump_mysql
+from mysqldb import fresh_database as _fresh_database
 from test_official_reads_ours import _populate
 
 pytestmark = pytest.mark.mysql
@@ -36,29 +39,32 @@ def _write_some_history(data_dir: str) -> None:
         store.close()
 
 
-def test_same_log_gives_same_rows_on_mysql_and_sqlite(tmp_path, mysql_url):
-    data_dir = str(tmp_path / "store")
-    _write_some_history(data_dir)
-    target = _fresh_database(mysql_url)
-    log = FileLog(os.path.join(data_dir, "log"), readonly=True)
-    try:
-        mysql_db = MySqlBackend(target)
-        mysql_db.create_schema()
-        stats = replay(log, mysql_db, batch_size=7)
-        assert stats.rejected == 3
-        sqlite_db = open_projection(f"sqlite:///{tmp_path / 'fresh.sqlite'}")
-        replay(log, sqlite_db)
-        sqlite_db.close()
-        ours = _dump_mysql(mysql_db)
-        live = normalised(dump_tables(os.path.join(data_dir, "mlmd.sqlite")))
-        for table in ours:
-            assert ours[table] == live[table], f"{table} differs between MySQL and SQLite projections"
-        # Replaying again is a no-op: the checkpoint is in the same database.
-        assert replay(log, mysql_db).records == 0
-        mysql_db.close()
-    finally:
-        log.close()
-        _drop(target)
+class TestMySqlProjectionContract(ProjectionContract):
+    """The direct projector (``replay``) into a new database."""
+
+    batch_size = 7
+
+    known_differences = CASE_SENSITIVE_LIKE
+
+    def open_target(self, directory, request):
+        target = _fresh_database(request.getfixturevalue("mysql_url"))
+        db = MySqlBackend(target)
+        db.create_schema()
+        return target, db
+
+    def project(self, target, log):
+        stats = replay(log, target[1], batch_size=self.batch_size)
+        return stats.records, stats.rejected
+
+    def dump(self, target, tables):
+        return _dump_mysql(target[1], tables)
+
+    def reader(self, target):
+        return Reader(target[1].conn, DIALECTS["mysql"])
+
+    def close_target(self, target):
+        target[1].close()
+        _drop(target[0])
 
 
 def test_redelivered_batch_leaves_checkpoint_unchanged_without_error(tmp_path, mysql_url):

@@ -14,7 +14,7 @@ from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.client import StoreConfig
 
 pytestmark = pytest.mark.reference
-HERE = os.path.dirname(os.path.abspath(__file__))
+SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support")
 
 
 def _populate(store: mlmd.MetadataStore) -> None:
@@ -86,7 +86,7 @@ def test_official_library_reads_our_projection(tmp_path, ref_python):
     finally:
         store.close()
 
-    run = subprocess.run([ref_python, os.path.join(HERE, "ref_dump.py"), os.path.join(data_dir, "mlmd.sqlite")],
+    run = subprocess.run([ref_python, os.path.join(SUPPORT, "ref_dump.py"), os.path.join(data_dir, "mlmd.sqlite")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     theirs = json.loads(run.stdout)

@@ -1,8 +1,8 @@
 """Oracle test: mlmd_log.MetadataStore must answer exactly like ml_metadata 1.17.1.
 
-For a few seeds, tests/oracle/calls.py generates a sequence of a few hundred
+For a few seeds, tests/support/oracle/calls.py generates a sequence of a few hundred
 MLMD calls by driving the official library (in its own virtualenv) and records
-each call with its result.  tests/oracle/runner.py then replays the same calls
+each call with its result.  tests/support/oracle/runner.py then replays the same calls
 on a fresh in-memory mlmd_log store, and the results must agree call by call:
 same return values and shapes, same ids, same protos (timestamps cleared), same
 error classes (messages are shown in the diff but need not match).
@@ -11,8 +11,8 @@ Needs the reference venv: ``scripts/ref_venv.sh`` (or set MLMD_REF_PYTHON).
 Tuning: MLMD_ORACLE_SEEDS="1,2,3", MLMD_ORACLE_CALLS=300.
 
 Reproduce a failure by hand:
-    .venv-ref/bin/python tests/oracle/calls.py --seed S --n 300 --out /tmp/calls.json
-    python tests/oracle/runner.py --lib mlmd_log --calls /tmp/calls.json --out /tmp/ours.json
+    .venv-ref/bin/python tests/support/oracle/calls.py --seed S --n 300 --out /tmp/calls.json
+    python tests/support/oracle/runner.py --lib mlmd_log --calls /tmp/calls.json --out /tmp/ours.json
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import pytest
 pytestmark = pytest.mark.reference
 
 ROOT = Path(__file__).resolve().parent.parent
-ORACLE = ROOT / "tests" / "oracle"
+ORACLE = ROOT / "tests" / "support" / "oracle"
 SEEDS = [int(s) for s in os.environ.get("MLMD_ORACLE_SEEDS", "101,202,303").split(",") if s]
 N_CALLS = int(os.environ.get("MLMD_ORACLE_CALLS", "300"))
 # Filter queries and lineage reads (the query layer) are part of every sequence;

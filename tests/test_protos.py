@@ -56,7 +56,7 @@ def test_service_has_all_52_rpcs():
 
 @pytest.mark.reference
 def test_descriptors_match_ml_metadata(ref_python):
-    run = subprocess.run([ref_python, os.path.join(HERE, "ref_descriptors.py")], capture_output=True, text=True,
+    run = subprocess.run([ref_python, os.path.join(HERE, "support", "ref_descriptors.py")], capture_output=True, text=True,
                          check=True)
     theirs = json.loads(run.stdout)
     pairs = {"ml_metadata/proto/metadata_store.proto": metadata_store_pb2,

@@ -51,7 +51,7 @@ from test_projector_service import _write_log  # noqa: E402
 pytestmark = [pytest.mark.kafka, pytest.mark.mysql]
 
 HERE = Path(__file__).resolve().parent
-WORKER = HERE / "scaleout_worker.py"
+WORKER = HERE / "support" / "scaleout_worker.py"
 ALL_TABLES = MLMD_TABLES + OUR_TABLES
 
 

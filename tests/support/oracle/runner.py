@@ -4,7 +4,7 @@ Runs under either interpreter: the official ``ml_metadata`` (in its own venv)
 or ``mlmd_log``.  The two cannot share a process (they register the same proto
 symbols), so the oracle test runs this file once per library:
 
-    python tests/oracle/runner.py --lib ml_metadata|mlmd_log --calls calls.json --out results.json
+    python tests/support/oracle/runner.py --lib ml_metadata|mlmd_log --calls calls.json --out results.json
 
 A call is plain JSON: ``{"method": name, "args": [...], "kwargs": {...}}``.
 Proto arguments are ``{"$proto": "Artifact", "b64": <serialized bytes>}``,

@@ -1,6 +1,6 @@
 """A pipeline worker process for tests/test_scaleout.py: writes through a shared log.
 
-    python tests/scaleout_worker.py LOG_URL PROJECTION_URL WORKER STEPS
+    python tests/support/scaleout_worker.py LOG_URL PROJECTION_URL WORKER STEPS
 
 Prints one JSON line per put it made: what was acknowledged (ids) and what was
 rejected (error class, code, message), so the test can hold the projection to it.

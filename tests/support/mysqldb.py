@@ -7,6 +7,11 @@ from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget
 
 from dbdump import MLMD_TABLES, OUR_TABLES, normalised
 
+# The MySQL projection's binary collation (unique names that differ in case stay apart)
+# also makes LIKE case-sensitive there; on SQLite it ignores ASCII case.
+CASE_SENSITIVE_LIKE = {"uri LIKE '/DATA/%'": "LIKE is case-sensitive under the MySQL projection's binary "
+                                            "collation, case-insensitive on SQLite"}
+
 
 def fresh_database(url: str, prefix: str = "mlmdlog_test") -> MySqlTarget:
     """A target on the server of ``url`` with a new, unique database name (created on first open)."""

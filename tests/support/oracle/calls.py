@@ -8,7 +8,7 @@ type properties...), executes it and records the call.  Ids in later calls are
 therefore concrete numbers taken from earlier results; replaying the recorded
 calls on a fresh store of a conforming implementation must give the same ids.
 
-    python tests/oracle/calls.py --seed 1 --n 300 --out calls.json [--lib ml_metadata]
+    python tests/support/oracle/calls.py --seed 1 --n 300 --out calls.json [--lib ml_metadata]
 
 The output is ``{"seed", "lib", "calls": [...], "results": [...]}``; the results
 are what the driving store returned, in runner.py's encoding.
