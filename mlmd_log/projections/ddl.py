@@ -159,7 +159,7 @@ SQLITE_LOG: list[str] = [
     `error_message` TEXT,
     `response` BLOB)""",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
-    # Each node's serialized read form (projections/node_pb.py).
+    # Each node's serialized read form (projections/read_forms.py).
     *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
       for kind in ("artifact", "execution", "context")),
     # Markers of derived tables known complete (a projection from before one existed is

@@ -19,7 +19,7 @@ from mlmd_log.errors import (
     AbortedError, AlreadyExistsError, FailedPreconditionError, InvalidArgumentError,
     NotFoundError, OutOfRangeError, UnimplementedError,
 )
-from mlmd_log.projections import node_pb, values
+from mlmd_log.projections import read_forms, values
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.memory import EngineMemory
 from mlmd_log.projections.nodes import (
@@ -345,7 +345,7 @@ class Engine:
         return node_id
 
     def _write_derived_rows(self, kind: NodeKind, created: Iterable[tuple[int, Any]]) -> None:
-        """The serialized read form of new nodes (``node_pb``), beside their rows, and for
+        """The serialized read form of new nodes (``read_forms``), beside their rows, and for
         artifacts their reversed uris (uri suffix filters)."""
         created = list(created)
         if kind is ARTIFACT and self.db.dialect.reversed_uris:
@@ -354,13 +354,13 @@ class Engine:
         rows = []
         by_id, read_double, limit = self.types.by_id, self.read_double, self.db.dialect.int_limit
         for node_id, node in created:
-            data = node_pb.encode(kind.name, kind.message, node, node_id, by_id(node.type_id).name,
+            data = read_forms.encode(kind.name, kind.message, node, node_id, by_id(node.type_id).name,
                                   self.now_ms, read_double, limit)
             if data is not None:
                 rows.append((node_id, data))
                 self.memory.remember_form(kind.name, node_id, data)
         if rows:
-            self.db.executemany(f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
+            self.db.executemany(f"INSERT INTO `{read_forms.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
 
     def complete_derived_tables(self) -> dict[str, int]:
         """Fills, once, the derived tables a projection from before them lacks (read forms,
@@ -401,7 +401,7 @@ class Engine:
         read accepts."""
         written = 0
         for kind in (ARTIFACT, EXECUTION, CONTEXT):
-            table = node_pb.TABLES[kind.name]
+            table = read_forms.TABLES[kind.name]
             for ids in self._missing_rows(kind.table, table, chunk):
                 written += self._insert_committed(
                     f"INSERT INTO `{table}` (`id`, `pb`) VALUES (?, ?)",
@@ -454,8 +454,8 @@ class Engine:
                     del result[name]
                 else:
                     result[name].CopyFrom(value)
-        table = node_pb.TABLES[kind.name]
-        if node_pb.normalise_properties(new, self.read_double, self.db.dialect.int_limit):
+        table = read_forms.TABLES[kind.name]
+        if read_forms.normalise_properties(new, self.read_double, self.db.dialect.int_limit):
             data = new.SerializeToString(deterministic=True)
             self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, data))
             self.memory.remember_form(kind.name, new.id, data)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional, Protocol
 
-from mlmd_log.projections import node_pb, values
+from mlmd_log.projections import read_forms, values
 from mlmd_log.projections.memory import EngineMemory
 from mlmd_log.projections.nodes import ARTIFACT, EXECUTION, NodeKind, event_path_rows, same_attributes
 from mlmd_log.proto import metadata_store_pb2 as pb
@@ -61,7 +61,7 @@ def write_rows(db: Any, inserts: dict[str, list], touched: dict[int, tuple[int, 
         if touched:
             db.executemany("UPDATE `Artifact` SET `last_update_time_since_epoch` = ? WHERE `id` = ?",
                            [(when, node_id) for node_id, (when, _) in touched.items()])
-            db.executemany(f"REPLACE INTO `{node_pb.TABLES['artifact']}` (`id`, `pb`) VALUES (?, ?)",
+            db.executemany(f"REPLACE INTO `{read_forms.TABLES['artifact']}` (`id`, `pb`) VALUES (?, ?)",
                            [(node_id, form) for node_id, (_, form) in touched.items()])
     except db.integrity_errors as exc:
         raise StepsFailed(f"queued step rows clash with stored ones: {exc}") from exc
@@ -103,7 +103,7 @@ class StepWriter:
                                     f"VALUES ({', '.join('?' for _ in names)})")
             self._sql[kind.name + ".props"] = (f"INSERT INTO `{kind.prop_table}` (`{kind.owner}`, {_PROPERTY_COLUMNS}) "
                                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            self._sql[kind.name + ".pb"] = f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)"
+            self._sql[kind.name + ".pb"] = f"INSERT INTO `{read_forms.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)"
         self._sql["event"] = ("INSERT INTO `Event` (`id`, `artifact_id`, `execution_id`, `type`, "
                               "`milliseconds_since_epoch`) VALUES (?, ?, ?, ?, ?)")
         self._sql["path"] = ("INSERT INTO `EventPath` (`event_id`, `is_index_step`, `step_index`, `step_key`) "
@@ -230,7 +230,7 @@ class StepWriter:
                 or node.external_id != stored.external_id):
             return False, None
         stored.last_update_time_since_epoch = now
-        if not node_pb.normalise_properties(stored, engine.read_double, self.db.dialect.int_limit):
+        if not read_forms.normalise_properties(stored, engine.read_double, self.db.dialect.int_limit):
             return False, None
         return True, stored.SerializeToString(deterministic=True)
 
@@ -372,7 +372,7 @@ class StepWriter:
         memory, db = self.memory, self.db
         row_of = self._rows[kind.name]
         rows, prop_rows, forms = [], [], []
-        encode, encode_form = values.encode_value, node_pb.encode
+        encode, encode_form = values.encode_value, read_forms.encode
         read_double, limit = self.stored.read_double, db.dialect.int_limit
         for made in created:
             node, node_id = made.node, made.id
