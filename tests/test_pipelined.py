@@ -338,14 +338,14 @@ def test_what_every_step_names_stays_remembered_past_the_bounds(tmp_path, mysql_
     run's context, its seed input and their link are named by every step and must stay
     remembered: with bounds of 30 entries, no more records go the ordinary way (which
     waits for the writer) than with the usual bounds."""
-    from mlmd_log.projections import engine
+    from mlmd_log.projections import memory
 
     records = pipeline_history(workers=4, steps=240, late_context=False)
     (tmp_path / "usual").mkdir()
     (tmp_path / "tight").mkdir()
     usual = pipelined_equals_general(tmp_path / "usual", mysql_url, records, 25)
     for bound in ("FORMS_KEPT", "LINKS_KEPT", "CONTEXT_IDS_KEPT"):
-        monkeypatch.setattr(engine, bound, 30)
+        monkeypatch.setattr(memory, bound, 30)
     tight = pipelined_equals_general(tmp_path / "tight", mysql_url, records, 25)
     # (no batch failed in either: pipelined_equals_general checks; how many hand-overs
     # joined a batch waiting for a writer depends on timing)

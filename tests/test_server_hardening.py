@@ -525,7 +525,8 @@ def test_projector_forgets_large_read_forms_and_never_serves_a_stale_one(tmp_pat
     its older, remembered form."""
     from mlmd_log.producer.records import RecordFactory
     from mlmd_log.projections.backend import SqliteBackend
-    from mlmd_log.projections.engine import ARTIFACT, FORM_KEPT_BYTES
+    from mlmd_log.projections.engine import ARTIFACT
+    from mlmd_log.projections.memory import FORM_KEPT_BYTES
     from mlmd_log.projections.projector import Projector
 
     db = SqliteBackend(str(tmp_path / "p.sqlite"))

@@ -151,7 +151,7 @@ SQLITE_MLMD: list[str] = [
 # read back what its put returned.
 SQLITE_LOG: list[str] = [
     *bookkeeping.SQLITE_DDL,
-    # Each node's serialized read form (projections/node_pb.py).
+    # Each node's serialized read form (projections/read_forms.py).
     *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
       for kind in ("artifact", "execution", "context")),
     # Markers of derived tables known complete (a projection from before one existed is

@@ -19,71 +19,21 @@ from mlmd_log.errors import (
     AbortedError, AlreadyExistsError, FailedPreconditionError, InvalidArgumentError,
     NotFoundError, OutOfRangeError, UnimplementedError,
 )
-from mlmd_log.projections import node_pb, values
+from mlmd_log.projections import read_forms, values
 from mlmd_log.projections.backend import SqlBackend
-from mlmd_log.projections.recent import Recent
+from mlmd_log.projections.memory import EngineMemory
+from mlmd_log.projections.nodes import (
+    ARTIFACT, ARTIFACT_KIND, CONTEXT, CONTEXT_KIND, EXECUTION, EXECUTION_KIND, NodeKind, event_path_rows,
+    same_attributes,
+)
 from mlmd_log.projections.steps import StepWriter
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.query.sql import DIALECTS as READ_DIALECTS
 
-EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = 0, 1, 2
 _SYSTEM_TYPE_EXT = pb.system_type_extension
 
 
-@dataclass(frozen=True)
-class NodeKind:
-    """Everything that differs between artifacts, executions and contexts."""
-
-    name: str
-    table: str
-    prop_table: str
-    owner: str
-    type_kind: int
-    message: type
-    type_message: type
-    # Columns written on create, each with a getter from the node message.
-    columns: tuple[tuple[str, Callable[[Any], Any]], ...]
-    # Columns rewritten on update (MLMD never renames artifacts or executions).
-    update_columns: tuple[str, ...]
-
-
-def _opt(field_name: str) -> Callable[[Any], Any]:
-    return lambda node: getattr(node, field_name) if node.HasField(field_name) else None
-
-
-ARTIFACT = NodeKind(
-    "artifact", "Artifact", "ArtifactProperty", "artifact_id", ARTIFACT_KIND, pb.Artifact, pb.ArtifactType,
-    (("type_id", lambda n: n.type_id), ("uri", lambda n: n.uri), ("state", _opt("state")),
-     ("name", _opt("name")), ("external_id", _opt("external_id"))),
-    ("type_id", "uri", "state", "external_id"),
-)
-EXECUTION = NodeKind(
-    "execution", "Execution", "ExecutionProperty", "execution_id", EXECUTION_KIND, pb.Execution,
-    pb.ExecutionType,
-    (("type_id", lambda n: n.type_id), ("last_known_state", _opt("last_known_state")),
-     ("name", _opt("name")), ("external_id", _opt("external_id"))),
-    ("type_id", "last_known_state", "external_id"),
-)
-CONTEXT = NodeKind(
-    "context", "Context", "ContextProperty", "context_id", CONTEXT_KIND, pb.Context, pb.ContextType,
-    (("type_id", lambda n: n.type_id), ("name", lambda n: n.name), ("external_id", _opt("external_id"))),
-    ("type_id", "name", "external_id"),
-)
-_IGNORED_IN_DIFF = {"type_id", "properties", "custom_properties", "create_time_since_epoch",
-                    "last_update_time_since_epoch"}
-# The Value field a property of each declared PropertyType must set.
-_VALUE_FIELD = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "string_value",
-                pb.STRUCT: "struct_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
-_ID_TABLES = ("Type", "Artifact", "Execution", "Context", "Event", "Association", "Attribution")
-# Bounds of the engine's memory (recent.py). Read forms are a few hundred bytes each: 100k
-# of them hold the inputs of thousands of concurrent runs in about 30 MB.
-FORMS_KEPT = 100_000
-# A form larger than this is not remembered (it is read back from its table when used):
-# a node with a 60 MiB property would otherwise stay in memory for 100k writes.
-FORM_KEPT_BYTES = 16 * 1024
-LINKS_KEPT = 100_000
-CONTEXT_IDS_KEPT = 10_000
 
 
 @dataclass
@@ -176,46 +126,28 @@ class Engine:
         self.db = db
         self.types = TypeRegistry(db)
         self._reader: Any = None
-        self._read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
+        self.read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
         self._insert_sql: dict[tuple, str] = {}
-        # Bounded (recent.py: what steps keep using stays), cleared when a record is undone:
-        # (type_id, name) -> id of contexts that exist (reused by put_execution);
-        self._context_ids: Recent = Recent(CONTEXT_IDS_KEPT)
-        # (kind, id) -> the read form this engine last wrote or read for a node: the next
-        # update of it (a pipeline step names its input again) reads it here, not back from
-        # the table;
-        self._forms: Recent = Recent(FORMS_KEPT)
-        # (table, context_id, node_id) -> True, attributions and associations known to exist:
-        # a step that names an existing artifact again need not look.
-        self._links: Recent = Recent(LINKS_KEPT)
-        self.steps = StepWriter(self)
+        self.memory = EngineMemory()  # (shared with the step writer)
+        self.memory.reload_counters(db)
+        self.steps = StepWriter(self, db, self.memory)
         self.now_ms = 0
-        self._next_id: dict[str, int] = {}
-        self.reload_counters()
 
-    # -- id counters --------------------------------------------------------
-    def reload_counters(self) -> None:
-        for table in _ID_TABLES:
-            row = self.db.one(f"SELECT MAX(`id`) FROM `{table}`")
-            self._next_id[table] = (row[0] or 0) + 1
-
-    def rows_created(self) -> int:
-        """Nodes, types, events and links ever created: how big the projection has grown."""
-        return sum(self._next_id.values()) - len(self._next_id)
-
+    # -- undo ---------------------------------------------------------------
     def snapshot(self) -> dict[str, int]:
-        return dict(self._next_id)
+        """What ``restore`` needs to undo what is applied after this call."""
+        return self.memory.snapshot()
 
     def restore(self, snapshot: dict[str, int]) -> None:
-        self._next_id = dict(snapshot)
+        """Back to ``snapshot`` once its transaction (or savepoint) is rolled back: counters
+        restored, caches and queued step rows forgotten, types read again."""
+        self.memory.restore(snapshot)
         self.types.invalidate()
-        self._context_ids.clear()
-        self._forms.clear()
-        self._links.clear()
         self.steps.discard()
 
     def _insert_with_id(self, table: str, columns: Sequence[str], params: Sequence[Any]) -> int:
-        new_id = self._next_id[table]
+        next_id = self.memory.next_id
+        new_id = next_id[table]
         key = (table, tuple(columns))
         sql = self._insert_sql.get(key)
         if sql is None:
@@ -223,7 +155,7 @@ class Engine:
             marks = ", ".join("?" for _ in range(len(columns) + 1))
             sql = self._insert_sql[key] = f"INSERT INTO `{table}` ({cols}) VALUES ({marks})"
         self.db.execute(sql, (new_id, *params))
-        self._next_id[table] = new_id + 1
+        next_id[table] = new_id + 1
         return new_id
 
     # -- dispatch -----------------------------------------------------------
@@ -382,7 +314,7 @@ class Engine:
 
     @staticmethod
     def _validate_properties(node: Any, stored: StoredType, masked: Optional[set[str]] = None) -> None:
-        expected = _VALUE_FIELD
+        expected = values.VALUE_FIELD
         for name in sorted(node.properties):
             if masked is not None and name not in masked:
                 continue
@@ -413,22 +345,22 @@ class Engine:
         return node_id
 
     def _write_derived_rows(self, kind: NodeKind, created: Iterable[tuple[int, Any]]) -> None:
-        """The serialized read form of new nodes (``node_pb``), beside their rows, and for
+        """The serialized read form of new nodes (``read_forms``), beside their rows, and for
         artifacts their reversed uris (uri suffix filters)."""
         created = list(created)
         if kind is ARTIFACT and self.db.dialect.reversed_uris:
             self.db.executemany("INSERT INTO `mlmdlog_artifact_ruri` (`id`, `ruri`) VALUES (?, ?)",
                                 [(node_id, node.uri[::-1]) for node_id, node in created])
         rows = []
-        by_id, read_double, limit = self.types.by_id, self._read_double, self.db.dialect.int_limit
+        by_id, read_double, limit = self.types.by_id, self.read_double, self.db.dialect.int_limit
         for node_id, node in created:
-            data = node_pb.encode(kind.name, kind.message, node, node_id, by_id(node.type_id).name,
+            data = read_forms.encode(kind.name, kind.message, node, node_id, by_id(node.type_id).name,
                                   self.now_ms, read_double, limit)
             if data is not None:
                 rows.append((node_id, data))
-                self._remember_form(kind, node_id, data)
+                self.memory.remember_form(kind.name, node_id, data)
         if rows:
-            self.db.executemany(f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
+            self.db.executemany(f"INSERT INTO `{read_forms.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)", rows)
 
     def complete_derived_tables(self) -> dict[str, int]:
         """Fills, once, the derived tables a projection from before them lacks (read forms,
@@ -469,7 +401,7 @@ class Engine:
         read accepts."""
         written = 0
         for kind in (ARTIFACT, EXECUTION, CONTEXT):
-            table = node_pb.TABLES[kind.name]
+            table = read_forms.TABLES[kind.name]
             for ids in self._missing_rows(kind.table, table, chunk):
                 written += self._insert_committed(
                     f"INSERT INTO `{table}` (`id`, `pb`) VALUES (?, ?)",
@@ -522,24 +454,14 @@ class Engine:
                     del result[name]
                 else:
                     result[name].CopyFrom(value)
-        table = node_pb.TABLES[kind.name]
-        if node_pb.normalise_properties(new, self._read_double, self.db.dialect.int_limit):
+        table = read_forms.TABLES[kind.name]
+        if read_forms.normalise_properties(new, self.read_double, self.db.dialect.int_limit):
             data = new.SerializeToString(deterministic=True)
             self.db.execute(f"REPLACE INTO `{table}` (`id`, `pb`) VALUES (?, ?)", (new.id, data))
-            self._remember_form(kind, new.id, data)
+            self.memory.remember_form(kind.name, new.id, data)
         else:
             self.db.execute(f"DELETE FROM `{table}` WHERE `id` = ?", (new.id,))
-            self._forms.pop((kind.name, new.id), None)
-
-    def _remember_form(self, kind: NodeKind, node_id: int, data: bytes) -> None:
-        """Bounded, recently used first kept: a node written (or loaded, see load_node) again
-        moves to the end, and the older half goes when the bound is reached. A large form is
-        forgotten instead (and an older form of the node with it, which is stale now)."""
-        if len(data) > FORM_KEPT_BYTES:
-            self._forms.pop((kind.name, node_id), None)
-            return
-        self._forms.put((kind.name, node_id), data)
-        self._forms.trim()
+            self.memory.forget_form(kind.name, new.id)
 
     def _write_properties(self, kind: NodeKind, node_id: int, current: Any, previous: dict,
                           is_custom: bool, names: Optional[set[str]]) -> list[tuple[str, Any]]:
@@ -570,7 +492,7 @@ class Engine:
         """The stored node exactly as MLMD's access object reads it back (type name, values);
         ``read`` False: only if its read form is remembered (a use keeps it remembered: a
         run's input that no step changes is still there after thousands of new nodes)."""
-        data = self._forms.use((kind.name, node_id))
+        data = self.memory.form(kind.name, node_id)
         if data is not None:
             return kind.message.FromString(data)
         if not read:
@@ -606,7 +528,7 @@ class Engine:
             "custom_properties": self._write_properties(kind, node.id, node.custom_properties,
                                                         dict(stored_node.custom_properties), True,
                                                         custom_names if mask else None)}
-        if force_time or any(changes.values()) or not _same_attributes(node, stored_node):
+        if force_time or any(changes.values()) or not same_attributes(node, stored_node):
             stored_uri = stored_node.uri if kind is ARTIFACT else None  # (a mask below may overwrite it)
             getters = dict(kind.columns)
             stored_columns = {c: getters[c](stored_node) for c in kind.update_columns}
@@ -637,7 +559,7 @@ class Engine:
                 raise errors.InternalError(f"Cannot update {kind.name} {node.id}: the new name or external_id "
                                            f"is already used: {_short(node)}") from exc
             if kind is CONTEXT:
-                self._context_ids.clear()  # (a context's name may have changed)
+                self.memory.context_ids.clear()  # (a context's name may have changed)
             self._rewrite_derived_rows(kind, stored_node, target, changes, stored_uri)
         return node.id
 
@@ -661,14 +583,14 @@ class Engine:
             if expected is False:
                 stored = self.types.by_id(node.type_id, kind.type_kind)
                 expected = expected_by_type[node.type_id] = None if stored is None else {
-                    name: _VALUE_FIELD.get(data_type) for name, data_type in stored.properties.items()}
+                    name: values.VALUE_FIELD.get(data_type) for name, data_type in stored.properties.items()}
             if expected is None:
                 return None
             props = node.properties
             for name in props:  # (iterating keys stays in C; .items() goes through collections.abc)
                 if expected.get(name, "") != props[name].WhichOneof("value"):
                     return None
-        first = self._next_id[kind.table]
+        first = self.memory.next_id[kind.table]
         ids = list(range(first, first + len(nodes)))
         names = ["id"] + [c for c, _ in kind.columns] + ["create_time_since_epoch", "last_update_time_since_epoch"]
         getters = [getter for _, getter in kind.columns]
@@ -686,7 +608,7 @@ class Engine:
         except self.db.integrity_errors as exc:
             raise AlreadyExistsError(f"Given node already exists: one of the {len(nodes)} new {kind.name}s "
                                      "reuses a name (per type) or an external id") from exc
-        self._next_id[kind.table] = first + len(nodes)
+        self.memory.next_id[kind.table] = first + len(nodes)
         self._write_derived_rows(kind, zip(ids, nodes))
         if prop_rows:
             self.db.executemany(
@@ -766,15 +688,12 @@ class Engine:
     def _link(self, table: str, node_col: str, context_id: int, node_id: int) -> None:
         """Inserts an Attribution/Association unless it is already there (one statement; the
         next id is taken only when the row went in, as with MLMD's autoincrement)."""
-        new_id = self._next_id[table]
+        new_id = self.memory.next_id[table]
         cur = self.db.execute(f"{self.db.dialect.insert_ignore} INTO `{table}` (`id`, `context_id`, `{node_col}`) "
                               "VALUES (?, ?, ?)", (new_id, context_id, node_id))
         if cur.rowcount == 1:
-            self._next_id[table] = new_id + 1
-        self._note_link((table, context_id, node_id))
-
-    def _note_link(self, key: tuple[str, int, int]) -> None:
-        self._links.put(key, True)  # (trimmed by StepWriter.take only: queued links must stay known)
+            self.memory.next_id[table] = new_id + 1
+        self.memory.note_link((table, context_id, node_id))
 
     def _apply_put_attributions_and_associations(
             self, req: svc.PutAttributionsAndAssociationsRequest) -> svc.PutAttributionsAndAssociationsResponse:
@@ -842,14 +761,13 @@ class Engine:
         """The id of the context of this type and name, if it exists (remembered, bounded;
         ``read`` False: only if remembered)."""
         key = (type_id, name)
-        known = self._context_ids.use(key)
+        known = self.memory.context_ids.use(key)
         if known is None and read:
             row = self.db.one("SELECT `id` FROM `Context` WHERE `type_id` = ? AND `name` = ?", key)
             if row is None:
                 return None
             known = row[0]
-            self._context_ids.put(key, known)
-            self._context_ids.trim()
+            self.memory.remember_context_id(key, known)
         return known
 
     def _artifact_id_by_external_id(self, external_id: str) -> Optional[int]:
@@ -972,18 +890,6 @@ class Engine:
                 raise InvalidArgumentError(f"Cannot validate properties of {_short(node)}: {exc.message}") from exc
 
 
-def event_path_rows(event_id: int, event: pb.Event) -> list[tuple]:
-    """The EventPath rows of an event's path: (event_id, is_index_step, step_index, step_key)."""
-    rows = []
-    for step in event.path.steps:
-        which = step.WhichOneof("value")
-        if which == "index":
-            rows.append((event_id, 1, step.index, None))
-        elif which == "key":
-            rows.append((event_id, 0, None, step.key))
-    return rows
-
-
 def _mask_property_names(mask: Sequence[str], prefix: str) -> Optional[set[str]]:
     """Property names a field mask selects; None when it names the whole map (MLMD: 'update as a whole')."""
     names = set()
@@ -993,21 +899,6 @@ def _mask_property_names(mask: Sequence[str], prefix: str) -> Optional[set[str]]
         if path.startswith(prefix):
             names.add(path[len(prefix) + 1:] if path.startswith(prefix + ".") else path)
     return names
-
-
-def _same_attributes(node: Any, stored: Any) -> bool:
-    """MLMD's MessageDifferencer check, ignoring type_id, properties and times."""
-    has_node, has_stored = node.HasField, stored.HasField
-    for name in _COMPARED_FIELDS[type(node)]:
-        present = has_node(name)
-        if present != has_stored(name) or (present and getattr(node, name) != getattr(stored, name)):
-            return False
-    return True
-
-
-_COMPARED_FIELDS = {message: tuple(fd.name for fd in message.DESCRIPTOR.fields
-                                   if fd.name not in _IGNORED_IN_DIFF and not fd.is_repeated)
-                    for message in (pb.Artifact, pb.Execution, pb.Context)}
 
 
 def _check_event_edges(req: svc.PutLineageSubgraphRequest) -> None:

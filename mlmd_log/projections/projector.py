@@ -201,7 +201,7 @@ class Projector:
             self.abandon()
             raise
         self._committed = None
-        rows = self.engine.rows_created()
+        rows = self.engine.memory.rows_created()
         try:  # after the commit: housekeeping must never undo or fail an applied batch
             self.db.maintain(self._rows_at_maintain, rows)
             self._rows_at_maintain = rows

@@ -103,7 +103,7 @@ class NodeTables:
 NODES = (NodeTables("artifact", "Artifact", "ArtifactProperty", "artifact_id", 1, "artifacts"),
          NodeTables("execution", "Execution", "ExecutionProperty", "execution_id", 0, "executions"),
          NodeTables("context", "Context", "ContextProperty", "context_id", 2, "contexts"))
-READ_FORMS = {node.kind: f"mlmdlog_{node.kind}_pb" for node in NODES}  # projections/node_pb.py
+READ_FORMS = {node.kind: f"mlmdlog_{node.kind}_pb" for node in NODES}  # projections/read_forms.py
 
 def staging_select(table: str, alias: str = "") -> str:
     """SELECT of the mirrored columns of a staging table, in ``TABLES`` order."""

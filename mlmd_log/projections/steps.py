@@ -25,14 +25,13 @@ the projector applies the batch again without it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Callable, Optional, Protocol
 
-from mlmd_log.projections import node_pb, values
+from mlmd_log.projections import read_forms, values
+from mlmd_log.projections.memory import EngineMemory
+from mlmd_log.projections.nodes import ARTIFACT, EXECUTION, NodeKind, event_path_rows, same_attributes
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-
-if TYPE_CHECKING:  # (engine imports this module)
-    from mlmd_log.projections.engine import Engine, NodeKind
 
 _PROPERTY_COLUMNS = ("`name`, `is_custom_property`, `int_value`, `double_value`, `string_value`, `byte_value`, "
                      "`proto_value`, `bool_value`")
@@ -62,27 +61,39 @@ def write_rows(db: Any, inserts: dict[str, list], touched: dict[int, tuple[int, 
         if touched:
             db.executemany("UPDATE `Artifact` SET `last_update_time_since_epoch` = ? WHERE `id` = ?",
                            [(when, node_id) for node_id, (when, _) in touched.items()])
-            db.executemany(f"REPLACE INTO `{node_pb.TABLES['artifact']}` (`id`, `pb`) VALUES (?, ?)",
+            db.executemany(f"REPLACE INTO `{read_forms.TABLES['artifact']}` (`id`, `pb`) VALUES (?, ?)",
                            [(node_id, form) for node_id, (_, form) in touched.items()])
     except db.integrity_errors as exc:
         raise StepsFailed(f"queued step rows clash with stored ones: {exc}") from exc
 
 
+class StoredNodes(Protocol):
+    """What the step writer asks the engine about the projection (engine.Engine)."""
+
+    types: Any  # (engine.TypeRegistry)
+    read_double: Callable[[float], float]
+
+    def load_node(self, kind: NodeKind, node_id: int, read: bool = True) -> Optional[Any]: ...
+
+    def stored_context_id(self, type_id: int, name: str, read: bool = True) -> Optional[int]: ...
+
+
 class StepWriter:
     """Decides which put_execution records are certain, and queues their rows.
 
-    ``reads_allowed`` False: decide from memory alone (the engine's caches), never reading
-    the projection; what memory cannot settle goes to the general path."""
+    It takes ids from, and caches in, the ``memory`` it shares with the engine; it asks
+    ``stored`` (the engine) for types, stored nodes and context ids. ``reads_allowed``
+    False: decide from memory alone, never reading the projection; what memory cannot
+    settle goes to the general path."""
 
-    def __init__(self, engine: "Engine"):
-        from mlmd_log.projections.engine import ARTIFACT, EXECUTION, _VALUE_FIELD, _same_attributes, event_path_rows
-        self.engine = engine
+    def __init__(self, stored: StoredNodes, db: Any, memory: EngineMemory):
+        self.stored, self.db, self.memory = stored, db, memory
         self.enabled = True
         self.reads_allowed = True
         self._artifact, self._execution = ARTIFACT, EXECUTION
-        self._value_field = _VALUE_FIELD
+        self._value_field = values.VALUE_FIELD
         self._event_path_rows = event_path_rows
-        self._same_attributes = _same_attributes
+        self._same_attributes = same_attributes
         self._inserts: dict[str, list] = {}
         self._touched: dict[int, tuple[int, bytes]] = {}  # input artifact id -> (update time, read form)
         self._sql: dict[str, str] = {}
@@ -92,7 +103,7 @@ class StepWriter:
                                     f"VALUES ({', '.join('?' for _ in names)})")
             self._sql[kind.name + ".props"] = (f"INSERT INTO `{kind.prop_table}` (`{kind.owner}`, {_PROPERTY_COLUMNS}) "
                                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            self._sql[kind.name + ".pb"] = f"INSERT INTO `{node_pb.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)"
+            self._sql[kind.name + ".pb"] = f"INSERT INTO `{read_forms.TABLES[kind.name]}` (`id`, `pb`) VALUES (?, ?)"
         self._sql["event"] = ("INSERT INTO `Event` (`id`, `artifact_id`, `execution_id`, `type`, "
                               "`milliseconds_since_epoch`) VALUES (?, ?, ?, ?, ?)")
         self._sql["path"] = ("INSERT INTO `EventPath` (`event_id`, `is_index_step`, `step_index`, `step_key`) "
@@ -126,7 +137,7 @@ class StepWriter:
         if not self.pending:
             return
         try:
-            write_rows(self.engine.db, *self.take())
+            write_rows(self.db, *self.take())
         finally:
             self.discard()
 
@@ -137,7 +148,7 @@ class StepWriter:
         self._inserts, self._touched = {}, {}
         # The known links are bounded, and forgotten only here: a queued link must stay
         # known, or _look_up_link would ask the table, which does not have it yet.
-        self.engine._links.trim()
+        self.memory.links.trim()
         return taken
 
     def _queue(self, key: str, rows: list) -> None:
@@ -167,7 +178,7 @@ class StepWriter:
         """The type name, when creating ``node`` cannot fail; else None."""
         if not node.HasField("type_id") or node.HasField("name") or node.HasField("external_id"):
             return None
-        stored = self.engine.types.by_id(node.type_id, kind.type_kind)
+        stored = self.stored.types.by_id(node.type_id, kind.type_kind)
         if stored is None or not self._properties_ok(node, stored.properties):
             return None
         return stored.name
@@ -191,7 +202,7 @@ class StepWriter:
         """For an input given by id: (True, None) when the put leaves it as stored, (True,
         its new read form) when only its update time moves; (False, None) when the general
         path must decide."""
-        engine = self.engine
+        engine = self.stored
         touched = self._touched.get(node.id)
         if touched is not None:
             stored = pb.Artifact.FromString(touched[1])
@@ -219,12 +230,12 @@ class StepWriter:
                 or node.external_id != stored.external_id):
             return False, None
         stored.last_update_time_since_epoch = now
-        if not node_pb.normalise_properties(stored, engine._read_double, engine.db.dialect.int_limit):
+        if not read_forms.normalise_properties(stored, engine.read_double, self.db.dialect.int_limit):
             return False, None
         return True, stored.SerializeToString(deterministic=True)
 
     def _plan(self, req: svc.PutExecutionRequest, now: int) -> Optional[tuple]:
-        engine = self.engine
+        engine = self.stored
         if not req.HasField("execution"):
             return None
         execution = req.execution
@@ -234,8 +245,7 @@ class StepWriter:
         if execution_type is None:
             return None
         options = req.options
-        next_id = engine._next_id
-        artifact_id = next_id["Artifact"]
+        artifact_id = self.memory.next_id["Artifact"]
         pairs = []  # (artifact id or None, new _Node or None, existing update or None, event or None)
         inputs: set[int] = set()
         new_ids: set[int] = set()
@@ -290,23 +300,23 @@ class StepWriter:
                 if node_id not in new_ids:
                     if self.reads_allowed:
                         self._look_up_link("Attribution", "artifact_id", context_id, node_id)
-                    elif engine._links.use(("Attribution", context_id, node_id)) is None:
+                    elif not self.memory.knows_link(("Attribution", context_id, node_id)):
                         return None  # (memory cannot say whether the table has it)
         return pairs, execution_type, contexts, linked, new_ids
 
     def _look_up_link(self, table: str, column: str, context_id: int, node_id: int) -> None:
-        """Notes the link in the engine's set of known links if the table has it. Every link
-        a step queues is in that set, so the table alone decides for the others."""
+        """Notes the link in the memory's known links if the table has it. Every link a step
+        queues is in there, so the table alone decides for the others."""
         key = (table, context_id, node_id)
-        if self.engine._links.use(key) is None and self.engine.db.one(
+        if not self.memory.knows_link(key) and self.db.one(
                 f"SELECT 1 FROM `{table}` WHERE `context_id` = ? AND `{column}` = ?", (context_id, node_id)):
-            self.engine._note_link(key)
+            self.memory.note_link(key)
 
     # -- writing --------------------------------------------------------------
     def _write(self, req: svc.PutExecutionRequest, plan: tuple, now: int) -> svc.PutExecutionResponse:
         pairs, execution_type, contexts, linked, new_ids = plan
-        engine = self.engine
-        next_id = engine._next_id
+        memory = self.memory
+        next_id = memory.next_id
         created = [entry[1] for entry in pairs if entry[1] is not None]
         if created:
             next_id["Artifact"] = created[-1].id + 1
@@ -317,7 +327,7 @@ class StepWriter:
         for node_id, _, form, _ in pairs:
             if form is not None:
                 self._touched[node_id] = (now, form)
-                engine._remember_form(self._artifact, node_id, form)
+                memory.remember_form(self._artifact.name, node_id, form)
         event_rows, path_rows = [], []
         event_id = next_id["Event"]
         for node_id, _, _, event in pairs:
@@ -338,32 +348,32 @@ class StepWriter:
             artifact_ids=[-1 if node_id is None else node_id for node_id, _, _, _ in pairs])
 
     def _write_links(self, contexts: list[int], execution_id: int, linked: list[int], new_ids: set[int]) -> None:
-        engine = self.engine
-        next_id, links = engine._next_id, engine._links
+        memory = self.memory
+        next_id, links = memory.next_id, memory.links
         association, attribution = [], []
         for context_id in contexts:
             key = ("Association", context_id, execution_id)
             if key not in links:
                 association.append((next_id["Association"], context_id, execution_id))
                 next_id["Association"] += 1
-                engine._note_link(key)
+                memory.note_link(key)
             for node_id in linked:
                 key = ("Attribution", context_id, node_id)
                 if key not in links:  # (not in the table either: see _look_up_link)
                     attribution.append((next_id["Attribution"], context_id, node_id))
                     next_id["Attribution"] += 1
-                    engine._note_link(key)
+                    memory.note_link(key)
         if association:
             self._queue("Association", association)
         if attribution:
             self._queue("Attribution", attribution)
 
     def _write_nodes(self, kind: "NodeKind", created: list[_Node], now: int) -> None:
-        engine = self.engine
+        memory, db = self.memory, self.db
         row_of = self._rows[kind.name]
         rows, prop_rows, forms = [], [], []
-        encode, encode_form = values.encode_value, node_pb.encode
-        read_double, limit = engine._read_double, engine.db.dialect.int_limit
+        encode, encode_form = values.encode_value, read_forms.encode
+        read_double, limit = self.stored.read_double, db.dialect.int_limit
         for made in created:
             node, node_id = made.node, made.id
             rows.append(row_of(node_id, node, now))
@@ -374,11 +384,11 @@ class StepWriter:
             data = encode_form(kind.name, kind.message, node, node_id, made.type_name, now, read_double, limit)
             if data is not None:
                 forms.append((node_id, data))
-                engine._remember_form(kind, node_id, data)
+                memory.remember_form(kind.name, node_id, data)
         self._queue(kind.name, rows)
         if prop_rows:
             self._queue(kind.name + ".props", prop_rows)
-        if kind is self._artifact and engine.db.dialect.reversed_uris:
+        if kind is self._artifact and db.dialect.reversed_uris:
             self._queue("ruri", [(made.id, made.node.uri[::-1]) for made in created])
         if forms:
             self._queue(kind.name + ".pb", forms)

@@ -20,6 +20,9 @@ from mlmd_log.errors import InternalError, InvalidArgumentError
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 STRUCT_PREFIX = "mlmd-struct::"
+# The Value field a property of each declared PropertyType must set.
+VALUE_FIELD = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "string_value",
+               pb.STRUCT: "struct_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
 
 
 

@@ -318,7 +318,7 @@ class Reader:
         """Nodes with these ids, ascending by id, each once; missing ids are skipped."""
         if not ids:
             return []
-        if not self._has_node_pb():
+        if not self._has_read_forms():
             return self._nodes_from_rows(kind, self._node_rows(kind, ids))
         parse = kind.node.FromString
         data = self._node_bytes(kind, sorted(set(ids)))
@@ -326,8 +326,8 @@ class Reader:
 
     def _node_bytes(self, kind: _Kind, ids: Sequence[int]) -> dict:
         """{id: serialized node} for those of ``ids`` that exist: the stored read form
-        (node_pb) where there is one, the node built from the tables for the rest."""
-        data = {node_id: form for node_id, form in self._rows_in(f"{kind.name}_pbs", ids)}
+        where there is one, the node built from the tables for the rest."""
+        data = {node_id: form for node_id, form in self._rows_in(f"{kind.name}_read_forms", ids)}
         if len(data) < len(ids):
             missing = [node_id for node_id in ids if node_id not in data]
             for node in self._nodes_from_rows(kind, self._node_rows(kind, missing)):
@@ -337,14 +337,14 @@ class Reader:
     def serialized_nodes_by_id(self, kind: str, ids: Iterable[int]) -> Optional[list]:
         """``get_<kind>s_by_id``'s answer as serialized nodes, where the projection keeps
         read forms (a response is then filled by one parse); None where it does not."""
-        if not self._has_node_pb():
+        if not self._has_read_forms():
             return None
         unique = sorted(set(ids))
         data = self._node_bytes(_BY_NAME[kind], unique)
         return [data[node_id] for node_id in unique if node_id in data]
 
-    def _has_node_pb(self) -> bool:
-        return self._d.node_pb and self._has_table("mlmdlog_artifact_pb")
+    def _has_read_forms(self) -> bool:
+        return self._d.read_forms and self._has_table("mlmdlog_artifact_pb")
 
     def _reversed_uris(self) -> bool:
         """Whether uri suffix filters may use mlmdlog_artifact_ruri (SQLite projections):
@@ -428,7 +428,7 @@ class Reader:
             cur.close()
         if not ids:
             return Page([], "")
-        if self._has_node_pb():
+        if self._has_read_forms():
             data, parse = self._node_bytes(kind, ids), kind.node.FromString
             raw = [data[node_id] for node_id in ids]
             if len(raw) > options.max_result_size:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from mlmd_log import errors
-from mlmd_log.projections.node_pb import field_key, varint
+from mlmd_log.projections.read_forms import field_key, varint
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.query import lineage

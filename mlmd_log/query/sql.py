@@ -116,8 +116,8 @@ BASE_QUERIES: dict[str, str] = {
 for _kind in NODE_TABLES:
     BASE_QUERIES[f"{_kind}s_by_ids"] = _node_by_ids(_kind)
     BASE_QUERIES[f"{_kind}_properties"] = _node_properties(_kind)
-    # Serialized read forms (mlmd_log/projections/node_pb.py), where the writer keeps them.
-    BASE_QUERIES[f"{_kind}_pbs"] = f"SELECT `id`, `pb` FROM `mlmdlog_{_kind}_pb` WHERE `id` IN ({{ids}})"
+    # Serialized read forms (mlmd_log/projections/read_forms.py), where the writer keeps them.
+    BASE_QUERIES[f"{_kind}_read_forms"] = f"SELECT `id`, `pb` FROM `mlmdlog_{_kind}_pb` WHERE `id` IN ({{ids}})"
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,8 @@ class ReadDialect:
     # MLMD reads SQLite through sqlite3_exec, i.e. REALs as "%.15g" text; a dialect
     # that sets this reproduces that rounding so doubles compare equal.
     double_text_digits: Optional[int] = None
-    # Whether projections in this dialect may carry serialized read forms (node_pb).
-    node_pb: bool = True
+    # Whether projections in this dialect may carry serialized read forms.
+    read_forms: bool = True
     # Read-specific SQL (order tails that mimic MLMD's SQLite index order).
     queries: dict[str, str] = field(default_factory=dict)
     # Words of this backend's errors for a query past one of its limits (depth, terms,
@@ -206,5 +206,5 @@ DIALECTS["mysql"] = MYSQL
 # orders as SQLite, double-quoted identifiers. DuckDB's rowid follows insertion order, and the
 # mirror inserts EventPath and ParentContext rows in staging rowid order.
 DUCKDB = ReadDialect(name="duckdb", param="?", quote='"', double_text_digits=15, queries=_SQLITE_QUERIES,
-                     node_pb=False, limit_errors=("expression depth", "stack overflow", "recursion"))  # the DuckDB mirror copies MLMD's tables only
+                     read_forms=False, limit_errors=("expression depth", "stack overflow", "recursion"))  # the DuckDB mirror copies MLMD's tables only
 DIALECTS["duckdb"] = DUCKDB

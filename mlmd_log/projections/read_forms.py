@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 from mlmd_log.projections.values import STRUCT_PREFIX, mlmd_double
 from mlmd_log.proto import metadata_store_pb2 as pb
 
+# (The tables keep the ``_pb`` names of the first version: projections on disk have them.)
 TABLES = {"artifact": "mlmdlog_artifact_pb", "execution": "mlmdlog_execution_pb",
           "context": "mlmdlog_context_pb"}
 

@@ -1,4 +1,4 @@
-"""Serialized read forms (mlmd_log/projections/node_pb.py) are exactly what the tables say.
+"""Serialized read forms (mlmd_log/projections/read_forms.py) are exactly what the tables say.
 
 Reads answer from ``mlmdlog_<kind>_pb`` where a node has a row there, so every write path
 that creates or changes a node must leave a row equal to the message the Reader builds
@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import any_pb2, struct_pb2
 
 import mlmd_log
-from mlmd_log.projections import node_pb
+from mlmd_log.projections import read_forms
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query.reader import Reader
 
@@ -64,7 +64,7 @@ def _assert_forms_match(path: str, expect_rows: bool = True) -> dict[str, int]:
             assert [n.id for n in answered] == ids
             for table_node, read_node in zip(from_tables, answered):
                 assert read_node == table_node, (kind, table_node.id)
-            stored = dict(conn.execute(f"SELECT id, pb FROM {node_pb.TABLES[kind]}").fetchall())
+            stored = dict(conn.execute(f"SELECT id, pb FROM {read_forms.TABLES[kind]}").fetchall())
             for table_node in from_tables:  # every stored form equals the tables' answer
                 if table_node.id in stored:
                     assert type(table_node).FromString(stored[table_node.id]) == table_node
@@ -181,8 +181,8 @@ def test_a_store_without_read_forms_is_read_from_its_tables(tmp_path):
 def test_mysql_ints_beyond_32_bits_are_left_to_the_tables():
     node = pb.Artifact(type_id=1)
     node.properties["i"].int_value = 2 ** 31
-    assert node_pb.encode("artifact", pb.Artifact, node, 1, "A", 0, float, None) is not None
-    assert node_pb.encode("artifact", pb.Artifact, node, 1, "A", 0, float, 2 ** 31) is None
+    assert read_forms.encode("artifact", pb.Artifact, node, 1, "A", 0, float, None) is not None
+    assert read_forms.encode("artifact", pb.Artifact, node, 1, "A", 0, float, 2 ** 31) is None
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -191,7 +191,7 @@ def test_doubles_are_stored_as_mlmd_reads_them(value, expected):
     node = pb.Artifact(type_id=1)
     node.properties["d"].double_value = value
     from mlmd_log.query.sql import SQLITE
-    data = node_pb.encode("artifact", pb.Artifact, node, 1, "A", 0, SQLITE.read_double)
+    data = read_forms.encode("artifact", pb.Artifact, node, 1, "A", 0, SQLITE.read_double)
     assert pb.Artifact.FromString(data).properties["d"].double_value == expected
 
 
@@ -238,7 +238,7 @@ def test_mysql_projection_read_forms_match_its_tables(tmp_path, mysql_url):
             ids = [r[0] for r in db.rows(f"SELECT `id` FROM `{kind.capitalize()}` ORDER BY `id`")]
             from_tables = reader.nodes_from_tables(kind, ids)
             assert reader.nodes(kind, ids) == from_tables
-            stored = dict(db.rows(f"SELECT `id`, `pb` FROM `{node_pb.TABLES[kind]}`"))
+            stored = dict(db.rows(f"SELECT `id`, `pb` FROM `{read_forms.TABLES[kind]}`"))
             for node in from_tables:
                 if node.id in stored:
                     assert type(node).FromString(bytes(stored[node.id])) == node
@@ -266,7 +266,7 @@ def test_an_older_projection_gets_its_read_forms_once(tmp_path):
     [c_id, bad_id] = store.put_contexts([pb.Context(type_id=ct, name="c"), bad])
     store.close()
     conn = sqlite3.connect(path)
-    for table in node_pb.TABLES.values():
+    for table in read_forms.TABLES.values():
         conn.execute(f"DELETE FROM {table}")
     conn.execute("DROP TABLE mlmdlog_meta")
     conn.commit()
@@ -274,7 +274,7 @@ def test_an_older_projection_gets_its_read_forms_once(tmp_path):
 
     mlmd_log.MetadataStore(pb.ConnectionConfig(sqlite=pb.SqliteMetadataSourceConfig(filename_uri=path))).close()
     conn = sqlite3.connect(path)
-    forms = {kind: [r[0] for r in conn.execute(f"SELECT id FROM {t} ORDER BY id")] for kind, t in node_pb.TABLES.items()}
+    forms = {kind: [r[0] for r in conn.execute(f"SELECT id FROM {t} ORDER BY id")] for kind, t in read_forms.TABLES.items()}
     assert forms == {"artifact": a_ids, "execution": [e_id], "context": [c_id]}
     conn.execute("DELETE FROM mlmdlog_context_pb")
     conn.execute("DELETE FROM ContextProperty WHERE context_id = ?", (bad_id,))
@@ -304,14 +304,14 @@ def test_a_nodes_read_form_has_the_same_bytes_whatever_order_its_properties_came
         backward.custom_properties[name].string_value = name
         backward.properties[name].int_value = len(name)
     assert forward == backward
-    encode = [node_pb.encode("artifact", pb.Artifact, node, 7, "Model", 1000, float, None)
+    encode = [read_forms.encode("artifact", pb.Artifact, node, 7, "Model", 1000, float, None)
               for node in (forward, backward, pb.Artifact.FromString(backward.SerializeToString()))]
     assert encode[0] is not None
     assert encode[0] == encode[1] == encode[2]
 
 
 def test_varint_is_protobufs_encoding_at_every_length():
-    from mlmd_log.projections.node_pb import field_key, varint
+    from mlmd_log.projections.read_forms import field_key, varint
     values = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 0xFFFFFFF, 0x10000000, 2 ** 62]
     values += list(range(0, 20000, 7)) + [3 ** k for k in range(39)]
     for value in values:
