@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from mlmd_log.schema import ARTIFACT, EXECUTION, NODE_KINDS
+
 SCHEMA_VERSION = 10
 
 # Type ids 1..9 are the simple (system) types every MLMD store creates on init.
+_ARTIFACT, _EXECUTION = ARTIFACT.type_kind, EXECUTION.type_kind
 SIMPLE_TYPES: tuple[tuple[str, int], ...] = (
-    ("mlmd.Dataset", 1), ("mlmd.Model", 1), ("mlmd.Metrics", 1), ("mlmd.Statistics", 1),
-    ("mlmd.Train", 0), ("mlmd.Transform", 0), ("mlmd.Process", 0), ("mlmd.Evaluate", 0),
-    ("mlmd.Deploy", 0),
+    ("mlmd.Dataset", _ARTIFACT), ("mlmd.Model", _ARTIFACT), ("mlmd.Metrics", _ARTIFACT),
+    ("mlmd.Statistics", _ARTIFACT), ("mlmd.Train", _EXECUTION), ("mlmd.Transform", _EXECUTION),
+    ("mlmd.Process", _EXECUTION), ("mlmd.Evaluate", _EXECUTION), ("mlmd.Deploy", _EXECUTION),
 )
 
 _PROPERTY_COLUMNS = """
@@ -160,8 +163,8 @@ SQLITE_LOG: list[str] = [
     `response` BLOB)""",
     "CREATE INDEX IF NOT EXISTS `idx_mlmdlog_outcome_record_id` ON `mlmdlog_outcome`(`record_id`)",
     # Each node's serialized read form (projections/node_pb.py).
-    *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
-      for kind in ("artifact", "execution", "context")),
+    *(f"CREATE TABLE IF NOT EXISTS `{kind.read_form_table}` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
+      for kind in NODE_KINDS),
     # Markers of derived tables known complete (a projection from before one existed is
     # filled once, then marked).
     """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (
@@ -190,7 +193,7 @@ SQLITE_LOG: list[str] = [
 READ_ONLY_INDEXES = frozenset({
     "idx_artifact_uri", "idx_artifact_create_time_since_epoch", "idx_event_execution_id",
     "idx_execution_create_time_since_epoch", "idx_context_create_time_since_epoch",
-    *(f"idx_{kind}_property_{value}" for kind in ("artifact", "execution", "context")
+    *(f"idx_{kind.name}_property_{value}" for kind in NODE_KINDS
       for value in ("int", "double", "string")),
     "idx_artifact_external_id", "idx_execution_external_id", "idx_context_external_id",
     "idx_mlmdlog_attribution_artifact", "idx_mlmdlog_association_execution", "idx_mlmdlog_artifact_uri_nocase",
@@ -363,8 +366,8 @@ MYSQL_LOG: list[str] = [
     PRIMARY KEY (`log_offset`),
     KEY `idx_mlmdlog_outcome_record_id` (`record_id`)
 """ + _MYSQL_TABLE_TAIL,
-    *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
-      "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in ("artifact", "execution", "context")),
+    *(f"CREATE TABLE IF NOT EXISTS `{kind.read_form_table}` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
+      "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in NODE_KINDS),
     """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (
     `name` VARCHAR(64) NOT NULL,
     `value` VARCHAR(255) NOT NULL,

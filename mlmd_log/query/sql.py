@@ -16,12 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-# Node kinds and the names of their tables/columns.
-NODE_TABLES = {
-    "artifact": ("Artifact", "ArtifactProperty", "artifact_id"),
-    "execution": ("Execution", "ExecutionProperty", "execution_id"),
-    "context": ("Context", "ContextProperty", "context_id"),
-}
+from mlmd_log.schema import BY_NAME, NODE_KINDS
 
 # Node columns in the order the reader unpacks them; the first eight (or fewer) are
 # node fields, the last four describe the node's type.
@@ -39,7 +34,7 @@ TYPE_COLUMNS = ("id", "name", "version", "description", "external_id", "input_ty
 
 
 def _node_by_ids(kind: str) -> str:
-    table = NODE_TABLES[kind][0]
+    table = BY_NAME[kind].table
     cols = ", ".join(f"N.`{c}`" for c in NODE_COLUMNS[kind])
     return (f"SELECT {cols}, T.`name`, T.`version`, T.`description`, T.`external_id` "
             f"FROM `{table}` AS N LEFT JOIN `Type` AS T ON T.`id` = N.`type_id` "
@@ -47,7 +42,7 @@ def _node_by_ids(kind: str) -> str:
 
 
 def _node_properties(kind: str) -> str:
-    _, prop_table, owner = NODE_TABLES[kind]
+    prop_table, owner = BY_NAME[kind].prop_table, BY_NAME[kind].owner
     return (f"SELECT `{owner}`, `name`, `is_custom_property`, `int_value`, `double_value`, "
             f"`string_value`, `proto_value`, `bool_value` FROM `{prop_table}` "
             f"WHERE `{owner}` IN ({{ids}})")
@@ -113,11 +108,11 @@ BASE_QUERIES: dict[str, str] = {
     "candidates_artifact_in_context": "SELECT `artifact_id` FROM `Attribution` WHERE `context_id` = {p}",
     "candidates_execution_in_context": "SELECT `execution_id` FROM `Association` WHERE `context_id` = {p}",
 }
-for _kind in NODE_TABLES:
-    BASE_QUERIES[f"{_kind}s_by_ids"] = _node_by_ids(_kind)
-    BASE_QUERIES[f"{_kind}_properties"] = _node_properties(_kind)
+for _kind in NODE_KINDS:
+    BASE_QUERIES[f"{_kind.plural}_by_ids"] = _node_by_ids(_kind.name)
+    BASE_QUERIES[f"{_kind.name}_properties"] = _node_properties(_kind.name)
     # Serialized read forms (mlmd_log/projections/node_pb.py), where the writer keeps them.
-    BASE_QUERIES[f"{_kind}_pbs"] = f"SELECT `id`, `pb` FROM `mlmdlog_{_kind}_pb` WHERE `id` IN ({{ids}})"
+    BASE_QUERIES[f"{_kind.name}_pbs"] = f"SELECT `id`, `pb` FROM `{_kind.read_form_table}` WHERE `id` IN ({{ids}})"
 
 
 @dataclass(frozen=True)
