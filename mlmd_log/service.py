@@ -138,7 +138,7 @@ class EmbeddedTransport:
                     self._log.close()
                 self.db.close()
                 raise
-        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        self.reads = ReadService(self.db.conn, self.db.dialect)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
         self.where = _without_password(config.projection_url or config.sqlite_path)  # (for error messages)
@@ -322,7 +322,7 @@ class ReadOnlyTransport:
         from mlmd_log.query.service_reads import ReadService
 
         self.db = open_projection(projection_url, create=create, readonly=not create)
-        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        self.reads = ReadService(self.db.conn, self.db.dialect)
         self._lock = threading.Lock()
         self.where = _without_password(projection_url)  # (for error messages)
         self._closed = False

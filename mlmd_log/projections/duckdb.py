@@ -17,7 +17,7 @@ Analytics views: ``{artifact,execution,context}_properties_flat`` (one row per n
 and property, with a ``value_type`` and typed value columns), one view per type
 (``artifacts_<Type>[_<version>]`` with one column per declared property) and
 ``lineage_edges`` (execution -> artifact for outputs, artifact -> execution for
-inputs). Reads: ``Reader(projection.connection, DIALECTS["duckdb"])``.
+inputs). Reads: ``Reader(projection.connection, dialects.DUCKDB)``.
 
     python -m mlmd_log.projections.duckdb --log ./mlmd-data/log --into analytics.duckdb [--follow]
 """
@@ -35,6 +35,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, FollowStatus, applied_through
+from mlmd_log.dialects import DUCKDB
 from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
@@ -388,13 +389,12 @@ class DuckDbProjection(StagedProjection):
 
     @property
     def connection(self) -> Any:
-        """The DuckDB connection (reads: ``Reader(p.connection, DIALECTS["duckdb"])``)."""
+        """The DuckDB connection (reads: ``Reader(p.connection, dialects.DUCKDB)``)."""
         return self.con
 
     def reader(self) -> Any:
         from mlmd_log.query.reader import Reader
-        from mlmd_log.query.sql import DIALECTS
-        return Reader(self.con, DIALECTS["duckdb"])
+        return Reader(self.con, DUCKDB)
 
     def type_views(self) -> dict[str, int]:
         """{view name: type id} of the per-type views."""

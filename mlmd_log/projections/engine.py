@@ -25,7 +25,6 @@ from mlmd_log.projections.recent import Recent
 from mlmd_log.projections.steps import StepWriter
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.query.sql import DIALECTS as READ_DIALECTS
 
 EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = (k.type_kind for k in (schema.EXECUTION, schema.ARTIFACT, schema.CONTEXT))
 _SYSTEM_TYPE_EXT = pb.system_type_extension
@@ -173,7 +172,7 @@ class Engine:
         self.db = db
         self.types = TypeRegistry(db)
         self._reader: Any = None
-        self._read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
+        self._read_double: Callable[[float], float] = db.dialect.read_double
         self._insert_sql: dict[tuple, str] = {}
         # Bounded (recent.py: what steps keep using stays), cleared when a record is undone:
         # (type_id, name) -> id of contexts that exist (reused by put_execution);
@@ -580,7 +579,7 @@ class Engine:
         """A Reader on the projection's own connection (it sees this transaction's rows)."""
         if self._reader is None:
             from mlmd_log.query.reader import Reader
-            self._reader = Reader(self.db.conn, READ_DIALECTS[self.db.dialect.name])
+            self._reader = Reader(self.db.conn, self.db.dialect)
         return self._reader
 
     def _update_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), force_time: bool = False) -> int:

@@ -187,7 +187,7 @@ class MirroredProjection(StagedProjection):
 
     @property
     def db(self) -> SqlBackend:
-        """The target backend (reads: ``Reader(p.db.conn, DIALECTS["mysql"])``)."""
+        """The target backend (reads: ``Reader(p.db.conn, dialects.MYSQL)``)."""
         return self.target.db
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from mlmd_log import errors
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.query import filter as fq
 from mlmd_log.schema import BY_NAME
 
@@ -76,24 +77,6 @@ class _Source:
 
 
 @dataclass(frozen=True)
-class FilterDialect:
-    """How one backend spells the few operators that differ."""
-
-    name: str
-    like: str = "LIKE"  # MLMD on SQLite: LIKE is case-insensitive for ASCII
-    not_like: str = "NOT LIKE"
-    true: object = 1
-    false: object = 0
-
-
-FILTER_DIALECTS = {
-    "sqlite": FilterDialect("sqlite"),
-    "mysql": FilterDialect("mysql"),
-    "duckdb": FilterDialect("duckdb", like="ILIKE", not_like="NOT ILIKE", true=True, false=False),
-}
-
-
-@dataclass(frozen=True)
 class CompiledFilter:
     """A condition on the node table, alias ``t0``: ``where`` and its params in text order.
 
@@ -119,7 +102,7 @@ _REVERSED_URI_SUFFIX = "(t0.`id` IN (SELECT `id` FROM `mlmdlog_artifact_ruri` WH
 
 
 class _Compiler:
-    def __init__(self, kind: str, dialect: FilterDialect, reversed_uris: Any = False):
+    def __init__(self, kind: str, dialect: Dialect, reversed_uris: Any = False):
         self.kind = kind
         self.d = dialect
         # A bool, or a callable asked (once) when a uri suffix pattern is met.
@@ -262,15 +245,15 @@ class _Compiler:
         raise TypeError(node)
 
 
-def compile_filter(ast, kind: str, dialect: str = "sqlite", reversed_uris: Any = False) -> CompiledFilter:
+def compile_filter(ast, kind: str, dialect: Dialect = SQLITE, reversed_uris: Any = False) -> CompiledFilter:
     """SQL of a parsed filter for nodes of ``kind``; ``reversed_uris`` (or a callable
     saying so) when the projection keeps mlmdlog_artifact_ruri."""
-    compiler = _Compiler(kind, FILTER_DIALECTS[dialect], reversed_uris)
+    compiler = _Compiler(kind, dialect, reversed_uris)
     items = ast.items if isinstance(ast, fq.BoolOp) and ast.op == "AND" else [ast]
     return compiler.assemble([compiler.conjunct(item) for item in items])
 
 
-def compile_text(text: str, kind: str, dialect: str = "sqlite", reversed_uris: Any = False) -> Optional[CompiledFilter]:
+def compile_text(text: str, kind: str, dialect: Dialect = SQLITE, reversed_uris: Any = False) -> Optional[CompiledFilter]:
     """Parses and compiles ``text``; None for an empty filter."""
     if not text:
         return None

@@ -18,10 +18,11 @@ from typing import Any, Iterable, Optional, Sequence
 from google.protobuf import json_format, struct_pb2
 
 from mlmd_log import errors
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query import filter_sql, paging
-from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, SQLITE, TYPE_COLUMNS, ReadDialect
+from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, TYPE_COLUMNS
 from mlmd_log.schema import ARTIFACT, BY_NAME, BY_TYPE_MESSAGE, CONTEXT, EXECUTION, NodeKind
 
 SIMPLE_TYPE_NAMES = frozenset({
@@ -100,13 +101,13 @@ _BASE_TYPES = {t: _base_type_enum(t) for t in (pb.ArtifactType, pb.ExecutionType
 class Reader:
     """MLMD reads over a DB-API connection (sqlite3 by default dialect)."""
 
-    def __init__(self, conn, dialect: ReadDialect = SQLITE):
+    def __init__(self, conn, dialect: Dialect = SQLITE):
         self._conn = conn
         self._d = dialect
         self._tables: dict[str, bool] = {}
 
     @property
-    def dialect(self) -> ReadDialect:
+    def dialect(self) -> Dialect:
         return self._d
 
     # ------------------------------------------------------------------ SQL helpers
@@ -335,7 +336,7 @@ class Reader:
         the table is there and has the newest artifact (a writer that does not keep it,
         e.g. an older mlmd-log, has not added artifacts since; older ones are backfilled
         when a projection is opened for writing)."""
-        if self._d.name != "sqlite" or not self._has_table("mlmdlog_artifact_ruri"):
+        if not self._d.reversed_uris or not self._has_table("mlmdlog_artifact_ruri"):
             return False
         newest = self._rows("newest_artifact_and_reversed_uri")
         return newest[0][0] == newest[0][1]
@@ -390,7 +391,7 @@ class Reader:
               candidates: Optional[tuple[str, tuple]] = None) -> Page:
         """One page of nodes; ``candidates`` is a (query name, params) id subquery."""
         paging.validate_size(options)
-        compiled = paging.compile_filter(options, kind.name, self._d.name, self._reversed_uris)
+        compiled = paging.compile_filter(options, kind.name, self._d, self._reversed_uris)
         q = paging.build_list_query(options)
         table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
         where, params = q.where, list(q.params)
@@ -652,7 +653,7 @@ class Reader:
         """Ids of ``kind`` nodes ("artifact" | ...) matching ``filter_query``, ascending,
         at most ``limit``; restricted to ``candidate_ids`` when given (batched)."""
         table = sql_table(kind)
-        compiled = (filter_sql.compile_text(filter_query, kind, self._d.name, self._reversed_uris)
+        compiled = (filter_sql.compile_text(filter_query, kind, self._d, self._reversed_uris)
                     if filter_query else None)
         where, params = ("1 = 1", []) if compiled is None else (compiled.where, list(compiled.params))
         tail = " ORDER BY `id`" + (f" LIMIT {int(limit)}" if limit is not None else "")
