@@ -266,16 +266,17 @@ def test_changed_nodes_are_read_through_the_update_time_index(projected):
     planner would scan the whole node table instead (each mirror then costs time in
     proportion to the projection's size); the queries must search the update-time index,
     and give the same rows as a plain filter."""
-    from mlmd_log.projections.staged import NODES, changed_nodes_sql
+    from mlmd_log.projections.staged import changed_nodes_sql
+    from mlmd_log.schema import NODE_KINDS
 
     projection, _, _ = projected
     conn = sqlite3.connect(projection.staging_path)
     conn.execute("ANALYZE")  # (statistics like a large projection's: the planner still must not scan)
-    for node in NODES:
+    for node in NODE_KINDS:
         since = conn.execute(f"SELECT MAX(`last_update_time_since_epoch`) FROM `{node.table}`").fetchone()[0]
         for sql in changed_nodes_sql(node, since)[:3]:
             plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, (since,)))
-            assert f"idx_{node.kind}_last_update_time_since_epoch" in plan, plan
+            assert f"idx_{node.name}_last_update_time_since_epoch" in plan, plan
             assert "SCAN N" not in plan and f"SCAN {node.table}" not in plan, plan
         nodes_sql, props_sql, _, params = changed_nodes_sql(node, since)
         expected = conn.execute(f"SELECT `id` FROM `{node.table}` WHERE `last_update_time_since_epoch` >= ? "

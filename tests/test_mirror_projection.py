@@ -21,9 +21,10 @@ from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.projections.projector import Projector
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.query.reader import Reader
-from mlmd_log.query.sql import DIALECTS
 from mlmd_log.client import StoreConfig
+from mlmd_log.dialects import MYSQL
+from mlmd_log.query.reader import Reader
+from mlmd_log.schema import NODE_KINDS
 
 from contracts import ProjectionContract
 from dbdump import MLMD_TABLES, dump_tables, normalised
@@ -124,7 +125,7 @@ class TestMirroredProjectionContract(ProjectionContract):
         return _dump_mysql(target[1].db, tables)
 
     def reader(self, target):
-        return Reader(target[1].db.conn, DIALECTS["mysql"])
+        return Reader(target[1].db.conn, MYSQL)
 
     def close_target(self, target):
         target[1].close()
@@ -419,7 +420,7 @@ def test_mirror_copies_every_value_exactly(tmp_path, mysql_url, target, no_backs
     _write_tricky_values(data_dir)
     log = FileLog(os.path.join(data_dir, "log"), readonly=True)
     direct_target = _fresh_database(mysql_url)
-    tables = TABLES + tuple(mirror_module.READ_FORMS.values())
+    tables = TABLES + tuple(kind.read_form_table for kind in NODE_KINDS)
     try:
         projection = _mirrored(target, str(tmp_path / "staging.sqlite"))
         if no_backslash_escapes:

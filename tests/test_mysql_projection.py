@@ -12,7 +12,7 @@ from mlmd_log.producer import FileLog
 from mlmd_log.projections.mysql import MySqlBackend
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query.reader import Reader
-from mlmd_log.query.sql import DIALECTS
+from mlmd_log.dialects import MYSQL
 from mlmd_log.client import StoreConfig
 
 from contracts import ProjectionContract
@@ -60,7 +60,7 @@ class TestMySqlProjectionContract(ProjectionContract):
         return _dump_mysql(target[1], tables)
 
     def reader(self, target):
-        return Reader(target[1].conn, DIALECTS["mysql"])
+        return Reader(target[1].conn, MYSQL)
 
     def close_target(self, target):
         target[1].close()

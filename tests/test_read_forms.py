@@ -190,7 +190,7 @@ def test_mysql_ints_beyond_32_bits_are_left_to_the_tables():
 def test_doubles_are_stored_as_mlmd_reads_them(value, expected):
     node = pb.Artifact(type_id=1)
     node.properties["d"].double_value = value
-    from mlmd_log.query.sql import SQLITE
+    from mlmd_log.dialects import SQLITE
     data = read_forms.encode("artifact", pb.Artifact, node, 1, "A", 0, SQLITE.read_double)
     assert pb.Artifact.FromString(data).properties["d"].double_value == expected
 
@@ -204,7 +204,7 @@ def test_mysql_projection_read_forms_match_its_tables(tmp_path, mysql_url):
     from mlmd_log.consumer.replay import replay
     from mlmd_log.producer import FileLog
     from mlmd_log.projections.mysql import MySqlBackend
-    from mlmd_log.query.sql import MYSQL
+    from mlmd_log.dialects import MYSQL
     from mlmd_log.client import StoreConfig
     from mysqldb import drop, fresh_database
 

@@ -37,6 +37,7 @@ pymysql = pytest.importorskip("pymysql")
 import mlmd_log as mlmd  # noqa: E402
 from mysqldb import drop as _drop, dump_mysql, fresh_database  # noqa: E402
 from mlmd_log.consumer.replay import replay  # noqa: E402
+from mlmd_log.dialects import DUCKDB  # noqa: E402
 from mlmd_log.locations import open_log, open_projection  # noqa: E402
 from mlmd_log.projections.mysql import MySqlBackend, MySqlTarget  # noqa: E402
 from mlmd_log.proto import metadata_store_pb2 as pb  # noqa: E402
@@ -186,9 +187,9 @@ class _ReadsOnly:
 
     def __init__(self, db: Any):
         if hasattr(db, "connection"):  # a DuckDbProjection
-            self.reads = ReadService(db.connection, "duckdb")
+            self.reads = ReadService(db.connection, DUCKDB)
         else:
-            self.reads = ReadService(db.conn, db.dialect.name)
+            self.reads = ReadService(db.conn, db.dialect)
 
     def call(self, rpc: str, request: Any) -> Any:
         return self.reads.call(rpc, request)

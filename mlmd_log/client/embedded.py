@@ -49,7 +49,7 @@ class EmbeddedTransport:
                     self._log.close()
                 self.db.close()
                 raise
-        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        self.reads = ReadService(self.db.conn, self.db.dialect)
         # Reads and applies share the projection connection, so they share the applier's lock.
         self._lock: Any = self._applier.lock if self._applier is not None else threading.RLock()
         self.where = without_password(config.projection_url or config.sqlite_path)  # (for error messages)

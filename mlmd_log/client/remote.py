@@ -19,7 +19,7 @@ class ReadOnlyTransport:
         from mlmd_log.query.service_reads import ReadService
 
         self.db = open_projection(projection_url, create=create, readonly=not create)
-        self.reads = ReadService(self.db.conn, self.db.dialect.name)
+        self.reads = ReadService(self.db.conn, self.db.dialect)
         self._lock = threading.Lock()
         self.where = without_password(projection_url)  # (for error messages)
         self._closed = False

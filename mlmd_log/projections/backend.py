@@ -8,34 +8,11 @@ savepoints, and the checkpoint row written in the same transaction.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterable, Optional, Sequence
 
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.projections import ddl
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """Small table of per-dialect SQL differences."""
-
-    name: str
-    param: str  # placeholder that replaces "?"
-    quote: str  # identifier quote that replaces "`"
-    insert_ignore: str = "INSERT OR IGNORE"  # an insert that skips rows a unique key already has
-    int_limit: Optional[int] = None  # property int_value is INT (32 bits) on MySQL, 64 bits on SQLite
-    reversed_uris: bool = False  # keeps mlmdlog_artifact_ruri (SQLite: its LIKE ignores case, as the index)
-
-    def render(self, sql: str) -> str:
-        if self.param != "?":
-            sql = sql.replace("?", self.param)
-        if self.quote != "`":
-            sql = sql.replace("`", self.quote)
-        return sql
-
-
-SQLITE = Dialect("sqlite", "?", "`", reversed_uris=True)
-MYSQL = Dialect("mysql", "%s", "`", "INSERT IGNORE", int_limit=2 ** 31)
-DUCKDB = Dialect("duckdb", "?", '"', "INSERT OR IGNORE")
 
 
 class SqlBackend:
@@ -57,7 +34,7 @@ class SqlBackend:
     def sql(self, text: str) -> str:
         out = self._sql_cache.get(text)
         if out is None:
-            out = self._sql_cache[text] = self.dialect.render(text)
+            out = self._sql_cache[text] = self.dialect.render_qmark(text)
         return out
 
     def execute(self, text: str, params: Sequence[Any] = ()) -> Any:

@@ -10,14 +10,16 @@ import re
 from typing import Optional
 
 from mlmd_log.projections import bookkeeping
+from mlmd_log.schema import ARTIFACT, EXECUTION, NODE_KINDS
 
 SCHEMA_VERSION = 10
 
 # Type ids 1..9 are the simple (system) types every MLMD store creates on init.
+_ARTIFACT, _EXECUTION = ARTIFACT.type_kind, EXECUTION.type_kind
 SIMPLE_TYPES: tuple[tuple[str, int], ...] = (
-    ("mlmd.Dataset", 1), ("mlmd.Model", 1), ("mlmd.Metrics", 1), ("mlmd.Statistics", 1),
-    ("mlmd.Train", 0), ("mlmd.Transform", 0), ("mlmd.Process", 0), ("mlmd.Evaluate", 0),
-    ("mlmd.Deploy", 0),
+    ("mlmd.Dataset", _ARTIFACT), ("mlmd.Model", _ARTIFACT), ("mlmd.Metrics", _ARTIFACT),
+    ("mlmd.Statistics", _ARTIFACT), ("mlmd.Train", _EXECUTION), ("mlmd.Transform", _EXECUTION),
+    ("mlmd.Process", _EXECUTION), ("mlmd.Evaluate", _EXECUTION), ("mlmd.Deploy", _EXECUTION),
 )
 
 _PROPERTY_COLUMNS = """
@@ -49,6 +51,23 @@ def _property_indexes(table: str, prefix: str) -> list[str]:
     ]
 
 
+def _lines(items: tuple[str, ...]) -> str:
+    return "".join(f"    {item},\n" for item in items)
+
+
+def _sqlite_node_table(table: str, own_columns: tuple[str, ...]) -> str:
+    """Artifact or Execution: the columns both have, around the kind's own ones."""
+    return (f"CREATE TABLE IF NOT EXISTS `{table}` (\n"
+            "    `id` INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+            "    `type_id` INT NOT NULL,\n"
+            f"{_lines(own_columns)}"
+            "    `name` VARCHAR(255),\n"
+            "    `external_id` VARCHAR(255) UNIQUE,\n"
+            "    `create_time_since_epoch` INT NOT NULL DEFAULT 0,\n"
+            "    `last_update_time_since_epoch` INT NOT NULL DEFAULT 0,\n"
+            "    UNIQUE(`type_id`, `name`))")
+
+
 SQLITE_MLMD: list[str] = [
     """CREATE TABLE IF NOT EXISTS `Type` (
     `id` INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,26 +87,9 @@ SQLITE_MLMD: list[str] = [
     `type_id` INT NOT NULL,
     `parent_type_id` INT NOT NULL,
     PRIMARY KEY (`type_id`, `parent_type_id`))""",
-    """CREATE TABLE IF NOT EXISTS `Artifact` (
-    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
-    `type_id` INT NOT NULL,
-    `uri` TEXT,
-    `state` INT,
-    `name` VARCHAR(255),
-    `external_id` VARCHAR(255) UNIQUE,
-    `create_time_since_epoch` INT NOT NULL DEFAULT 0,
-    `last_update_time_since_epoch` INT NOT NULL DEFAULT 0,
-    UNIQUE(`type_id`, `name`))""",
+    _sqlite_node_table("Artifact", ("`uri` TEXT", "`state` INT")),
     _property_table("ArtifactProperty", "artifact_id", "TEXT", "BLOB"),
-    """CREATE TABLE IF NOT EXISTS `Execution` (
-    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
-    `type_id` INT NOT NULL,
-    `last_known_state` INT,
-    `name` VARCHAR(255),
-    `external_id` VARCHAR(255) UNIQUE,
-    `create_time_since_epoch` INT NOT NULL DEFAULT 0,
-    `last_update_time_since_epoch` INT NOT NULL DEFAULT 0,
-    UNIQUE(`type_id`, `name`))""",
+    _sqlite_node_table("Execution", ("`last_known_state` INT",)),
     _property_table("ExecutionProperty", "execution_id", "TEXT", "BLOB"),
     """CREATE TABLE IF NOT EXISTS `Event` (
     `id` INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -152,8 +154,8 @@ SQLITE_MLMD: list[str] = [
 SQLITE_LOG: list[str] = [
     *bookkeeping.SQLITE_DDL,
     # Each node's serialized read form (projections/read_forms.py).
-    *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
-      for kind in ("artifact", "execution", "context")),
+    *(f"CREATE TABLE IF NOT EXISTS `{kind.read_form_table}` (`id` INTEGER PRIMARY KEY, `pb` BLOB NOT NULL)"
+      for kind in NODE_KINDS),
     # Markers of derived tables known complete (a projection from before one existed is
     # filled once, then marked).
     """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (
@@ -182,7 +184,7 @@ SQLITE_LOG: list[str] = [
 READ_ONLY_INDEXES = frozenset({
     "idx_artifact_uri", "idx_artifact_create_time_since_epoch", "idx_event_execution_id",
     "idx_execution_create_time_since_epoch", "idx_context_create_time_since_epoch",
-    *(f"idx_{kind}_property_{value}" for kind in ("artifact", "execution", "context")
+    *(f"idx_{kind.name}_property_{value}" for kind in NODE_KINDS
       for value in ("int", "double", "string")),
     "idx_artifact_external_id", "idx_execution_external_id", "idx_context_external_id",
     "idx_mlmdlog_attribution_artifact", "idx_mlmdlog_association_execution", "idx_mlmdlog_artifact_uri_nocase",
@@ -221,6 +223,26 @@ def _mysql_property_table(table: str, owner: str, prefix: str) -> str:
 
 _MYSQL_TABLE_TAIL = ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}"
 
+
+def _mysql_node_table(table: str, own_columns: tuple[str, ...], own_keys: tuple[str, ...] = ()) -> str:
+    """Artifact or Execution: the columns and keys both have, around the kind's own ones."""
+    prefix = table.lower()
+    return (f"CREATE TABLE IF NOT EXISTS `{table}` (\n"
+            "    `id` INT NOT NULL AUTO_INCREMENT,\n"
+            "    `type_id` INT NOT NULL,\n"
+            f"{_lines(own_columns)}"
+            "    `name` VARCHAR(255),\n"
+            "    `external_id` VARCHAR(255),\n"
+            "    `create_time_since_epoch` BIGINT NOT NULL DEFAULT 0,\n"
+            "    `last_update_time_since_epoch` BIGINT NOT NULL DEFAULT 0,\n"
+            "    PRIMARY KEY (`id`),\n"
+            "    UNIQUE KEY `external_id` (`external_id`),\n"
+            f"    UNIQUE KEY `Unique{table}TypeName` (`type_id`, `name`),\n"
+            f"{_lines(own_keys)}"
+            f"    KEY `idx_{prefix}_create_time_since_epoch` (`create_time_since_epoch`),\n"
+            f"    KEY `idx_{prefix}_last_update_time_since_epoch` (`last_update_time_since_epoch`),\n"
+            f"    KEY `idx_{prefix}_external_id` (`external_id`)\n" + _MYSQL_TABLE_TAIL)
+
 MYSQL_MLMD: list[str] = [
     """CREATE TABLE IF NOT EXISTS `Type` (
     `id` INT NOT NULL AUTO_INCREMENT,
@@ -247,39 +269,9 @@ MYSQL_MLMD: list[str] = [
     `parent_type_id` INT NOT NULL,
     PRIMARY KEY (`type_id`, `parent_type_id`)
 """ + _MYSQL_TABLE_TAIL,
-    """CREATE TABLE IF NOT EXISTS `Artifact` (
-    `id` INT NOT NULL AUTO_INCREMENT,
-    `type_id` INT NOT NULL,
-    `uri` TEXT,
-    `state` INT,
-    `name` VARCHAR(255),
-    `external_id` VARCHAR(255),
-    `create_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
-    `last_update_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`id`),
-    UNIQUE KEY `external_id` (`external_id`),
-    UNIQUE KEY `UniqueArtifactTypeName` (`type_id`, `name`),
-    KEY `idx_artifact_uri` (`uri`(255)),
-    KEY `idx_artifact_create_time_since_epoch` (`create_time_since_epoch`),
-    KEY `idx_artifact_last_update_time_since_epoch` (`last_update_time_since_epoch`),
-    KEY `idx_artifact_external_id` (`external_id`)
-""" + _MYSQL_TABLE_TAIL,
+    _mysql_node_table("Artifact", ("`uri` TEXT", "`state` INT"), ("KEY `idx_artifact_uri` (`uri`(255))",)),
     _mysql_property_table("ArtifactProperty", "artifact_id", "artifact"),
-    """CREATE TABLE IF NOT EXISTS `Execution` (
-    `id` INT NOT NULL AUTO_INCREMENT,
-    `type_id` INT NOT NULL,
-    `last_known_state` INT,
-    `name` VARCHAR(255),
-    `external_id` VARCHAR(255),
-    `create_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
-    `last_update_time_since_epoch` BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (`id`),
-    UNIQUE KEY `external_id` (`external_id`),
-    UNIQUE KEY `UniqueExecutionTypeName` (`type_id`, `name`),
-    KEY `idx_execution_create_time_since_epoch` (`create_time_since_epoch`),
-    KEY `idx_execution_last_update_time_since_epoch` (`last_update_time_since_epoch`),
-    KEY `idx_execution_external_id` (`external_id`)
-""" + _MYSQL_TABLE_TAIL,
+    _mysql_node_table("Execution", ("`last_known_state` INT",)),
     _mysql_property_table("ExecutionProperty", "execution_id", "execution"),
     """CREATE TABLE IF NOT EXISTS `Context` (
     `id` INT NOT NULL AUTO_INCREMENT,
@@ -341,8 +333,8 @@ MYSQL_MLMD: list[str] = [
 
 MYSQL_LOG: list[str] = [
     *(statement + _MYSQL_TABLE_TAIL for statement in bookkeeping.MYSQL_DDL),
-    *(f"CREATE TABLE IF NOT EXISTS `mlmdlog_{kind}_pb` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
-      "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in ("artifact", "execution", "context")),
+    *(f"CREATE TABLE IF NOT EXISTS `{kind.read_form_table}` (`id` INT NOT NULL, `pb` MEDIUMBLOB NOT NULL, "
+      "PRIMARY KEY (`id`)" + _MYSQL_TABLE_TAIL for kind in NODE_KINDS),
     """CREATE TABLE IF NOT EXISTS `mlmdlog_meta` (
     `name` VARCHAR(64) NOT NULL,
     `value` VARCHAR(255) NOT NULL,

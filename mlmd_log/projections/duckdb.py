@@ -17,7 +17,7 @@ Analytics views: ``{artifact,execution,context}_properties_flat`` (one row per n
 and property, with a ``value_type`` and typed value columns), one view per type
 (``artifacts_<Type>[_<version>]`` with one column per declared property) and
 ``lineage_edges`` (execution -> artifact for outputs, artifact -> execution for
-inputs). Reads: ``Reader(projection.connection, DIALECTS["duckdb"])``.
+inputs). Reads: ``Reader(projection.connection, dialects.DUCKDB)``.
 
     python -m mlmd_log.projections.duckdb --log ./mlmd-data/log --into analytics.duckdb [--follow]
 """
@@ -35,10 +35,12 @@ from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, FollowStatus, applied_through
+from mlmd_log.dialects import DUCKDB
 from mlmd_log.projections import bookkeeping
-from mlmd_log.projections.staged import NODES, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection
+from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.schema import NODE_KINDS, NodeKind
 
 LOG = logging.getLogger("mlmd_log.duckdb")
 
@@ -190,10 +192,10 @@ def _unique(candidate: str, taken: set[str], fallback: str) -> str:
     return f"{fallback}_{n}"
 
 
-def _flat_view(node: NodeTables) -> str:
+def _flat_view(node: NodeKind) -> str:
     p = "P"  # the property table's alias
     struct = f'starts_with({p}."string_value", {_sql_text(STRUCT_PREFIX)})'
-    return f"""CREATE OR REPLACE VIEW "{node.kind}_properties_flat" AS
+    return f"""CREATE OR REPLACE VIEW "{node.name}_properties_flat" AS
 SELECT {p}."{node.owner}", N."type_id", T."name" AS "type_name", {p}."name" AS "property_name",
     {p}."is_custom_property" <> 0 AS "is_custom_property",
     CASE WHEN {p}."int_value" IS NOT NULL THEN 'int'
@@ -240,16 +242,16 @@ def _type_views(types: Sequence[tuple], properties: Sequence[tuple]) -> list[tup
     props_of: dict[int, list[tuple[str, int]]] = {}
     for type_id, name, data_type in sorted(properties, key=lambda r: (r[0], r[1])):
         props_of.setdefault(type_id, []).append((name, data_type))
-    by_kind = {n.type_kind: n for n in NODES}
+    by_kind = {n.type_kind: n for n in NODE_KINDS}
     taken: set[str] = set()
     out = []
     for type_id, name, version, type_kind in sorted(types, key=lambda r: r[0]):
         node = by_kind.get(type_kind)
         if node is None:
             continue
-        base = f"{node.view_prefix}_{sanitize(name)}" + (f"_{sanitize(version)}" if version else "")
+        base = f"{node.plural}_{sanitize(name)}" + (f"_{sanitize(version)}" if version else "")
         view = _unique(base, taken, f"{base}_{type_id}")
-        base_cols = _BASE_VIEW_COLUMNS[node.kind]
+        base_cols = _BASE_VIEW_COLUMNS[node.name]
         col_taken = {c.lower() for c in base_cols}
         select = [f'N."{c}"' for c in base_cols]
         for prop, data_type in props_of.get(type_id, []):
@@ -287,7 +289,7 @@ class DuckDbMirrorTarget:
         try:
             for stmt in schema():
                 self.con.execute(stmt)
-            for node in NODES:
+            for node in NODE_KINDS:
                 self.con.execute(_flat_view(node))
             self.con.execute(_lineage_view())
             self.con.commit()
@@ -335,7 +337,7 @@ class DuckDbMirrorTarget:
         types = dict(TABLES[table])
         return self._loader.insert(table, [(c, types[c]) for c in columns], rows)
 
-    def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:
+    def delete_nodes(self, node: NodeKind, ids: Sequence[int]) -> None:
         """Deletes these nodes and their property rows (ids in a temp table: any number of them)."""
         self.con.execute('CREATE OR REPLACE TEMP TABLE "mlmdlog_mirror_ids" ("id" INTEGER)')
         self._loader.insert("mlmdlog_mirror_ids", (("id", "INTEGER"),), [(i,) for i in ids])
@@ -380,13 +382,12 @@ class DuckDbProjection(StagedProjection):
 
     @property
     def connection(self) -> Any:
-        """The DuckDB connection (reads: ``Reader(p.connection, DIALECTS["duckdb"])``)."""
+        """The DuckDB connection (reads: ``Reader(p.connection, dialects.DUCKDB)``)."""
         return self.con
 
     def reader(self) -> Any:
         from mlmd_log.query.reader import Reader
-        from mlmd_log.query.sql import DIALECTS
-        return Reader(self.con, DIALECTS["duckdb"])
+        return Reader(self.con, DUCKDB)
 
     def type_views(self) -> dict[str, int]:
         """{view name: type id} of the per-type views."""

@@ -8,7 +8,7 @@ object): the same checks in the same order, raising the same error classes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from google.protobuf import descriptor_pool
@@ -29,7 +29,6 @@ from mlmd_log.projections.nodes import (
 from mlmd_log.projections.steps import StepWriter
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
-from mlmd_log.query.sql import DIALECTS as READ_DIALECTS
 
 _SYSTEM_TYPE_EXT = pb.system_type_extension
 
@@ -126,7 +125,7 @@ class Engine:
         self.db = db
         self.types = TypeRegistry(db)
         self._reader: Any = None
-        self.read_double: Callable[[float], float] = READ_DIALECTS[db.dialect.name].read_double
+        self.read_double: Callable[[float], float] = db.dialect.read_double
         self._insert_sql: dict[tuple, str] = {}
         self.memory = EngineMemory()  # (shared with the step writer)
         self.memory.reload_counters(db)
@@ -505,7 +504,7 @@ class Engine:
         """A Reader on the projection's own connection (it sees this transaction's rows)."""
         if self._reader is None:
             from mlmd_log.query.reader import Reader
-            self._reader = Reader(self.db.conn, READ_DIALECTS[self.db.dialect.name])
+            self._reader = Reader(self.db.conn, self.db.dialect)
         return self._reader
 
     def _update_node(self, kind: NodeKind, node: Any, mask: Sequence[str] = (), force_time: bool = False) -> int:

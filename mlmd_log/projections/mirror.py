@@ -38,12 +38,12 @@ from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections import bookkeeping
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
-from mlmd_log.projections.staged import (READ_FORMS, TABLES, ApplyStats, MirrorMark, NodeTables, StagedProjection,
-                                         open_staging)
+from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection, open_staging
+from mlmd_log.schema import NODE_KINDS, NodeKind
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
-MIRROR_TABLES = tuple(TABLES) + tuple(READ_FORMS.values())  # every table a full copy rewrites
+MIRROR_TABLES = tuple(TABLES) + tuple(kind.read_form_table for kind in NODE_KINDS)  # every table a full copy rewrites
 
 class MySqlMirrorTarget:
     """The target side of the mirror on MySQL/MariaDB: multi-row INSERTs in chunks, MLMD's
@@ -146,12 +146,12 @@ class MySqlMirrorTarget:
             self._queue(statement)
         return len(rows)
 
-    def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:
+    def delete_nodes(self, node: NodeKind, ids: Sequence[int]) -> None:
         """Deletes these nodes and all their property rows."""
         for start in range(0, len(ids), self.chunk_rows):
             listed = ", ".join(str(int(i)) for i in ids[start:start + self.chunk_rows])
             self._queue(f"DELETE FROM `{node.prop_table}` WHERE `{node.owner}` IN ({listed})")
-            self._queue(f"DELETE FROM `{READ_FORMS[node.kind]}` WHERE `id` IN ({listed})")
+            self._queue(f"DELETE FROM `{node.read_form_table}` WHERE `id` IN ({listed})")
             self._queue(f"DELETE FROM `{node.table}` WHERE `id` IN ({listed})")
 
     def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None:
@@ -175,7 +175,7 @@ class MirroredProjection(StagedProjection):
 
     @property
     def db(self) -> SqlBackend:
-        """The target backend (reads: ``Reader(p.db.conn, DIALECTS["mysql"])``)."""
+        """The target backend (reads: ``Reader(p.db.conn, dialects.MYSQL)``)."""
         return self.target.db
 
 

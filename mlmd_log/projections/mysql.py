@@ -12,7 +12,8 @@ from urllib.parse import quote, unquote, urlparse
 
 from mlmd_log import errors
 from mlmd_log.projections import ddl
-from mlmd_log.projections.backend import MYSQL, SqlBackend
+from mlmd_log.dialects import MYSQL
+from mlmd_log.projections.backend import SqlBackend
 
 
 MAX_STATEMENT_CHARS = 1 << 20  # per multi-row statement; far below max_allowed_packet

@@ -4,50 +4,48 @@ rows of an event's path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
+from mlmd_log import schema
 from mlmd_log.proto import metadata_store_pb2 as pb
 
-EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = 0, 1, 2
+EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = (k.type_kind for k in (schema.EXECUTION, schema.ARTIFACT, schema.CONTEXT))
 
 
 @dataclass(frozen=True)
-class NodeKind:
-    """Everything that differs between artifacts, executions and contexts."""
+class NodeKind(schema.NodeKind):
+    """A node kind (schema.py) with the columns the engine writes for it."""
 
-    name: str
-    table: str
-    prop_table: str
-    owner: str
-    type_kind: int
-    message: type
-    type_message: type
     # Columns written on create, each with a getter from the node message.
-    columns: tuple[tuple[str, Callable[[Any], Any]], ...]
+    columns: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
     # Columns rewritten on update (MLMD never renames artifacts or executions).
-    update_columns: tuple[str, ...]
+    update_columns: tuple[str, ...] = ()
 
 
 def _opt(field_name: str) -> Callable[[Any], Any]:
     return lambda node: getattr(node, field_name) if node.HasField(field_name) else None
 
 
-ARTIFACT = NodeKind(
-    "artifact", "Artifact", "ArtifactProperty", "artifact_id", ARTIFACT_KIND, pb.Artifact, pb.ArtifactType,
+def _written(kind: schema.NodeKind, columns: tuple, update_columns: tuple[str, ...]) -> NodeKind:
+    return NodeKind(**{f.name: getattr(kind, f.name) for f in fields(kind)}, columns=columns,
+                    update_columns=update_columns)
+
+
+ARTIFACT = _written(
+    schema.ARTIFACT,
     (("type_id", lambda n: n.type_id), ("uri", lambda n: n.uri), ("state", _opt("state")),
      ("name", _opt("name")), ("external_id", _opt("external_id"))),
     ("type_id", "uri", "state", "external_id"),
 )
-EXECUTION = NodeKind(
-    "execution", "Execution", "ExecutionProperty", "execution_id", EXECUTION_KIND, pb.Execution,
-    pb.ExecutionType,
+EXECUTION = _written(
+    schema.EXECUTION,
     (("type_id", lambda n: n.type_id), ("last_known_state", _opt("last_known_state")),
      ("name", _opt("name")), ("external_id", _opt("external_id"))),
     ("type_id", "last_known_state", "external_id"),
 )
-CONTEXT = NodeKind(
-    "context", "Context", "ContextProperty", "context_id", CONTEXT_KIND, pb.Context, pb.ContextType,
+CONTEXT = _written(
+    schema.CONTEXT,
     (("type_id", lambda n: n.type_id), ("name", lambda n: n.name), ("external_id", _opt("external_id"))),
     ("type_id", "name", "external_id"),
 )

@@ -22,12 +22,12 @@ import math
 import struct
 from typing import Any, Callable, Optional
 
+from mlmd_log import schema
 from mlmd_log.projections.values import STRUCT_PREFIX, mlmd_double
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 # (The tables keep the ``_pb`` names of the first version: projections on disk have them.)
-TABLES = {"artifact": "mlmdlog_artifact_pb", "execution": "mlmdlog_execution_pb",
-          "context": "mlmdlog_context_pb"}
+TABLES = {kind.name: kind.read_form_table for kind in schema.NODE_KINDS}
 
 # Columns the engine always writes (so the Reader always sets them, "" included).
 _ALWAYS_SET = {"artifact": ("uri",), "execution": (), "context": ("name",)}
@@ -159,5 +159,5 @@ def _read_back(value: Any, read_double: Callable[[float], float],
     return which in ("struct_value", "bool_value"), None
 
 
-_TAGS = {message_cls: _Tags(message_cls) for message_cls in (pb.Artifact, pb.Execution, pb.Context)}
+_TAGS = {kind.message: _Tags(kind.message) for kind in schema.NODE_KINDS}
 _VALUE_DOUBLE = field_key(pb.Value.DESCRIPTOR.fields_by_name["double_value"].number, 1)

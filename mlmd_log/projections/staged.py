@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from mlmd_log import errors
+from mlmd_log.schema import NODE_KINDS, NodeKind
 from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
 from mlmd_log.projections import bookkeeping
@@ -90,20 +91,6 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     bookkeeping.OUTCOME_TABLE: bookkeeping.OUTCOME_COLUMNS,
 }
 
-@dataclass(frozen=True)
-class NodeTables:
-    kind: str  # artifact | execution | context
-    table: str
-    prop_table: str
-    owner: str
-    type_kind: int
-    view_prefix: str
-
-
-NODES = (NodeTables("artifact", "Artifact", "ArtifactProperty", "artifact_id", 1, "artifacts"),
-         NodeTables("execution", "Execution", "ExecutionProperty", "execution_id", 0, "executions"),
-         NodeTables("context", "Context", "ContextProperty", "context_id", 2, "contexts"))
-READ_FORMS = {node.kind: f"mlmdlog_{node.kind}_pb" for node in NODES}  # projections/read_forms.py
 
 def staging_select(table: str, alias: str = "") -> str:
     """SELECT of the mirrored columns of a staging table, in ``TABLES`` order."""
@@ -112,7 +99,7 @@ def staging_select(table: str, alias: str = "") -> str:
         (f" AS {alias}" if alias else "")
 
 
-def changed_nodes_sql(node: NodeTables, since: Optional[int]) -> tuple[str, str, str, tuple]:
+def changed_nodes_sql(node: NodeKind, since: Optional[int]) -> tuple[str, str, str, tuple]:
     """Staging queries for the nodes changed since ``since`` (all when None), their property
     rows and their read forms, each in id order, and their parameters.
 
@@ -123,7 +110,7 @@ def changed_nodes_sql(node: NodeTables, since: Optional[int]) -> tuple[str, str,
     if since is None:
         nodes, where, params = f"`{node.table}` AS N", "", ()
     else:
-        index = f"idx_{node.kind}_last_update_time_since_epoch"
+        index = f"idx_{node.name}_last_update_time_since_epoch"
         nodes, where, params = (f"`{node.table}` AS N INDEXED BY `{index}`",
                                 " WHERE N.`last_update_time_since_epoch` >= ?", (since,))
     node_columns = ", ".join(f"N.`{c}`" for c, _ in TABLES[node.table])
@@ -131,7 +118,7 @@ def changed_nodes_sql(node: NodeTables, since: Optional[int]) -> tuple[str, str,
     return (f"SELECT {node_columns} FROM {nodes}{where} ORDER BY N.`id`",
             f"SELECT {prop_columns} FROM {nodes} CROSS JOIN `{node.prop_table}` AS P ON P.`{node.owner}` = N.`id`"
             f"{where} ORDER BY P.`{node.owner}`, P.`name`, P.`is_custom_property`",
-            f"SELECT F.`id`, F.`pb` FROM {nodes} CROSS JOIN `mlmdlog_{node.kind}_pb` AS F ON F.`id` = N.`id`"
+            f"SELECT F.`id`, F.`pb` FROM {nodes} CROSS JOIN `{node.read_form_table}` AS F ON F.`id` = N.`id`"
             f"{where} ORDER BY F.`id`",
             params)
 
@@ -204,7 +191,7 @@ class MirrorTarget(Protocol):
 
     name: str  # for messages: MySQL, DuckDB
     tables: tuple[str, ...]  # every table a full copy rewrites
-    read_forms: bool  # whether the nodes' read forms (READ_FORMS) are mirrored
+    read_forms: bool  # whether the nodes' read forms (NodeKind.read_form_table) are mirrored
     infrastructure_errors: tuple
 
     def create_schema(self) -> None: ...
@@ -219,7 +206,7 @@ class MirrorTarget(Protocol):
     def rows(self, table: str, columns: Sequence[str]) -> list[tuple]: ...
     def clear(self, table: str) -> None: ...
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int: ...
-    def delete_nodes(self, node: NodeTables, ids: Sequence[int]) -> None:
+    def delete_nodes(self, node: NodeKind, ids: Sequence[int]) -> None:
         """Deletes these nodes with all their property rows (and read forms)."""
     def write_mark(self, offset: int, last_time_ms: int, parent_context_rowid: int) -> None: ...
     def after_copy(self, rewritten: set[str], full: bool) -> None:
@@ -323,7 +310,7 @@ class StagedProjection:
         the small tables as that mirror read them; max keys from staging's snapshot, which
         the target now equals for these tables)."""
         keys = {(table, key): self._staging_max(table, key) for table, key in APPEND_BY_KEY}
-        for node in NODES:
+        for node in NODE_KINDS:
             keys[(node.table, "id")] = self._staging_max(node.table, "id")
         return _TargetState(offset, small, keys)
 
@@ -364,7 +351,7 @@ class StagedProjection:
             pc_mark = chunk[-1][0]
             count("ParentContext", self.target.insert("ParentContext", ("context_id", "parent_context_id"),
                                                       [r[1:] for r in chunk]))
-        for node in NODES:
+        for node in NODE_KINDS:
             self._copy_nodes(node, None if mark is None else mark.last_time_ms, count, trusted)
         self.target.write_mark(offset, last_time, pc_mark)
         self.target.after_copy(rewritten, full)
@@ -405,7 +392,7 @@ class StagedProjection:
             rewritten.add(table)
         return rewritten, staged
 
-    def _copy_nodes(self, node: NodeTables, since: Optional[int], count: Callable[[str, int], None],
+    def _copy_nodes(self, node: NodeKind, since: Optional[int], count: Callable[[str, int], None],
                     trusted: Optional[_TargetState]) -> None:
         """Nodes changed since ``since`` (all when None) replace their target rows and properties."""
         nodes_sql, props_sql, forms_sql, params = changed_nodes_sql(node, since)
@@ -418,7 +405,7 @@ class StagedProjection:
         for chunk in self._stream(props_sql, params):
             count(node.prop_table, self.target.insert(node.prop_table, _columns(node.prop_table), chunk))
         if self.target.read_forms:
-            forms = READ_FORMS[node.kind]
+            forms = node.read_form_table
             for chunk in self._stream(forms_sql, params):
                 count(forms, self.target.insert(forms, ("id", "pb"), chunk))
 

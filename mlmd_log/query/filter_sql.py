@@ -15,14 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from mlmd_log import errors
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.query import filter as fq
-
-# Per node kind: node table, property table, owner column in property/event/link tables.
-KIND_TABLES = {
-    "artifact": ("Artifact", "ArtifactProperty", "artifact_id", 1),
-    "execution": ("Execution", "ExecutionProperty", "execution_id", 0),
-    "context": ("Context", "ContextProperty", "context_id", 2),
-}
+from mlmd_log.schema import BY_NAME
 
 # How a neighbour prefix reaches the base node (alias {b}): the first table (the link,
 # or the event itself) with the column holding the base node's id, then the joins to the
@@ -82,24 +77,6 @@ class _Source:
 
 
 @dataclass(frozen=True)
-class FilterDialect:
-    """How one backend spells the few operators that differ."""
-
-    name: str
-    like: str = "LIKE"  # MLMD on SQLite: LIKE is case-insensitive for ASCII
-    not_like: str = "NOT LIKE"
-    true: object = 1
-    false: object = 0
-
-
-FILTER_DIALECTS = {
-    "sqlite": FilterDialect("sqlite"),
-    "mysql": FilterDialect("mysql"),
-    "duckdb": FilterDialect("duckdb", like="ILIKE", not_like="NOT ILIKE", true=True, false=False),
-}
-
-
-@dataclass(frozen=True)
 class CompiledFilter:
     """A condition on the node table, alias ``t0``: ``where`` and its params in text order.
 
@@ -125,12 +102,12 @@ _REVERSED_URI_SUFFIX = "(t0.`id` IN (SELECT `id` FROM `mlmdlog_artifact_ruri` WH
 
 
 class _Compiler:
-    def __init__(self, kind: str, dialect: FilterDialect, reversed_uris: Any = False):
+    def __init__(self, kind: str, dialect: Dialect, reversed_uris: Any = False):
         self.kind = kind
         self.d = dialect
         # A bool, or a callable asked (once) when a uri suffix pattern is met.
         self._reversed_uris = reversed_uris if kind == "artifact" else False
-        self.table, self.prop_table, self.owner, self.type_kind = KIND_TABLES[kind]
+        self.node = BY_NAME[kind]
         self.sources: dict[tuple, _Source] = {}  # in order of first mention
         self.aliases: dict[tuple, object] = {}
         self.touched: set[tuple] = set()  # the sources (and ("t0",)) the current conjunct names
@@ -147,7 +124,7 @@ class _Compiler:
                 if key not in self.aliases:
                     t = self.aliases[key] = self._alias()
                     self.sources[key] = _Source(f"`Type` AS {t}", f"{t}.`id`", base="type_id",
-                                                extra=f"{t}.`type_kind` = {{p}}", extra_params=(self.type_kind,))
+                                                extra=f"{t}.`type_kind` = {{p}}", extra_params=(self.node.type_kind,))
                 self.touched.add(key)
                 return f"{self.aliases[key]}.`name`"
             self.touched.add(("t0",))
@@ -156,7 +133,7 @@ class _Compiler:
             key = ("prop", operand.custom, operand.name)
             if key not in self.aliases:
                 n = self.aliases[key] = self._alias()
-                self.sources[key] = _Source(f"`{self.prop_table}` AS {n}", f"{n}.`{self.owner}`",
+                self.sources[key] = _Source(f"`{self.node.prop_table}` AS {n}", f"{n}.`{self.node.owner}`",
                                             extra=f"{n}.`name` = {{p}} AND {n}.`is_custom_property` = {{p}}",
                                             extra_params=(operand.name, 1 if operand.custom else 0))
             self.touched.add(key)
@@ -204,7 +181,7 @@ class _Compiler:
         elif named:
             joins = " ".join(source.join() for source in self.sources.values())
             condition = " AND ".join(c[0] for c in conjuncts)
-            parts.append(f"t0.`id` IN (SELECT t0.`id` FROM `{self.table}` AS t0 {joins} WHERE {condition})")
+            parts.append(f"t0.`id` IN (SELECT t0.`id` FROM `{self.node.table}` AS t0 {joins} WHERE {condition})")
             for source in self.sources.values():
                 params.extend(source.extra_params)
             for c in conjuncts:  # all of them, inside the subquery
@@ -268,15 +245,15 @@ class _Compiler:
         raise TypeError(node)
 
 
-def compile_filter(ast, kind: str, dialect: str = "sqlite", reversed_uris: Any = False) -> CompiledFilter:
+def compile_filter(ast, kind: str, dialect: Dialect = SQLITE, reversed_uris: Any = False) -> CompiledFilter:
     """SQL of a parsed filter for nodes of ``kind``; ``reversed_uris`` (or a callable
     saying so) when the projection keeps mlmdlog_artifact_ruri."""
-    compiler = _Compiler(kind, FILTER_DIALECTS[dialect], reversed_uris)
+    compiler = _Compiler(kind, dialect, reversed_uris)
     items = ast.items if isinstance(ast, fq.BoolOp) and ast.op == "AND" else [ast]
     return compiler.assemble([compiler.conjunct(item) for item in items])
 
 
-def compile_text(text: str, kind: str, dialect: str = "sqlite", reversed_uris: Any = False) -> Optional[CompiledFilter]:
+def compile_text(text: str, kind: str, dialect: Dialect = SQLITE, reversed_uris: Any = False) -> Optional[CompiledFilter]:
     """Parses and compiles ``text``; None for an empty filter."""
     if not text:
         return None

@@ -28,6 +28,7 @@ from google.protobuf import message as _message
 from google.protobuf import text_format
 
 from mlmd_log import errors
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 MAX_LIST_RESULT_SIZE = 100
@@ -98,7 +99,7 @@ def validate_size(options: pb.ListOperationOptions) -> None:
             f"equal to 100. Set value:{options.max_result_size}")
 
 
-def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: str = "sqlite",
+def compile_filter(options: pb.ListOperationOptions, kind: str, dialect: Dialect = SQLITE,
                    reversed_uris: Any = False):
     """The options' filter_query compiled for nodes of ``kind``, or None when it is empty.
 

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import base64
 import collections.abc
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from google.protobuf import json_format, struct_pb2
 
 from mlmd_log import errors
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query import filter_sql, paging
-from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, SQLITE, TYPE_COLUMNS, ReadDialect
-
-# Type.type_kind values.
-EXECUTION_TYPE_KIND, ARTIFACT_TYPE_KIND, CONTEXT_TYPE_KIND = 0, 1, 2
+from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, TYPE_COLUMNS
+from mlmd_log.schema import ARTIFACT, BY_NAME, BY_TYPE_MESSAGE, CONTEXT, EXECUTION, NodeKind
 
 SIMPLE_TYPE_NAMES = frozenset({
     "mlmd.Dataset", "mlmd.Model", "mlmd.Metrics", "mlmd.Statistics", "mlmd.Train",
@@ -80,20 +79,6 @@ class _LazyNodes(collections.abc.Sequence):
         return self._parse(self._raw[index])
 
 
-class _Kind(NamedTuple):
-    name: str  # "artifact" | "execution" | "context"
-    node: type
-    type_message: type
-    type_kind: int
-
-
-_ARTIFACT = _Kind("artifact", pb.Artifact, pb.ArtifactType, ARTIFACT_TYPE_KIND)
-_EXECUTION = _Kind("execution", pb.Execution, pb.ExecutionType, EXECUTION_TYPE_KIND)
-_CONTEXT = _Kind("context", pb.Context, pb.ContextType, CONTEXT_TYPE_KIND)
-_KINDS = {k.type_message: k for k in (_ARTIFACT, _EXECUTION, _CONTEXT)}
-_BY_NAME = {k.name: k for k in (_ARTIFACT, _EXECUTION, _CONTEXT)}
-
-
 # Which Type columns each MLMD query selects (and so which fields it returns).
 _ALL_COLUMNS = frozenset(TYPE_COLUMNS)  # by id, by name (+version)
 _LIST_COLUMNS = _ALL_COLUMNS - {"external_id"}  # Get*Types: no external_id
@@ -116,13 +101,13 @@ _BASE_TYPES = {t: _base_type_enum(t) for t in (pb.ArtifactType, pb.ExecutionType
 class Reader:
     """MLMD reads over a DB-API connection (sqlite3 by default dialect)."""
 
-    def __init__(self, conn, dialect: ReadDialect = SQLITE):
+    def __init__(self, conn, dialect: Dialect = SQLITE):
         self._conn = conn
         self._d = dialect
         self._tables: dict[str, bool] = {}
 
     @property
-    def dialect(self) -> ReadDialect:
+    def dialect(self) -> Dialect:
         return self._d
 
     # ------------------------------------------------------------------ SQL helpers
@@ -227,7 +212,7 @@ class Reader:
         return types
 
     def _type_by_name(self, type_message: type, type_name: str, type_version: Optional[str]):
-        kind = _KINDS[type_message].type_kind
+        kind = BY_TYPE_MESSAGE[type_message].type_kind
         if type_version:
             rows = self._rows("type_by_name_and_version", (type_name, type_version, kind))
         else:
@@ -243,14 +228,14 @@ class Reader:
         return self._types(type_message, [row], columns=_ALL_COLUMNS, base_type=True)[0]
 
     def _get_types(self, type_message: type) -> list:
-        rows = self._rows("all_types", (_KINDS[type_message].type_kind,))
+        rows = self._rows("all_types", (BY_TYPE_MESSAGE[type_message].type_kind,))
         if type_message is not pb.ContextType:
             # Simple (system) types are hidden from Get*Types; they are matched by name.
             rows = [row for row in rows if row[1] not in SIMPLE_TYPE_NAMES]
         return self._types(type_message, rows, columns=_LIST_COLUMNS, base_type=True)
 
     def _get_types_by_id(self, type_message: type, type_ids: Iterable[int]) -> list:
-        kind = _KINDS[type_message].type_kind
+        kind = BY_TYPE_MESSAGE[type_message].type_kind
         wanted = list(type_ids)
         found: dict[int, Sequence] = {}
         for row in self._rows_in("type_by_id_in", sorted(set(wanted)), (kind,)):
@@ -267,28 +252,28 @@ class Reader:
         if any(e == "" for e in wanted):
             raise errors.InvalidArgumentError(
                 "Invalid argument because at least one empty external_id exists.")
-        kind = _KINDS[type_message].type_kind
+        kind = BY_TYPE_MESSAGE[type_message].type_kind
         rows = self._rows_in("types_by_external_ids", sorted(set(wanted)), (kind,))
         rows.sort(key=lambda row: row[4].encode("utf-8"))
         if not rows:
             raise errors.NotFoundError("No types found for external_ids.")
         return self._types(type_message, rows, columns=_EXTERNAL_ID_COLUMNS, base_type=False)
 
-    def _type_id(self, kind: _Kind, type_name: str, type_version: Optional[str]) -> Optional[int]:
+    def _type_id(self, kind: NodeKind, type_name: str, type_version: Optional[str]) -> Optional[int]:
         try:
             return self._type_by_name(kind.type_message, type_name, type_version)[0]
         except errors.NotFoundError:
             return None
 
     # ------------------------------------------------------------------ nodes
-    def _node_rows(self, kind: _Kind, ids: Sequence[int]) -> list:
+    def _node_rows(self, kind: NodeKind, ids: Sequence[int]) -> list:
         unique = sorted(set(ids))
         rows = self._rows_in(f"{kind.name}s_by_ids", unique)
         if len(unique) > self._d.max_in_params:  # chunks each come back ordered; merge them
             rows.sort(key=lambda row: row[0])
         return rows
 
-    def _nodes_from_rows(self, kind: _Kind, rows: list) -> list:
+    def _nodes_from_rows(self, kind: NodeKind, rows: list) -> list:
         columns = NODE_COLUMNS[kind.name]
         nodes = []
         n_columns = len(columns)
@@ -297,7 +282,7 @@ class Reader:
             type_name = row[n_columns]  # T.name follows the node columns
             if type_name is not None:
                 fields["type"] = type_name
-            nodes.append(kind.node(**fields))
+            nodes.append(kind.message(**fields))
         by_id = {node.id: node for node in nodes}
         fill, read_double = self._fill_value, self._d.read_double
         for row in self._rows_in(f"{kind.name}_properties", list(by_id)):
@@ -314,17 +299,17 @@ class Reader:
                 fill(value, row[3:])
         return nodes
 
-    def _nodes(self, kind: _Kind, ids: Sequence[int]) -> list:
+    def _nodes(self, kind: NodeKind, ids: Sequence[int]) -> list:
         """Nodes with these ids, ascending by id, each once; missing ids are skipped."""
         if not ids:
             return []
         if not self._has_read_forms():
             return self._nodes_from_rows(kind, self._node_rows(kind, ids))
-        parse = kind.node.FromString
+        parse = kind.message.FromString
         data = self._node_bytes(kind, sorted(set(ids)))
         return [parse(data[node_id]) for node_id in sorted(data)]
 
-    def _node_bytes(self, kind: _Kind, ids: Sequence[int]) -> dict:
+    def _node_bytes(self, kind: NodeKind, ids: Sequence[int]) -> dict:
         """{id: serialized node} for those of ``ids`` that exist: the stored read form
         where there is one, the node built from the tables for the rest."""
         data = {node_id: form for node_id, form in self._rows_in(f"{kind.name}_read_forms", ids)}
@@ -340,18 +325,18 @@ class Reader:
         if not self._has_read_forms():
             return None
         unique = sorted(set(ids))
-        data = self._node_bytes(_BY_NAME[kind], unique)
+        data = self._node_bytes(BY_NAME[kind], unique)
         return [data[node_id] for node_id in unique if node_id in data]
 
     def _has_read_forms(self) -> bool:
-        return self._d.read_forms and self._has_table("mlmdlog_artifact_pb")
+        return self._d.read_forms and self._has_table(ARTIFACT.read_form_table)
 
     def _reversed_uris(self) -> bool:
         """Whether uri suffix filters may use mlmdlog_artifact_ruri (SQLite projections):
         the table is there and has the newest artifact (a writer that does not keep it,
         e.g. an older mlmd-log, has not added artifacts since; older ones are backfilled
         when a projection is opened for writing)."""
-        if self._d.name != "sqlite" or not self._has_table("mlmdlog_artifact_ruri"):
+        if not self._d.reversed_uris or not self._has_table("mlmdlog_artifact_ruri"):
             return False
         newest = self._rows("newest_artifact_and_reversed_uri")
         return newest[0][0] == newest[0][1]
@@ -376,13 +361,13 @@ class Reader:
 
     def nodes(self, kind: str, ids: Sequence[int]) -> list:
         """``kind`` ("artifact" | "execution" | "context") nodes by id, ascending."""
-        return self._nodes(_BY_NAME[kind], list(ids))
+        return self._nodes(BY_NAME[kind], list(ids))
 
     def nodes_from_tables(self, kind: str, ids: Sequence[int]) -> list:
         """As ``nodes``, always built from MLMD's tables (the source of the read forms)."""
-        return self._nodes_from_rows(_BY_NAME[kind], self._node_rows(_BY_NAME[kind], list(ids))) if ids else []
+        return self._nodes_from_rows(BY_NAME[kind], self._node_rows(BY_NAME[kind], list(ids))) if ids else []
 
-    def _types_of_node_rows(self, kind: _Kind, rows: list) -> list:
+    def _types_of_node_rows(self, kind: NodeKind, rows: list) -> list:
         """Node types as MLMD derives them from a node query: deduped in node order,
         with properties, without base_type or input/output types."""
         width = len(NODE_COLUMNS[kind.name])
@@ -402,11 +387,11 @@ class Reader:
         self._populate_type_properties(types)
         return types
 
-    def _list(self, kind: _Kind, options: pb.ListOperationOptions,
+    def _list(self, kind: NodeKind, options: pb.ListOperationOptions,
               candidates: Optional[tuple[str, tuple]] = None) -> Page:
         """One page of nodes; ``candidates`` is a (query name, params) id subquery."""
         paging.validate_size(options)
-        compiled = paging.compile_filter(options, kind.name, self._d.name, self._reversed_uris)
+        compiled = paging.compile_filter(options, kind.name, self._d, self._reversed_uris)
         q = paging.build_list_query(options)
         table = {"artifact": "Artifact", "execution": "Execution", "context": "Context"}[kind.name]
         where, params = q.where, list(q.params)
@@ -429,7 +414,7 @@ class Reader:
         if not ids:
             return Page([], "")
         if self._has_read_forms():
-            data, parse = self._node_bytes(kind, ids), kind.node.FromString
+            data, parse = self._node_bytes(kind, ids), kind.message.FromString
             raw = [data[node_id] for node_id in ids]
             if len(raw) > options.max_result_size:
                 raw.pop()
@@ -442,7 +427,7 @@ class Reader:
             return Page(nodes, paging.next_page_token(nodes, options))
         return Page(nodes, "")
 
-    def _by_type(self, kind: _Kind, type_name: str, type_version: Optional[str],
+    def _by_type(self, kind: NodeKind, type_name: str, type_version: Optional[str],
                  options: Optional[pb.ListOperationOptions]) -> Page:
         type_id = self._type_id(kind, type_name, type_version)
         if type_id is None:
@@ -453,7 +438,7 @@ class Reader:
             return Page([], None)
         return self._list(kind, options, (f"candidates_{kind.name}_of_type", (type_id,)))
 
-    def _by_type_and_name(self, kind: _Kind, type_name: str, node_name: str,
+    def _by_type_and_name(self, kind: NodeKind, type_name: str, node_name: str,
                           type_version: Optional[str]):
         type_id = self._type_id(kind, type_name, type_version)
         if type_id is None:
@@ -462,7 +447,7 @@ class Reader:
         nodes = self._nodes(kind, ids)
         return nodes[0] if nodes else None
 
-    def _by_external_ids(self, kind: _Kind, external_ids: Iterable[str]) -> list:
+    def _by_external_ids(self, kind: NodeKind, external_ids: Iterable[str]) -> list:
         wanted = list(external_ids)
         if not wanted:
             return []
@@ -475,7 +460,7 @@ class Reader:
             raise errors.NotFoundError(f"No {kind.name}s found for external_ids.")
         return self._nodes(kind, ids)
 
-    def _in_context(self, kind: _Kind, context_id: int,
+    def _in_context(self, kind: NodeKind, context_id: int,
                     options: Optional[pb.ListOperationOptions]) -> Page:
         if options is None:
             return Page(self._nodes(kind, self._ids(f"{kind.name}_ids_by_context", (context_id,))), None)
@@ -531,7 +516,7 @@ class Reader:
     # ---- nodes by id
     def get_artifacts_by_id(self, artifact_ids: Iterable[int]) -> list[pb.Artifact]:
         """Found artifacts ascending by id, each once; unknown ids are skipped."""
-        return self._nodes(_ARTIFACT, list(artifact_ids))
+        return self._nodes(ARTIFACT, list(artifact_ids))
 
     def get_artifacts_and_types_by_artifact_ids(
             self, artifact_ids: Iterable[int]) -> tuple[list[pb.Artifact], list[pb.ArtifactType]]:
@@ -540,58 +525,58 @@ class Reader:
         ids = list(artifact_ids)
         if not ids:
             return [], []
-        rows = self._node_rows(_ARTIFACT, ids)
-        return self._nodes_from_rows(_ARTIFACT, rows), self._types_of_node_rows(_ARTIFACT, rows)
+        rows = self._node_rows(ARTIFACT, ids)
+        return self._nodes_from_rows(ARTIFACT, rows), self._types_of_node_rows(ARTIFACT, rows)
 
     def get_executions_by_id(self, execution_ids: Iterable[int]) -> list[pb.Execution]:
-        return self._nodes(_EXECUTION, list(execution_ids))
+        return self._nodes(EXECUTION, list(execution_ids))
 
     def get_contexts_by_id(self, context_ids: Iterable[int]) -> list[pb.Context]:
-        return self._nodes(_CONTEXT, list(context_ids))
+        return self._nodes(CONTEXT, list(context_ids))
 
     # ---- whole collections (options=None: everything by id; else one page)
     def get_artifacts(self, options: Optional[pb.ListOperationOptions] = None) -> Page:
         if options is None:
-            return Page(self._nodes(_ARTIFACT, self._ids("all_artifact_ids")), None)
-        return _unset_if_empty(self._list(_ARTIFACT, options))
+            return Page(self._nodes(ARTIFACT, self._ids("all_artifact_ids")), None)
+        return _unset_if_empty(self._list(ARTIFACT, options))
 
     def get_executions(self, options: Optional[pb.ListOperationOptions] = None) -> Page:
         if options is None:
-            return Page(self._nodes(_EXECUTION, self._ids("all_execution_ids")), None)
-        return _unset_if_empty(self._list(_EXECUTION, options))
+            return Page(self._nodes(EXECUTION, self._ids("all_execution_ids")), None)
+        return _unset_if_empty(self._list(EXECUTION, options))
 
     def get_contexts(self, options: Optional[pb.ListOperationOptions] = None) -> Page:
         if options is None:
-            return Page(self._nodes(_CONTEXT, self._ids("all_context_ids")), None)
-        return _unset_if_empty(self._list(_CONTEXT, options))
+            return Page(self._nodes(CONTEXT, self._ids("all_context_ids")), None)
+        return _unset_if_empty(self._list(CONTEXT, options))
 
     # ---- by type
     def get_artifacts_by_type(self, type_name: str, type_version: Optional[str] = None,
                               options: Optional[pb.ListOperationOptions] = None) -> Page:
         """Empty page when the type does not exist or has no artifacts (options are then
         not validated, as in MLMD)."""
-        return self._by_type(_ARTIFACT, type_name, type_version, options)
+        return self._by_type(ARTIFACT, type_name, type_version, options)
 
     def get_executions_by_type(self, type_name: str, type_version: Optional[str] = None,
                                options: Optional[pb.ListOperationOptions] = None) -> Page:
-        return self._by_type(_EXECUTION, type_name, type_version, options)
+        return self._by_type(EXECUTION, type_name, type_version, options)
 
     def get_contexts_by_type(self, type_name: str, type_version: Optional[str] = None,
                              options: Optional[pb.ListOperationOptions] = None) -> Page:
-        return self._by_type(_CONTEXT, type_name, type_version, options)
+        return self._by_type(CONTEXT, type_name, type_version, options)
 
     def get_artifact_by_type_and_name(self, type_name: str, artifact_name: str,
                                       type_version: Optional[str] = None) -> Optional[pb.Artifact]:
         """None when the type or the artifact does not exist."""
-        return self._by_type_and_name(_ARTIFACT, type_name, artifact_name, type_version)
+        return self._by_type_and_name(ARTIFACT, type_name, artifact_name, type_version)
 
     def get_execution_by_type_and_name(self, type_name: str, execution_name: str,
                                        type_version: Optional[str] = None) -> Optional[pb.Execution]:
-        return self._by_type_and_name(_EXECUTION, type_name, execution_name, type_version)
+        return self._by_type_and_name(EXECUTION, type_name, execution_name, type_version)
 
     def get_context_by_type_and_name(self, type_name: str, context_name: str,
                                      type_version: Optional[str] = None) -> Optional[pb.Context]:
-        return self._by_type_and_name(_CONTEXT, type_name, context_name, type_version)
+        return self._by_type_and_name(CONTEXT, type_name, context_name, type_version)
 
     # ---- by uri / external id
     def get_artifacts_by_uri(self, uris: Iterable[str]) -> list[pb.Artifact]:
@@ -599,18 +584,18 @@ class Reader:
         walks a hash set of the uris, so its order across uris is arbitrary.)"""
         out: list = []
         for uri in dict.fromkeys(uris):
-            out.extend(self._nodes(_ARTIFACT, self._ids("artifact_ids_by_uri", (uri,))))
+            out.extend(self._nodes(ARTIFACT, self._ids("artifact_ids_by_uri", (uri,))))
         return out
 
     def get_artifacts_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.Artifact]:
         """Ascending by id; NotFoundError when none match, InvalidArgumentError on ""."""
-        return self._by_external_ids(_ARTIFACT, external_ids)
+        return self._by_external_ids(ARTIFACT, external_ids)
 
     def get_executions_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.Execution]:
-        return self._by_external_ids(_EXECUTION, external_ids)
+        return self._by_external_ids(EXECUTION, external_ids)
 
     def get_contexts_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.Context]:
-        return self._by_external_ids(_CONTEXT, external_ids)
+        return self._by_external_ids(CONTEXT, external_ids)
 
     # ---- neighbourhoods
     def get_contexts_by_artifact(self, artifact_id: int) -> list[pb.Context]:
@@ -619,27 +604,27 @@ class Reader:
         ids = self._ids("context_ids_by_artifact", (artifact_id,))
         if not ids:
             raise errors.NotFoundError(f"No contexts found for artifact_id: {artifact_id}")
-        return self._nodes(_CONTEXT, ids)
+        return self._nodes(CONTEXT, ids)
 
     def get_contexts_by_execution(self, execution_id: int) -> list[pb.Context]:
         ids = self._ids("context_ids_by_execution", (execution_id,))
         if not ids:
             raise errors.NotFoundError(f"No contexts found for execution_id: {execution_id}")
-        return self._nodes(_CONTEXT, ids)
+        return self._nodes(CONTEXT, ids)
 
     def get_artifacts_by_context(self, context_id: int,
                                  options: Optional[pb.ListOperationOptions] = None) -> Page:
-        return self._in_context(_ARTIFACT, context_id, options)
+        return self._in_context(ARTIFACT, context_id, options)
 
     def get_executions_by_context(self, context_id: int,
                                   options: Optional[pb.ListOperationOptions] = None) -> Page:
-        return self._in_context(_EXECUTION, context_id, options)
+        return self._in_context(EXECUTION, context_id, options)
 
     def get_parent_contexts_by_context(self, context_id: int) -> list[pb.Context]:
-        return self._nodes(_CONTEXT, self._ids("parent_ids_by_context", (context_id,)))
+        return self._nodes(CONTEXT, self._ids("parent_ids_by_context", (context_id,)))
 
     def get_children_contexts_by_context(self, context_id: int) -> list[pb.Context]:
-        return self._nodes(_CONTEXT, self._ids("child_ids_by_context", (context_id,)))
+        return self._nodes(CONTEXT, self._ids("child_ids_by_context", (context_id,)))
 
     def get_parent_contexts_by_contexts(self, context_ids: Iterable[int]) -> dict[int, list[pb.Context]]:
         """{child id: its parents ascending by id}; contexts without parents are absent."""
@@ -658,7 +643,7 @@ class Reader:
             links.setdefault(key, []).append(other)
         if not links:
             return {}
-        linked = {c.id: c for c in self._nodes(_CONTEXT, sorted({i for v in links.values() for i in v}))}
+        linked = {c.id: c for c in self._nodes(CONTEXT, sorted({i for v in links.values() for i in v}))}
         return {key: [linked[i] for i in ids if i in linked] for key, ids in links.items()}
 
     # ---- query layer: filtered ids, edges and types for lineage
@@ -668,7 +653,7 @@ class Reader:
         """Ids of ``kind`` nodes ("artifact" | ...) matching ``filter_query``, ascending,
         at most ``limit``; restricted to ``candidate_ids`` when given (batched)."""
         table = sql_table(kind)
-        compiled = (filter_sql.compile_text(filter_query, kind, self._d.name, self._reversed_uris)
+        compiled = (filter_sql.compile_text(filter_query, kind, self._d, self._reversed_uris)
                     if filter_query else None)
         where, params = ("1 = 1", []) if compiled is None else (compiled.where, list(compiled.params))
         tail = " ORDER BY `id`" + (f" LIMIT {int(limit)}" if limit is not None else "")
@@ -703,7 +688,7 @@ class Reader:
     def all_types(self, type_message: type) -> list:
         """Every type of a kind, simple mlmd.* types included, as MLMD's FindTypes reads
         them for lineage: without external_id and base_type."""
-        rows = self._rows("all_types", (_KINDS[type_message].type_kind,))
+        rows = self._rows("all_types", (BY_TYPE_MESSAGE[type_message].type_kind,))
         return self._types(type_message, rows, columns=_LIST_COLUMNS, base_type=False)
 
     # ---- events

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from mlmd_log import errors
+from mlmd_log.dialects import SQLITE, Dialect
 from mlmd_log.projections.read_forms import field_key, varint
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
@@ -52,10 +53,8 @@ def _fill_page(response: Any, field: str, page: Page) -> Any:
 class ReadService:
     """Dispatches read RPCs by name to the Reader."""
 
-    def __init__(self, conn: Any, dialect: str = "sqlite"):
-        from mlmd_log.query.sql import DIALECTS
-
-        self.reader = Reader(conn, DIALECTS[dialect])
+    def __init__(self, conn: Any, dialect: Dialect = SQLITE):
+        self.reader = Reader(conn, dialect)
         self._handlers: dict[str, Callable[[Any], Any]] = {
             name[len("rpc_"):]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")
         }

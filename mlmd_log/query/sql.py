@@ -1,7 +1,8 @@
-"""SQL text for MLMD reads, one table per dialect.
+"""SQL text for MLMD reads, written once for every backend.
 
 The reader never builds SQL in code paths of its own: it names a query here and the
-dialect renders it. Queries are written once with three portable markers:
+backend's dialect (mlmd_log/dialects.py) renders it. Queries are written once with
+three portable markers:
 
 * backticks quote identifiers (rendered to the dialect's quote character),
 * ``{p}`` is one bound parameter (``?`` for sqlite3, ``%s`` for PyMySQL),
@@ -9,19 +10,11 @@ dialect renders it. Queries are written once with three portable markers:
 
 Only ORDER BY tails differ between backends: official MLMD leaves some reads
 unordered and inherits SQLite's index order, which a dialect spells out explicitly
-(``ORDERS``) so every backend returns the same order as MLMD on SQLite.
+(``INDEX_ORDER_QUERIES``) so every backend returns the same order as MLMD on SQLite.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
-
-# Node kinds and the names of their tables/columns.
-NODE_TABLES = {
-    "artifact": ("Artifact", "ArtifactProperty", "artifact_id"),
-    "execution": ("Execution", "ExecutionProperty", "execution_id"),
-    "context": ("Context", "ContextProperty", "context_id"),
-}
+from mlmd_log.schema import BY_NAME, NODE_KINDS
 
 # Node columns in the order the reader unpacks them; the first eight (or fewer) are
 # node fields, the last four describe the node's type.
@@ -39,7 +32,7 @@ TYPE_COLUMNS = ("id", "name", "version", "description", "external_id", "input_ty
 
 
 def _node_by_ids(kind: str) -> str:
-    table = NODE_TABLES[kind][0]
+    table = BY_NAME[kind].table
     cols = ", ".join(f"N.`{c}`" for c in NODE_COLUMNS[kind])
     return (f"SELECT {cols}, T.`name`, T.`version`, T.`description`, T.`external_id` "
             f"FROM `{table}` AS N LEFT JOIN `Type` AS T ON T.`id` = N.`type_id` "
@@ -47,7 +40,7 @@ def _node_by_ids(kind: str) -> str:
 
 
 def _node_properties(kind: str) -> str:
-    _, prop_table, owner = NODE_TABLES[kind]
+    prop_table, owner = BY_NAME[kind].prop_table, BY_NAME[kind].owner
     return (f"SELECT `{owner}`, `name`, `is_custom_property`, `int_value`, `double_value`, "
             f"`string_value`, `proto_value`, `bool_value` FROM `{prop_table}` "
             f"WHERE `{owner}` IN ({{ids}})")
@@ -113,59 +106,18 @@ BASE_QUERIES: dict[str, str] = {
     "candidates_artifact_in_context": "SELECT `artifact_id` FROM `Attribution` WHERE `context_id` = {p}",
     "candidates_execution_in_context": "SELECT `execution_id` FROM `Association` WHERE `context_id` = {p}",
 }
-for _kind in NODE_TABLES:
-    BASE_QUERIES[f"{_kind}s_by_ids"] = _node_by_ids(_kind)
-    BASE_QUERIES[f"{_kind}_properties"] = _node_properties(_kind)
+for _kind in NODE_KINDS:
+    BASE_QUERIES[f"{_kind.plural}_by_ids"] = _node_by_ids(_kind.name)
+    BASE_QUERIES[f"{_kind.name}_properties"] = _node_properties(_kind.name)
     # Serialized read forms (mlmd_log/projections/read_forms.py), where the writer keeps them.
-    BASE_QUERIES[f"{_kind}_read_forms"] = f"SELECT `id`, `pb` FROM `mlmdlog_{_kind}_pb` WHERE `id` IN ({{ids}})"
-
-
-@dataclass(frozen=True)
-class ReadDialect:
-    """How one backend spells parameters, identifiers and index-order ORDER BYs."""
-
-    name: str
-    param: str  # one bound parameter
-    quote: str = "`"
-    max_in_params: int = 500  # ids per IN (...) chunk
-    # MLMD reads SQLite through sqlite3_exec, i.e. REALs as "%.15g" text; a dialect
-    # that sets this reproduces that rounding so doubles compare equal.
-    double_text_digits: Optional[int] = None
-    # Whether projections in this dialect may carry serialized read forms.
-    read_forms: bool = True
-    # Read-specific SQL (order tails that mimic MLMD's SQLite index order).
-    queries: dict[str, str] = field(default_factory=dict)
-    # Words of this backend's errors for a query past one of its limits (depth, terms,
-    # variables, joins): the caller asked too much, not the store failed.
-    limit_errors: tuple[str, ...] = ()
-
-    def exceeded_limit(self, exc: BaseException) -> Optional[str]:
-        """The backend's message when ``exc`` says a query went past one of its limits."""
-        text = str(exc)
-        lowered = text.lower()
-        return text if any(words in lowered for words in self.limit_errors) else None
-
-    def sql(self, name: str, n_ids: int = 0) -> str:
-        """The query ``name`` with ``n_ids`` parameters in its ``{ids}`` list."""
-        text = self.queries.get(name) or BASE_QUERIES[name]
-        return self.render(text, n_ids)
-
-    def read_double(self, value) -> float:
-        value = float(value)
-        if self.double_text_digits is None:
-            return value
-        return float(f"{value:.{self.double_text_digits}g}")
-
-    def render(self, text: str, n_ids: int = 0) -> str:
-        text = text.replace("{ids}", ", ".join([self.param] * n_ids)).replace("{p}", self.param)
-        return text if self.quote == "`" else text.replace("`", self.quote)
+    BASE_QUERIES[f"{_kind.name}_read_forms"] = f"SELECT `id`, `pb` FROM `{_kind.read_form_table}` WHERE `id` IN ({{ids}})"
 
 
 # Reads whose order official MLMD takes from SQLite's choice of index. Rows of one
 # event's path come back in insertion order; events follow the (artifact_id,
 # execution_id, type) unique index or the execution_id index; children of a parent
 # follow the parent_context_id index, i.e. link insertion order.
-_SQLITE_QUERIES = {
+INDEX_ORDER_QUERIES = {
     "events_by_artifact_ids": "SELECT `id`, `artifact_id`, `execution_id`, `type`, "
                               "`milliseconds_since_epoch` FROM `Event` WHERE `artifact_id` IN ({ids}) "
                               "ORDER BY `artifact_id`, `execution_id`, `type`",
@@ -182,29 +134,11 @@ _SQLITE_QUERIES = {
                               "WHERE `parent_context_id` IN ({ids}) ORDER BY `parent_context_id`, `context_id`",
 }
 
-_SQLITE_LIMITS = ("expression tree is too large", "too many terms in compound select", "too many sql variables",
-                  "tables in a join", "too many from clause terms", "parser stack overflow",
-                  "pattern too complex", "string or blob too big", "too many columns", "too many arguments")
-SQLITE = ReadDialect(name="sqlite", param="?", double_text_digits=15, queries=_SQLITE_QUERIES,
-                     limit_errors=_SQLITE_LIMITS)
-
-DIALECTS = {"sqlite": SQLITE}
-
-# MySQL/MariaDB reads: the same SQL and orders as SQLite (so every projection answers a
-# read identically), with PyMySQL's placeholder.
+# MySQL/MariaDB: the same orders as SQLite (so every projection answers a read identically).
 # EventPath has no key: InnoDB orders it by a hidden row id, so its event_id index lists a
 # path's steps in insertion order, as SQLite's rowid does.
-MYSQL = ReadDialect(name="mysql", param="%s", double_text_digits=15, queries={
-    **_SQLITE_QUERIES,
+MYSQL_INDEX_ORDER_QUERIES = {
+    **INDEX_ORDER_QUERIES,
     "event_paths": "SELECT `event_id`, `is_index_step`, `step_index`, `step_key` FROM `EventPath` "
                    "FORCE INDEX (`idx_eventpath_event_id`) WHERE `event_id` IN ({ids}) ORDER BY `event_id`",
-}, limit_errors=("thread stack overrun", "too many tables", "too many placeholders", "max_allowed_packet",
-                 "memory exhausted"))
-DIALECTS["mysql"] = MYSQL
-
-# DuckDB reads (the analytics projection, mlmd_log/projections/duckdb.py): the same SQL and
-# orders as SQLite, double-quoted identifiers. DuckDB's rowid follows insertion order, and the
-# mirror inserts EventPath and ParentContext rows in staging rowid order.
-DUCKDB = ReadDialect(name="duckdb", param="?", quote='"', double_text_digits=15, queries=_SQLITE_QUERIES,
-                     read_forms=False, limit_errors=("expression depth", "stack overflow", "recursion"))  # the DuckDB mirror copies MLMD's tables only
-DIALECTS["duckdb"] = DUCKDB
+}
