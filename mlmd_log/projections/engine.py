@@ -34,8 +34,6 @@ from mlmd_log.query.sql import DIALECTS as READ_DIALECTS
 _SYSTEM_TYPE_EXT = pb.system_type_extension
 
 
-
-
 @dataclass
 class StoredType:
     """A row of `Type` with its properties and base type (the type registry entry)."""
