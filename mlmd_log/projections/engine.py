@@ -33,8 +33,6 @@ from mlmd_log.proto import metadata_store_service_pb2 as svc
 _SYSTEM_TYPE_EXT = pb.system_type_extension
 
 
-
-
 @dataclass
 class StoredType:
     """A row of `Type` with its properties and base type (the type registry entry)."""
