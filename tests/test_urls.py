@@ -123,3 +123,16 @@ def test_without_password():
     assert without_password("kafka://h1:9092,h2:9092/t") == "kafka://h1:9092,h2:9092/t"
     assert without_password("mysql://u:secret@[::1/db") == "mysql://u:***@[::1/db"
 
+
+def test_an_avro_log_is_refused_when_opened(tmp_path):
+    from mlmd_log.locations import open_log
+
+    with pytest.raises(InvalidArgumentError, match="avro:/// logs are not supported yet"):
+        open_log(f"avro://{tmp_path}")
+
+
+def test_a_duckdb_url_is_not_a_store_to_open(tmp_path):
+    from mlmd_log.locations import open_projection
+
+    with pytest.raises(InvalidArgumentError, match="duckdb"):
+        open_projection(f"duckdb:///{tmp_path}/a.duckdb")
