@@ -7,6 +7,7 @@ import sys
 from typing import Optional, Sequence
 
 from mlmd_log import errors
+from mlmd_log.urls import parse_log_url, parse_projection_url
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -38,14 +39,15 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     from mlmd_log.producer import FileLog
     from mlmd_log.producer.archive import archive_records
 
-    if "?" in args.log:
+    live = parse_log_url(args.log)
+    if live.archive is not None:
         raise errors.InvalidArgumentError(f"--log names the live log alone (no ?archive=): {args.log}")
-    if args.trim and not args.log.startswith("kafka://"):
+    if args.trim and live.kind != "kafka":
         raise errors.InvalidArgumentError("--trim drops records from a Kafka topic; --log is not one")
-    if args.log.startswith("kafka://"):
+    if live.kind == "kafka":
         from mlmd_log.producer.kafka_log import KafkaLog
 
-        log = KafkaLog.from_url(args.log, create=False)  # (a missing topic is an error here, not one to create)
+        log = KafkaLog(live.bootstrap, live.topic, create=False)  # (a missing topic is an error, not one to create)
     else:
         log = open_log(args.log, readonly=True)
     try:
@@ -174,7 +176,8 @@ def _cmd_project(args: argparse.Namespace) -> int:
     # kafka-python logs its own connection failures with tracebacks; we report an
     # unavailable broker ourselves (UnavailableError, retried), so keep its noise out.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    if args.into.startswith("duckdb:"):  # the analytics projection: SQLite staging mirrored into DuckDB
+    into = parse_projection_url(args.into)
+    if into.kind == "duckdb":  # the analytics projection: SQLite staging mirrored into DuckDB
         return _project_into_duckdb(args)
     if args.staging:  # apply into a local SQLite staging file, mirror each batch into the target in bulk
         return _project_mirrored(args)
@@ -182,7 +185,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     db = open_projection(args.into)
     # Into MySQL, a second connection (for retried records' earlier outcomes) lets writer
     # processes store batches while the next is decided (consumer/pipelined.py).
-    reader = open_projection(args.into) if args.into.startswith("mysql://") and args.pipeline else None
+    reader = open_projection(args.into) if into.kind == "mysql" and args.pipeline else None
     service = ProjectorService(log, db, batch_size=args.batch_size, reader=reader)
     service.install_signal_handlers()
     try:
@@ -218,7 +221,7 @@ def _project_mirrored(args: argparse.Namespace) -> int:
     from mlmd_log.locations import open_log, open_projection
     from mlmd_log.projections.mirror import MirroredProjection, follow
 
-    if not args.into.startswith("mysql://"):
+    if parse_projection_url(args.into).kind != "mysql":
         raise errors.InvalidArgumentError("--staging goes with a mysql:// projection (--into)")
     log = open_log(args.log, readonly=True)
     projection = MirroredProjection(open_projection(args.into), args.staging)

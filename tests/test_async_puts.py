@@ -309,15 +309,6 @@ def test_a_long_wait_for_outcomes_looks_at_the_projection_a_few_times(tmp_path, 
     transport.close()
 
 
-def test_error_messages_name_a_projection_without_its_password():
-    from mlmd_log.client.transport import without_password as _without_password
-
-    assert _without_password("mysql://u:p%40ss@h:3306/db") == "mysql://u:***@h:3306/db"
-    assert _without_password("mysql://u:a:b@h/db?socket=/s") == "mysql://u:***@h/db?socket=/s"
-    assert _without_password("mysql://u@h/db") == "mysql://u@h/db"
-    assert _without_password("sqlite:///a/b.db") == "sqlite:///a/b.db"
-
-
 def test_a_projection_of_another_log_gives_no_response_of_its_records(tmp_path):
     """Writers whose projection URL names a projection kept from another log: at their
     offsets it holds other records' outcomes. Neither a put nor an async put returns those;

@@ -8,12 +8,13 @@ from typing import Any, Optional
 
 from mlmd_log import errors
 from mlmd_log.client.config import StoreConfig
-from mlmd_log.client.transport import UsualWait, closed_error, response_of, through_lost_connection, without_password
+from mlmd_log.client.transport import UsualWait, closed_error, response_of, through_lost_connection
 from mlmd_log.consumer.inline import InlineApplier
 from mlmd_log.producer.base import Log
 from mlmd_log.producer.records import PUT_RPCS, RecordFactory
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
+from mlmd_log.urls import without_password
 
 
 class EmbeddedTransport:

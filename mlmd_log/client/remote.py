@@ -7,8 +7,9 @@ import time
 from typing import Any, Iterator, Optional
 
 from mlmd_log import errors
-from mlmd_log.client.transport import UsualWait, check_own_outcome, closed_error, response_of, through_lost_connection, without_password
+from mlmd_log.client.transport import UsualWait, check_own_outcome, closed_error, response_of, through_lost_connection
 from mlmd_log.producer.records import PUT_RPCS, RecordFactory, as_retry
+from mlmd_log.urls import without_password
 
 
 class ReadOnlyTransport:

@@ -4,7 +4,6 @@ connection, a writer's usual wait."""
 from __future__ import annotations
 
 from typing import Any, Optional, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from mlmd_log import errors
 from mlmd_log.proto import metadata_store_service_pb2 as svc
@@ -70,16 +69,6 @@ def through_lost_connection(db: Any, action: Any, reconnect: Any, where: str) ->
         return action()
     except db.connection_errors as exc:
         raise errors.UnavailableError(f"The projection {where} cannot be reached ({exc}); retry later") from None
-
-
-def without_password(url: str) -> str:
-    """A database URL fit for an error message (its password, as written, masked)."""
-    parsed = urlsplit(url)
-    userinfo, at, host = parsed.netloc.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not at or not colon:
-        return url
-    return urlunsplit(parsed._replace(netloc=f"{user}:***@{host}"))
 
 
 class UsualWait:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any, Iterator, Mapping, Sequence
-from urllib.parse import urlparse
 
 from mlmd_log.errors import (
     DataLossError,
@@ -64,6 +63,7 @@ from mlmd_log.errors import (
     UnavailableError,
 )
 from mlmd_log.producer.base import Log, check_read_args, check_records
+from mlmd_log.urls import parse_log_url
 
 try:  # optional dependency: pip install 'mlmd-log[kafka]'
     import kafka
@@ -88,14 +88,12 @@ _WAITED_RECORDS = 10_000  # most records wait_for_records keeps for the next rea
 
 
 def parse_kafka_url(url: str) -> tuple[str, str]:
-    """``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` -> (bootstrap servers, topic)."""
-    parsed = urlparse(url)
-    topic = parsed.path.lstrip("/")
-    if parsed.scheme != "kafka" or not parsed.netloc or not topic or "/" in topic:
-        raise InvalidArgumentError(
-            f"not a Kafka log URL: {url!r} (expected kafka://HOST:PORT/TOPIC)"
-        )
-    return parsed.netloc, topic
+    """``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` -> (bootstrap servers, topic); no options
+    (``?archive=DIR`` names an archived log as well: locations.open_log opens that)."""
+    where = parse_log_url(url)
+    if where.kind != "kafka" or where.archive is not None:
+        raise InvalidArgumentError(f"not a Kafka log URL: {url!r} (expected kafka://HOST:PORT/TOPIC)")
+    return where.bootstrap, where.topic
 
 
 class KafkaLog(Log):

@@ -41,6 +41,7 @@ from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedPr
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.schema import NODE_KINDS, NodeKind
+from mlmd_log.urls import parse_projection_url, without_password
 
 LOG = logging.getLogger("mlmd_log.duckdb")
 
@@ -398,12 +399,10 @@ class DuckDbProjection(StagedProjection):
 # -- command line ----------------------------------------------------------------------
 def duckdb_path(url: str) -> str:
     """``duckdb:///PATH`` (as ``sqlite:///PATH``: relative unless PATH starts with /) or a plain path."""
-    for prefix in ("duckdb:///", "duckdb://"):
-        if url.startswith(prefix):
-            return url[len(prefix):]
-    if "://" in url:
-        raise errors.InvalidArgumentError(f"Expected duckdb:///PATH or a path, got {url!r}")
-    return url
+    where = parse_projection_url(url, bare="duckdb")
+    if where.kind != "duckdb":
+        raise errors.InvalidArgumentError(f"Expected duckdb:///PATH or a path, got {without_password(url)!r}")
+    return where.path
 
 
 def project(log: Any, projection: DuckDbProjection, batch_size: int = 20000, follow: bool = False,

@@ -40,6 +40,7 @@ from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
 from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection, open_staging
 from mlmd_log.schema import NODE_KINDS, NodeKind
+from mlmd_log.urls import parse_log_url
 
 LOG = logging.getLogger("mlmd_log.mirror")
 
@@ -393,7 +394,7 @@ class _StagerProcess:
 
     def __init__(self, log_url: str, projection: MirroredProjection, batch_size: int, max_ahead: int,
                  idle_sleep: float, retry_sleep: float):
-        if log_url.startswith("memory:"):
+        if parse_log_url(log_url).kind == "memory":
             raise errors.InvalidArgumentError("A memory: log cannot be read by another process: stage in a thread")
         ctx = multiprocessing.get_context("spawn")  # (no fork: this process may run broker client threads)
         self.shared = _StageShared(_Flag(ctx), _Wakeup(ctx), ctx.Value("q", projection.applied_offset(), lock=False),

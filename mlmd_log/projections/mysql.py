@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Optional, Sequence
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote
 
 from mlmd_log import errors
-from mlmd_log.projections import ddl
 from mlmd_log.dialects import MYSQL
+from mlmd_log.projections import ddl
 from mlmd_log.projections.backend import SqlBackend
+from mlmd_log.urls import ProjectionUrl, parse_projection_url, without_password
 
 
 MAX_STATEMENT_CHARS = 1 << 20  # per multi-row statement; far below max_allowed_packet
@@ -53,14 +54,13 @@ class MySqlTarget:
     socket: Optional[str] = None
 
     @classmethod
-    def from_url(cls, url: str) -> "MySqlTarget":
-        """``mysql://user:password@host:port/database`` (``?socket=/path`` optional)."""
-        parsed = urlparse(url)
-        if parsed.scheme != "mysql" or not parsed.path.strip("/"):
-            raise errors.InvalidArgumentError(f"Expected mysql://user:password@host:port/database, got {url!r}")
-        query = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part)
-        return cls(parsed.hostname or "127.0.0.1", parsed.port or 3306, unquote(parsed.username or "root"),
-                   unquote(parsed.password or ""), parsed.path.strip("/"), query.get("socket"))
+    def from_url(cls, url: "str | ProjectionUrl") -> "MySqlTarget":
+        """``mysql://user:password@host:port/database`` (``?socket=/path`` optional), as text or parsed."""
+        where = parse_projection_url(url) if isinstance(url, str) else url
+        if where.kind != "mysql":
+            raise errors.InvalidArgumentError(
+                f"Expected mysql://user:password@host:port/database, got {without_password(where.text)!r}")
+        return cls(where.host, where.port, where.user, where.password, where.database, where.option("socket"))
 
     @property
     def url(self) -> str:
