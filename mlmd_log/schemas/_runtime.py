@@ -1,0 +1,75 @@
+"""Builds the message classes of our .proto files at import time, on any protobuf from 4.21 to 7.
+
+protoc's generated modules refuse a runtime older than the protoc that wrote them, so we ship the
+serialized FileDescriptorProtos (``_descriptors.py``, written by ``scripts/gen_protos.py``) and build
+classes with the builder every generated module of those runtimes calls.
+
+Our MLMD files carry ml-metadata's file names and contents, so in the default descriptor pool they are
+the same files as ml-metadata 1.17's: importing both, in either order, yields one ``ml_metadata.Artifact``
+class, and well-known types (``struct_pb2.Struct``, ``any_pb2.Any``) mix freely. When the default pool
+already holds different files under those names or symbols (another ml-metadata version), ours go into
+a private pool instead: no clash, same wire, but their Struct/Any fields then take only that pool's
+well-known-type classes.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, MutableMapping
+
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.internal import builder
+
+from mlmd_log.schemas._descriptors import FILES
+
+
+def _import_well_known_types() -> None:
+    """Puts the google/protobuf/*.proto files ours import into the default pool."""
+    for serialized in FILES.values():
+        for dependency in descriptor_pb2.FileDescriptorProto.FromString(serialized).dependency:
+            if dependency.startswith("google/protobuf/"):
+                importlib.import_module(dependency[:-len(".proto")].replace("/", ".") + "_pb2")
+
+
+def _add_all(pool: descriptor_pool.DescriptorPool) -> None:
+    for serialized in FILES.values():
+        pool.AddSerializedFile(serialized)
+
+
+def _private_pool() -> descriptor_pool.DescriptorPool:
+    pool = descriptor_pool.DescriptorPool()
+    added = set()
+
+    def add(name: str) -> None:
+        if name in added:
+            return
+        serialized = FILES.get(name) or descriptor_pool.Default().FindFileByName(name).serialized_pb
+        for dependency in descriptor_pb2.FileDescriptorProto.FromString(serialized).dependency:
+            add(dependency)
+        pool.AddSerializedFile(serialized)
+        added.add(name)
+    for name in FILES:
+        add(name)
+    return pool
+
+
+def _choose_pool() -> descriptor_pool.DescriptorPool:
+    _import_well_known_types()
+    default = descriptor_pool.Default()
+    try:
+        _add_all(default)
+    except TypeError:  # a file or symbol of that name with other contents is already there
+        return _private_pool()
+    return default
+
+
+POOL = _choose_pool()
+
+
+def build(file_name: str, module_name: str, namespace: MutableMapping[str, Any]) -> Any:
+    """Fills a ``*_pb2`` module's namespace as protoc's module would; returns its FileDescriptor."""
+    file = POOL.FindFileByName(file_name)
+    names: Dict[str, Any] = {}
+    builder.BuildMessageAndEnumDescriptors(file, names)
+    builder.BuildTopDescriptorsAndMessages(file, module_name, names)
+    namespace.update(names)
+    return file

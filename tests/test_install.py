@@ -1,0 +1,59 @@
+"""The package as its users meet it: ``python -m mlmd_log``, its version, and living in one
+process with ml-metadata 1.17 (protobuf < 5) without a clash in the descriptor pool."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import mlmd_log
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_python_dash_m_prints_the_installed_version():
+    run = subprocess.run([sys.executable, "-m", "mlmd_log", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"mlmd-log {mlmd_log.__version__}"
+    assert mlmd_log.__version__ != "0+unknown"  # the suite runs against an installed package
+
+
+def test_package_ships_its_type_marker():
+    assert os.path.exists(os.path.join(os.path.dirname(mlmd_log.__file__), "py.typed"))
+
+
+# Both import orders: ours first (ml-metadata's generated module must then accept our files), and theirs first.
+_BESIDE_ML_METADATA = textwrap.dedent("""
+    import sys
+    from google.protobuf import struct_pb2
+    if sys.argv[1] == "ours-first":
+        from mlmd_log.proto import metadata_store_pb2 as ours, metadata_store_service_pb2 as ours_svc
+        from ml_metadata.proto import metadata_store_pb2 as theirs, metadata_store_service_pb2 as theirs_svc
+    else:
+        from ml_metadata.proto import metadata_store_pb2 as theirs, metadata_store_service_pb2 as theirs_svc
+        from mlmd_log.proto import metadata_store_pb2 as ours, metadata_store_service_pb2 as ours_svc
+    from ml_metadata import metadata_store  # the C++ extension loads beside us too
+    import mlmd_log
+
+    struct = struct_pb2.Struct()
+    struct.update({"lr": 0.1})
+    artifact = ours.Artifact(type_id=3, uri="gs://m", name="model")
+    artifact.custom_properties["hp"].struct_value.CopyFrom(struct)
+    back = theirs.Artifact.FromString(artifact.SerializeToString())
+    assert back.uri == "gs://m" and back.custom_properties["hp"].struct_value["lr"] == 0.1, back
+    request = theirs_svc.PutArtifactsRequest(artifacts=[back])
+    assert ours_svc.PutArtifactsRequest.FromString(request.SerializeToString()) == request
+    print(ours.Artifact is theirs.Artifact)
+""")
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("order", ["ours-first", "theirs-first"])
+def test_imports_and_exchanges_messages_beside_ml_metadata(ref_python, order):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    run = subprocess.run([ref_python, "-c", _BESIDE_ML_METADATA, order], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "True"  # same descriptors, so one class per message
