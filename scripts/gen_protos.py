@@ -5,7 +5,7 @@ committed files differ from what the sources generate (used by the tests).
 
 The MLMD files are compiled under ml-metadata's own file names (``ml_metadata/proto/...``) so
 that their descriptors equal ml-metadata 1.17's and share its classes in one process; the
-``*_pb2.py`` modules build their classes from these descriptors (mlmd_log/schemas/_runtime.py).
+``*_pb2.py`` modules build their classes from these descriptors (mlmd_log/schemas/runtime.py).
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from mlmd_log.errors import (
     NotFoundError, OutOfRangeError, UnimplementedError,
 )
 from mlmd_log.projections import node_pb, values
+from mlmd_log.schemas import runtime
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.recent import Recent
 from mlmd_log.projections.steps import StepWriter
@@ -1006,7 +1007,7 @@ def _same_attributes(node: Any, stored: Any) -> bool:
 
 
 _COMPARED_FIELDS = {message: tuple(fd.name for fd in message.DESCRIPTOR.fields
-                                   if fd.name not in _IGNORED_IN_DIFF and not fd.is_repeated)
+                                   if fd.name not in _IGNORED_IN_DIFF and not runtime.is_repeated(fd))
                     for message in (pb.Artifact, pb.Execution, pb.Context)}
 
 

@@ -1,4 +1,4 @@
-"""Messages of the log envelope, mlmd_log/schemas/log_record.proto (see _runtime)."""
-from mlmd_log.schemas import _runtime
+"""Messages of the log envelope, mlmd_log/schemas/log_record.proto (see runtime)."""
+from mlmd_log.schemas import runtime
 
-DESCRIPTOR = _runtime.build("mlmd_log/schemas/log_record.proto", __name__, globals())
+DESCRIPTOR = runtime.build("mlmd_log/schemas/log_record.proto", __name__, globals())

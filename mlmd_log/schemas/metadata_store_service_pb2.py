@@ -1,4 +1,4 @@
-"""Messages of ml_metadata/proto/metadata_store_service.proto, the same as ml-metadata's (see _runtime)."""
-from mlmd_log.schemas import _runtime
+"""Messages of ml_metadata/proto/metadata_store_service.proto, the same as ml-metadata's (see runtime)."""
+from mlmd_log.schemas import runtime
 
-DESCRIPTOR = _runtime.build("ml_metadata/proto/metadata_store_service.proto", __name__, globals())
+DESCRIPTOR = runtime.build("ml_metadata/proto/metadata_store_service.proto", __name__, globals())

@@ -73,3 +73,9 @@ def build(file_name: str, module_name: str, namespace: MutableMapping[str, Any])
     builder.BuildTopDescriptorsAndMessages(file, module_name, names)
     namespace.update(names)
     return file
+
+
+def is_repeated(field: Any) -> bool:
+    """FieldDescriptor.is_repeated where the runtime has it (protobuf >= 6), else its label."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
