@@ -106,7 +106,7 @@ class StoredType:
 def system_type_name(type_message: type, enum_number: int) -> str:
     """The simple type name ('mlmd.Dataset' ...) behind a base_type enum value."""
     enum_desc = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
-    return enum_desc.values_by_number[enum_number].GetOptions().Extensions[_SYSTEM_TYPE_EXT].type_name
+    return runtime.option_extension(enum_desc.values_by_number[enum_number].GetOptions(), _SYSTEM_TYPE_EXT).type_name
 
 
 class TypeRegistry:

@@ -22,6 +22,7 @@ from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query import filter_sql, paging
 from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, SQLITE, TYPE_COLUMNS, ReadDialect
+from mlmd_log.schemas import runtime
 
 # Type.type_kind values.
 EXECUTION_TYPE_KIND, ARTIFACT_TYPE_KIND, CONTEXT_TYPE_KIND = 0, 1, 2
@@ -105,7 +106,7 @@ def _base_type_enum(type_message: type) -> dict[str, int]:
     enum = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
     out = {}
     for value in enum.values:
-        ext = value.GetOptions().Extensions[pb.system_type_extension]
+        ext = runtime.option_extension(value.GetOptions(), pb.system_type_extension)
         out[ext.type_name] = value.number
     return out
 
