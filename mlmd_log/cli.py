@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+import mlmd_log
 from mlmd_log import errors
 from mlmd_log.urls import parse_log_url, parse_projection_url
 
@@ -239,6 +240,7 @@ def _project_mirrored(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmd-log", description="ML Metadata as an event-sourced log.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {mlmd_log.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="rebuild a projection from a log",

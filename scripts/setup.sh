@@ -6,5 +6,5 @@ VENV="${MLMD_VENV:-$ROOT/.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+"$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test,protoc]"
 echo "$VENV/bin/python"

@@ -18,6 +18,7 @@ from mlmd_log import errors
 from mlmd_log.producer.records import PUT_RPCS
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.schemas import runtime
 from mlmd_log.query import filter as filter_language
 from mlmd_log.client import StoreConfig
 
@@ -102,7 +103,7 @@ def draw_message(draw: Any, message: Any, depth: int = 0) -> Any:
             continue  # (a node without an id, more often: a new one)
         if field.containing_oneof is not None and message.WhichOneof(field.containing_oneof.name):
             continue
-        repeats = draw(st.integers(1, 3)) if field.is_repeated else 1
+        repeats = draw(st.integers(1, 3)) if runtime.is_repeated(field) else 1
         if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
             for _ in range(repeats):
@@ -116,12 +117,12 @@ def draw_message(draw: Any, message: Any, depth: int = 0) -> Any:
             if depth >= 3 or full_name.startswith("google.protobuf"):
                 continue
             for _ in range(repeats):
-                target = getattr(message, field.name).add() if field.is_repeated else getattr(message, field.name)
+                target = getattr(message, field.name).add() if runtime.is_repeated(field) else getattr(message, field.name)
                 target.SetInParent()
                 draw_message(draw, target, depth + 1)
         else:
             values = [draw(_scalar(field)) for _ in range(repeats)]
-            if field.is_repeated:
+            if runtime.is_repeated(field):
                 getattr(message, field.name).extend(values)
             else:
                 setattr(message, field.name, values[0])

@@ -20,6 +20,7 @@ from mlmd_log.errors import (
     NotFoundError, OutOfRangeError, UnimplementedError,
 )
 from mlmd_log.projections import read_forms, values
+from mlmd_log.schemas import runtime
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.memory import EngineMemory
 from mlmd_log.projections.nodes import (
@@ -52,7 +53,7 @@ class StoredType:
 def system_type_name(type_message: type, enum_number: int) -> str:
     """The simple type name ('mlmd.Dataset' ...) behind a base_type enum value."""
     enum_desc = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
-    return enum_desc.values_by_number[enum_number].GetOptions().Extensions[_SYSTEM_TYPE_EXT].type_name
+    return runtime.option_extension(enum_desc.values_by_number[enum_number].GetOptions(), _SYSTEM_TYPE_EXT).type_name
 
 
 class TypeRegistry:

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from mlmd_log import schema
 from mlmd_log.proto import metadata_store_pb2 as pb
+from mlmd_log.schemas import runtime
 
 EXECUTION_KIND, ARTIFACT_KIND, CONTEXT_KIND = (k.type_kind for k in (schema.EXECUTION, schema.ARTIFACT, schema.CONTEXT))
 
@@ -76,5 +77,5 @@ def same_attributes(node: Any, stored: Any) -> bool:
 
 
 _COMPARED_FIELDS = {message: tuple(fd.name for fd in message.DESCRIPTOR.fields
-                                   if fd.name not in _IGNORED_IN_DIFF and not fd.is_repeated)
+                                   if fd.name not in _IGNORED_IN_DIFF and not runtime.is_repeated(fd))
                     for message in (pb.Artifact, pb.Execution, pb.Context)}

@@ -24,6 +24,7 @@ from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.query import filter_sql, paging
 from mlmd_log.query.sql import BASE_QUERIES, NODE_COLUMNS, TYPE_COLUMNS
 from mlmd_log.schema import ARTIFACT, BY_NAME, BY_TYPE_MESSAGE, CONTEXT, EXECUTION, NodeKind
+from mlmd_log.schemas import runtime
 
 SIMPLE_TYPE_NAMES = frozenset({
     "mlmd.Dataset", "mlmd.Model", "mlmd.Metrics", "mlmd.Statistics", "mlmd.Train",
@@ -90,7 +91,7 @@ def _base_type_enum(type_message: type) -> dict[str, int]:
     enum = type_message.DESCRIPTOR.enum_types_by_name["SystemDefinedBaseType"]
     out = {}
     for value in enum.values:
-        ext = value.GetOptions().Extensions[pb.system_type_extension]
+        ext = runtime.option_extension(value.GetOptions(), pb.system_type_extension)
         out[ext.type_name] = value.number
     return out
 

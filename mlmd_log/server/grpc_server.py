@@ -29,7 +29,6 @@ from concurrent import futures
 from typing import Any, Callable, Optional
 
 import grpc
-from google.protobuf import message_factory
 
 from mlmd_log import errors
 from mlmd_log.process import stop_on_signals
@@ -44,7 +43,7 @@ log = logging.getLogger("mlmd_log.server")
 
 SERVICE = svc.DESCRIPTOR.services_by_name["MetadataStoreService"]
 RPC_NAMES: tuple[str, ...] = tuple(method.name for method in SERVICE.methods)
-REQUEST_CLASSES: dict[str, Any] = {method.name: message_factory.GetMessageClass(method.input_type)
+REQUEST_CLASSES: dict[str, Any] = {method.name: getattr(svc, method.input_type.name)
                                    for method in SERVICE.methods}
 # Room for the log record's envelope (record id, producer identity, times) around a request.
 RECORD_ENVELOPE_ROOM = 64 * 1024

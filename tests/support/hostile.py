@@ -10,6 +10,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.schemas import runtime
 
 SERVICE = svc.DESCRIPTOR.services_by_name["MetadataStoreService"]
 RPCS = [method.name for method in SERVICE.methods]
@@ -102,7 +103,7 @@ def fill(message: Any, depth: int = 0) -> Any:
     for field in message.DESCRIPTOR.fields:
         if field.containing_oneof is not None and message.WhichOneof(field.containing_oneof.name):
             continue
-        repeated = field.is_repeated
+        repeated = runtime.is_repeated(field)
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             if value_field.type == FieldDescriptor.TYPE_MESSAGE:
@@ -174,7 +175,7 @@ def _mutations(descriptor: Any, path: tuple, depth: int = 0) -> Iterator[tuple[t
     for field in descriptor.fields:
         here = path + (field.name,)
         name = field.name
-        repeated = field.is_repeated
+        repeated = runtime.is_repeated(field)
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             if value_field.type == FieldDescriptor.TYPE_MESSAGE:

@@ -1,0 +1,108 @@
+"""Builds the message classes of our .proto files at import time, on any protobuf from 4.21 to 7.
+
+protoc's generated modules refuse a runtime older than the protoc that wrote them, so we ship the
+serialized FileDescriptorProtos (``_descriptors.py``, written by ``scripts/gen_protos.py``) and build
+classes with the builder every generated module of those runtimes calls.
+
+Our MLMD files carry ml-metadata's file names and contents, so in the default descriptor pool they are
+the same files as ml-metadata 1.17's: importing both, in either order, yields one ``ml_metadata.Artifact``
+class, and well-known types (``struct_pb2.Struct``, ``any_pb2.Any``) mix freely. When the default pool
+already holds different files under those names or symbols (another ml-metadata version), ours go into
+a private pool instead (protobuf >= 4.25): no clash, same wire, but their Struct/Any fields then take
+only that pool's well-known-type classes.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any, Dict, MutableMapping, Tuple
+
+import google.protobuf as protobuf
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.internal import builder
+
+from mlmd_log.schemas._descriptors import FILES
+
+
+def _import_well_known_types() -> None:
+    """Puts the google/protobuf/*.proto files ours import into the default pool."""
+    for serialized in FILES.values():
+        for dependency in descriptor_pb2.FileDescriptorProto.FromString(serialized).dependency:
+            if dependency.startswith("google/protobuf/"):
+                importlib.import_module(dependency[:-len(".proto")].replace("/", ".") + "_pb2")
+
+
+def _add_all(pool: descriptor_pool.DescriptorPool) -> None:
+    for serialized in FILES.values():
+        pool.AddSerializedFile(serialized)
+
+
+def _private_pool() -> descriptor_pool.DescriptorPool:
+    pool = descriptor_pool.DescriptorPool()
+    added = set()
+
+    def add(name: str) -> None:
+        if name in added:
+            return
+        serialized = FILES.get(name) or descriptor_pool.Default().FindFileByName(name).serialized_pb
+        for dependency in descriptor_pb2.FileDescriptorProto.FromString(serialized).dependency:
+            add(dependency)
+        pool.AddSerializedFile(serialized)
+        added.add(name)
+    for name in FILES:
+        add(name)
+    return pool
+
+
+def _choose_pool() -> descriptor_pool.DescriptorPool:
+    _import_well_known_types()
+    default = descriptor_pool.Default()
+    try:
+        _add_all(default)
+    except TypeError:  # a file or symbol of that name with other contents is already there
+        if _runtime_version() < (4, 25):
+            raise ImportError(
+                "mlmd_log: the descriptor pool already holds other ml_metadata/proto files (another "
+                "ml-metadata version); keeping ours apart needs protobuf >= 4.25 (older runtimes crash "
+                f"on well-known types of a second pool), this is {protobuf.__version__}") from None
+        return _private_pool()
+    return default
+
+
+def _runtime_version() -> Tuple[int, ...]:
+    return tuple(int(part) for part in protobuf.__version__.split(".")[:2])
+
+
+POOL = _choose_pool()
+
+
+def build(file_name: str, module_name: str, namespace: MutableMapping[str, Any]) -> Any:
+    """Fills a ``*_pb2`` module's namespace as protoc's module would; returns its FileDescriptor."""
+    file = POOL.FindFileByName(file_name)
+    names: Dict[str, Any] = {}
+    builder.BuildMessageAndEnumDescriptors(file, names)
+    builder.BuildTopDescriptorsAndMessages(file, module_name, names)
+    namespace.update(names)
+    return file
+
+
+def is_repeated(field: Any) -> bool:
+    """FieldDescriptor.is_repeated where the runtime has it (protobuf >= 6), else its label."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+
+
+def option_extension(options: Any, extension: Any) -> Any:
+    """``options.Extensions[extension]``, also with our files in the private pool, where a descriptor's
+    options are default-pool messages but our extension extends the private pool's options message."""
+    if options.DESCRIPTOR is not extension.containing_type:
+        options = _message_class(extension.containing_type).FromString(options.SerializeToString())
+    return options.Extensions[extension]
+
+
+@functools.lru_cache(maxsize=None)
+def _message_class(message_descriptor: Any) -> Any:
+    get_class = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.22
+    if get_class is not None:
+        return get_class(message_descriptor)
+    return message_factory.MessageFactory(message_descriptor.file.pool).GetPrototype(message_descriptor)
