@@ -20,7 +20,6 @@ from mlmd_log.errors import (
     NotFoundError, OutOfRangeError, UnimplementedError,
 )
 from mlmd_log.projections import read_forms, values
-from mlmd_log.schemas import runtime
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.memory import EngineMemory
 from mlmd_log.projections.nodes import (
@@ -30,6 +29,7 @@ from mlmd_log.projections.nodes import (
 from mlmd_log.projections.steps import StepWriter
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
+from mlmd_log.schemas import runtime
 
 _SYSTEM_TYPE_EXT = pb.system_type_extension
 
