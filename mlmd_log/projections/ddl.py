@@ -55,6 +55,16 @@ def _lines(items: tuple[str, ...]) -> str:
     return "".join(f"    {item},\n" for item in items)
 
 
+# The columns of `Type` between its id and its external_id, the same in every dialect.
+_TYPE_COLUMNS = """    `name` VARCHAR(255) NOT NULL,
+    `version` VARCHAR(255),
+    `type_kind` TINYINT(1) NOT NULL,
+    `description` TEXT,
+    `input_type` TEXT,
+    `output_type` TEXT,
+"""
+
+
 def _sqlite_node_table(table: str, own_columns: tuple[str, ...]) -> str:
     """Artifact or Execution: the columns both have, around the kind's own ones."""
     return (f"CREATE TABLE IF NOT EXISTS `{table}` (\n"
@@ -69,15 +79,8 @@ def _sqlite_node_table(table: str, own_columns: tuple[str, ...]) -> str:
 
 
 SQLITE_MLMD: list[str] = [
-    """CREATE TABLE IF NOT EXISTS `Type` (
-    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
-    `name` VARCHAR(255) NOT NULL,
-    `version` VARCHAR(255),
-    `type_kind` TINYINT(1) NOT NULL,
-    `description` TEXT,
-    `input_type` TEXT,
-    `output_type` TEXT,
-    `external_id` VARCHAR(255) UNIQUE)""",
+    "CREATE TABLE IF NOT EXISTS `Type` (\n    `id` INTEGER PRIMARY KEY AUTOINCREMENT,\n" + _TYPE_COLUMNS
+    + "    `external_id` VARCHAR(255) UNIQUE)",
     """CREATE TABLE IF NOT EXISTS `TypeProperty` (
     `type_id` INT NOT NULL,
     `name` VARCHAR(255) NOT NULL,
@@ -244,15 +247,7 @@ def _mysql_node_table(table: str, own_columns: tuple[str, ...], own_keys: tuple[
             f"    KEY `idx_{prefix}_external_id` (`external_id`)\n" + _MYSQL_TABLE_TAIL)
 
 MYSQL_MLMD: list[str] = [
-    """CREATE TABLE IF NOT EXISTS `Type` (
-    `id` INT NOT NULL AUTO_INCREMENT,
-    `name` VARCHAR(255) NOT NULL,
-    `version` VARCHAR(255),
-    `type_kind` TINYINT(1) NOT NULL,
-    `description` TEXT,
-    `input_type` TEXT,
-    `output_type` TEXT,
-    `external_id` VARCHAR(255),
+    "CREATE TABLE IF NOT EXISTS `Type` (\n    `id` INT NOT NULL AUTO_INCREMENT,\n" + _TYPE_COLUMNS + """    `external_id` VARCHAR(255),
     PRIMARY KEY (`id`),
     UNIQUE KEY `external_id` (`external_id`),
     KEY `idx_type_name` (`name`),

@@ -99,6 +99,14 @@ def _base_type_enum(type_message: type) -> dict[str, int]:
 _BASE_TYPES = {t: _base_type_enum(t) for t in (pb.ArtifactType, pb.ExecutionType)}
 
 
+def _external_ids_asked(external_ids: Iterable[str]) -> list[str]:
+    """The ids of a by-external-id read; InvalidArgumentError for an empty one, as MLMD."""
+    wanted = list(external_ids)
+    if any(e == "" for e in wanted):
+        raise errors.InvalidArgumentError("Invalid argument because at least one empty external_id exists.")
+    return wanted
+
+
 class Reader:
     """MLMD reads over a DB-API connection (sqlite3 by default dialect)."""
 
@@ -235,7 +243,9 @@ class Reader:
             rows = [row for row in rows if row[1] not in SIMPLE_TYPE_NAMES]
         return self._types(type_message, rows, columns=_LIST_COLUMNS, base_type=True)
 
-    def _get_types_by_id(self, type_message: type, type_ids: Iterable[int]) -> list:
+    def get_types_by_id(self, type_message: type, type_ids: Iterable[int]) -> list:
+        """Types of one kind (``pb.ArtifactType`` ...): one per found id in request order
+        (repeats kept, unknown ids skipped)."""
         kind = BY_TYPE_MESSAGE[type_message].type_kind
         wanted = list(type_ids)
         found: dict[int, Sequence] = {}
@@ -246,13 +256,11 @@ class Reader:
         return self._types(type_message, rows, columns=_ALL_COLUMNS,
                            base_type=type_message is not pb.ContextType)
 
-    def _get_types_by_external_ids(self, type_message: type, external_ids: Iterable[str]) -> list:
-        wanted = list(external_ids)
+    def get_types_by_external_ids(self, type_message: type, external_ids: Iterable[str]) -> list:
+        """Types of one kind ordered by external_id; no base_type; NotFoundError when none match."""
+        wanted = _external_ids_asked(external_ids)
         if not wanted:
             return []
-        if any(e == "" for e in wanted):
-            raise errors.InvalidArgumentError(
-                "Invalid argument because at least one empty external_id exists.")
         kind = BY_TYPE_MESSAGE[type_message].type_kind
         rows = self._rows_in("types_by_external_ids", sorted(set(wanted)), (kind,))
         rows.sort(key=lambda row: row[4].encode("utf-8"))
@@ -449,12 +457,9 @@ class Reader:
         return nodes[0] if nodes else None
 
     def _by_external_ids(self, kind: NodeKind, external_ids: Iterable[str]) -> list:
-        wanted = list(external_ids)
+        wanted = _external_ids_asked(external_ids)
         if not wanted:
             return []
-        if any(e == "" for e in wanted):
-            raise errors.InvalidArgumentError(
-                "Invalid argument because at least one empty external_id exists.")
         ids = [row[0] for row in self._rows_in(f"{kind.name}_ids_by_external_ids",
                                                sorted(set(wanted)))]
         if not ids:
@@ -493,26 +498,6 @@ class Reader:
 
     def get_context_types(self) -> list[pb.ContextType]:
         return self._get_types(pb.ContextType)
-
-    def get_artifact_types_by_id(self, type_ids: Iterable[int]) -> list[pb.ArtifactType]:
-        """One type per found id in request order (repeats kept, unknown ids skipped)."""
-        return self._get_types_by_id(pb.ArtifactType, type_ids)
-
-    def get_execution_types_by_id(self, type_ids: Iterable[int]) -> list[pb.ExecutionType]:
-        return self._get_types_by_id(pb.ExecutionType, type_ids)
-
-    def get_context_types_by_id(self, type_ids: Iterable[int]) -> list[pb.ContextType]:
-        return self._get_types_by_id(pb.ContextType, type_ids)
-
-    def get_artifact_types_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.ArtifactType]:
-        """Ordered by external_id; no base_type; NotFoundError when none match."""
-        return self._get_types_by_external_ids(pb.ArtifactType, external_ids)
-
-    def get_execution_types_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.ExecutionType]:
-        return self._get_types_by_external_ids(pb.ExecutionType, external_ids)
-
-    def get_context_types_by_external_ids(self, external_ids: Iterable[str]) -> list[pb.ContextType]:
-        return self._get_types_by_external_ids(pb.ContextType, external_ids)
 
     # ---- nodes by id
     def get_artifacts_by_id(self, artifact_ids: Iterable[int]) -> list[pb.Artifact]:

@@ -98,25 +98,25 @@ class ReadService:
         return svc.GetContextTypesResponse(context_types=self.reader.get_context_types())
 
     def rpc_GetArtifactTypesByID(self, r: svc.GetArtifactTypesByIDRequest) -> svc.GetArtifactTypesByIDResponse:
-        return svc.GetArtifactTypesByIDResponse(artifact_types=self.reader.get_artifact_types_by_id(r.type_ids))
+        return svc.GetArtifactTypesByIDResponse(artifact_types=self.reader.get_types_by_id(pb.ArtifactType, r.type_ids))
 
     def rpc_GetExecutionTypesByID(self, r: svc.GetExecutionTypesByIDRequest) -> svc.GetExecutionTypesByIDResponse:
-        return svc.GetExecutionTypesByIDResponse(execution_types=self.reader.get_execution_types_by_id(r.type_ids))
+        return svc.GetExecutionTypesByIDResponse(execution_types=self.reader.get_types_by_id(pb.ExecutionType, r.type_ids))
 
     def rpc_GetContextTypesByID(self, r: svc.GetContextTypesByIDRequest) -> svc.GetContextTypesByIDResponse:
-        return svc.GetContextTypesByIDResponse(context_types=self.reader.get_context_types_by_id(r.type_ids))
+        return svc.GetContextTypesByIDResponse(context_types=self.reader.get_types_by_id(pb.ContextType, r.type_ids))
 
     def rpc_GetArtifactTypesByExternalIds(self, r: Any) -> svc.GetArtifactTypesByExternalIdsResponse:
         return svc.GetArtifactTypesByExternalIdsResponse(
-            artifact_types=self.reader.get_artifact_types_by_external_ids(r.external_ids))
+            artifact_types=self.reader.get_types_by_external_ids(pb.ArtifactType, r.external_ids))
 
     def rpc_GetExecutionTypesByExternalIds(self, r: Any) -> svc.GetExecutionTypesByExternalIdsResponse:
         return svc.GetExecutionTypesByExternalIdsResponse(
-            execution_types=self.reader.get_execution_types_by_external_ids(r.external_ids))
+            execution_types=self.reader.get_types_by_external_ids(pb.ExecutionType, r.external_ids))
 
     def rpc_GetContextTypesByExternalIds(self, r: Any) -> svc.GetContextTypesByExternalIdsResponse:
         return svc.GetContextTypesByExternalIdsResponse(
-            context_types=self.reader.get_context_types_by_external_ids(r.external_ids))
+            context_types=self.reader.get_types_by_external_ids(pb.ContextType, r.external_ids))
 
     # -- nodes --------------------------------------------------------------
     def rpc_GetArtifactsByID(self, r: svc.GetArtifactsByIDRequest) -> svc.GetArtifactsByIDResponse:
