@@ -204,8 +204,13 @@ def test_a_batch_failing_after_the_next_one_stored_its_rows_takes_that_one_back(
             with lock:
                 events.append("end")
                 ends = events.count("end")
-            if ends == 3:  # (the third batch's end: the fourth batch is being stored meanwhile)
-                time.sleep(0.5)
+            if ends == 3:  # (the third batch's end: wait until the fourth batch stored its rows)
+                deadline = time.monotonic() + 30  # (a wait for an event, not a guess: a loaded machine is slow)
+                while time.monotonic() < deadline:
+                    with lock:
+                        if events.count("insert") >= 4:
+                            break
+                    time.sleep(0.01)
                 with lock:
                     events.append("failed")
                 raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
