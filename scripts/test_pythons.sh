@@ -2,7 +2,7 @@
 # Runs the test suite on another Python and, optionally, other protobuf/grpcio versions, in
 # ./.venv-pyXY (made with pyenv's interpreter of that version; reused on a second run).
 #   scripts/test_pythons.sh 3.9                                  # newest protobuf and grpcio
-#   scripts/test_pythons.sh 3.9 "protobuf==4.21.6" "grpcio==1.60.0" "grpcio-health-checking==1.60.0" -- tests/test_protos.py
+#   scripts/test_pythons.sh 3.9 "protobuf==4.25.0" "grpcio==1.60.0" "grpcio-health-checking==1.60.0" -- tests/test_protos.py
 # Arguments before "--" are extra pip requirements; after it, pytest's arguments (default: tests).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

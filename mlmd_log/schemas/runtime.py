@@ -1,4 +1,4 @@
-"""Builds the message classes of our .proto files at import time, on any protobuf from 4.21 to 7.
+"""Builds the message classes of our .proto files at import time, on any protobuf from 4.25 to 7.
 
 protoc's generated modules refuse a runtime older than the protoc that wrote them, so we ship the
 serialized FileDescriptorProtos (``_descriptors.py``, written by ``scripts/gen_protos.py``) and build
@@ -8,16 +8,15 @@ Our MLMD files carry ml-metadata's file names and contents, so in the default de
 the same files as ml-metadata 1.17's: importing both, in either order, yields one ``ml_metadata.Artifact``
 class, and well-known types (``struct_pb2.Struct``, ``any_pb2.Any``) mix freely. When the default pool
 already holds different files under those names or symbols (another ml-metadata version), ours go into
-a private pool instead (protobuf >= 4.25): no clash, same wire, but their Struct/Any fields then take
+a private pool instead: no clash, same wire, but their Struct/Any fields then take
 only that pool's well-known-type classes.
 """
 from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any, Dict, MutableMapping, Tuple
+from typing import Any, Dict, MutableMapping
 
-import google.protobuf as protobuf
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.internal import builder
 
@@ -60,17 +59,9 @@ def _choose_pool() -> descriptor_pool.DescriptorPool:
     try:
         _add_all(default)
     except TypeError:  # a file or symbol of that name with other contents is already there
-        if _runtime_version() < (4, 25):
-            raise ImportError(
-                "mlmd_log: the descriptor pool already holds other ml_metadata/proto files (another "
-                "ml-metadata version); keeping ours apart needs protobuf >= 4.25 (older runtimes crash "
-                f"on well-known types of a second pool), this is {protobuf.__version__}") from None
         return _private_pool()
     return default
 
-
-def _runtime_version() -> Tuple[int, ...]:
-    return tuple(int(part) for part in protobuf.__version__.split(".")[:2])
 
 
 POOL = _choose_pool()
