@@ -51,11 +51,11 @@ def answer(reader: Reader, method: str, request):
             return resp
         if method == f"Get{kind}TypesByID":
             getattr(resp, f"{low}_types").extend(
-                getattr(reader, f"get_{low}_types_by_id")(request.type_ids))
+                reader.get_types_by_id(getattr(pb, f"{kind}Type"), request.type_ids))
             return resp
         if method == f"Get{kind}TypesByExternalIds":
             getattr(resp, f"{low}_types").extend(
-                getattr(reader, f"get_{low}_types_by_external_ids")(request.external_ids))
+                reader.get_types_by_external_ids(getattr(pb, f"{kind}Type"), request.external_ids))
             return resp
         if method == f"Get{kind}sByExternalIds":
             getattr(resp, f"{low}s").extend(
