@@ -253,19 +253,19 @@ class ProjectionContract:
     def close_target(self, target: Any) -> None:
         raise NotImplementedError
 
+    # Class fixtures as instance methods: a @classmethod fixture fails on Python 3.9
+    # (its classmethod has no __name__), and these return values, keeping no state.
     @pytest.fixture(scope="class")
-    @classmethod
-    def history(cls, tmp_path_factory) -> str:
+    def history(self, tmp_path_factory) -> str:
         data_dir = str(tmp_path_factory.mktemp("history"))
         write_history(data_dir)
         return data_dir
 
     @pytest.fixture(scope="class")
-    @classmethod
-    def projected(cls, history, tmp_path_factory, request):
+    def projected(self, history, tmp_path_factory, request):
         """(target, log, records, rejected): the history's log projected into a new target,
         once per class (a fresh instance supplies the hooks)."""
-        hooks = cls()
+        hooks = type(self)()
         log = FileLog(os.path.join(history, "log"), readonly=True)
         target = hooks.open_target(str(tmp_path_factory.mktemp("projection")), request)
         records, rejected = hooks.project(target, log)
@@ -274,8 +274,7 @@ class ProjectionContract:
         log.close()
 
     @pytest.fixture(scope="class")
-    @classmethod
-    def live(cls, history):
+    def live(self, history):
         """The reads of the store's own SQLite projection."""
         conn = sqlite3.connect(f"file:{os.path.join(history, 'mlmd.sqlite')}?mode=ro", uri=True)
         yield Reader(conn)
