@@ -6,7 +6,7 @@ import itertools
 import os
 import socket
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from google.protobuf.message import DecodeError, EncodeError, Message
 
@@ -95,7 +95,7 @@ def parse_record(payload: bytes) -> log_record_pb2.LogRecord:
         return _parse_request_apart(payload)
     except (DecodeError, IndexError) as exc:
         why = f"not a valid LogRecord ({exc or 'truncated'})"
-        if "depth" in str(exc).lower():
+        if "depth" in str(exc).lower() or _nests_deeper(payload, MAX_NESTING + 1):
             why += f": its request nests messages deeper than protobuf's limit of {MAX_NESTING} levels"
         raise UnreadableRecord(why) from None
 
@@ -142,6 +142,26 @@ def _top_level_fields(data: bytes) -> list[tuple[int, int, int, int]]:
             raise DecodeError(f"truncated or invalid field at byte {start}")
         fields.append((number, start, value_start, pos))
     return fields
+
+
+def _nests_deeper(payload: bytes, levels: int) -> bool:
+    """Whether a LogRecord payload nests messages more than ``levels`` deep (the envelope
+    counted): what makes protobuf refuse it, told apart from other damage on runtimes whose
+    error does not say so (protobuf 4.x says only "Error parsing message")."""
+    def deeper(descriptor: Any, data: bytes, left: int) -> bool:
+        if left < 0:
+            return True
+        for number, _, value_start, end in _top_level_fields(data):
+            field = descriptor.fields_by_number.get(number)
+            if field is not None and field.message_type is not None and value_start < end \
+                    and deeper(field.message_type, data[value_start:end], left - 1):
+                return True
+        return False
+
+    try:
+        return deeper(log_record_pb2.LogRecord.DESCRIPTOR, payload, levels)
+    except (DecodeError, IndexError, RecursionError):
+        return False
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
