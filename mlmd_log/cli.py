@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 import mlmd_log
 from mlmd_log import errors
+from mlmd_log.progress import Progress
 from mlmd_log.urls import parse_log_url, parse_projection_url
 
 
@@ -17,19 +18,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
-    shown = False
     try:
-        def show(done: int, end: int) -> None:
-            nonlocal shown
-            if not args.quiet:
-                print(f"\rapplied {done}/{end}", end="", file=sys.stderr, flush=True)
-                shown = True
-        stats = replay(log, db, batch_size=args.batch_size, progress=show)
+        with Progress("replay", quiet=args.quiet) as bar:
+            stats = replay(log, db, batch_size=args.batch_size, progress=lambda done, end: bar.update(done, end))
     finally:
         db.close()
         log.close()
-        if shown:
-            print(file=sys.stderr)  # (ends the progress line, before any error's)
     print(f"replayed {stats.records} records ({stats.rejected} rejected puts kept as outcomes) "
           f"into {args.into} in {stats.seconds:.2f}s; projection is at offset {stats.end_offset}")
     return 0
@@ -54,12 +48,9 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     try:
         archive = FileLog(args.to)  # (fsync per batch; its lock keeps a second archiver out)
         try:
-            def show(done: int, end: int) -> None:
-                if not args.quiet:
-                    print(f"\rarchived through offset {done}/{end}", end="", file=sys.stderr, flush=True)
-            first, end = archive_records(log, archive, args.to, until=args.until, progress=show)
-            if not args.quiet and end > first:
-                print(file=sys.stderr)
+            with Progress("archive", quiet=args.quiet) as bar:
+                first, end = archive_records(log, archive, args.to, until=args.until,
+                                             progress=lambda done, end: bar.update(done, end))
             held = archive.end_offset()
         finally:
             archive.close()
@@ -250,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(?archive=DIR for a topic whose old records were archived)")
     p.add_argument("--into", required=True, help="target projection: sqlite:///new.db or mysql://user:pw@host:port/db")
     p.add_argument("--batch-size", type=int, default=2000, help="records per projection transaction")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("archive", help="copy a log's records to a FileLog archive (same offsets); --trim then "
@@ -263,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=int, help="archive up to this offset (default: the log's end when the run starts)")
     p.add_argument("--trim", action="store_true",
                    help="then drop the archived records from the topic (Kafka DeleteRecords)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_archive)
 
     p = sub.add_parser("demo", help="record the MLMD guide's example workflow and print its lineage",

@@ -1,0 +1,38 @@
+"""Progress bars: on a terminal they show counts and rate; in scripts nothing is printed."""
+import io
+import sys
+
+from mlmd_log.progress import Progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_no_terminal_no_output(monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    with Progress("replay", total=10) as bar:
+        bar.update(5)
+        assert not bar.shown
+    assert err.getvalue() == ""
+
+
+def test_terminal_shows_count_total_and_rate(monkeypatch):
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    with Progress("replay", total=10) as bar:
+        assert bar.shown
+        bar.update(4)
+        bar.update(8, total=20)  # (the log grew while we read it)
+    text = err.getvalue()
+    assert "replay" in text and "8/20" in text and "rec/s" in text and "40%" in text
+
+
+def test_quiet_wins_over_a_terminal(monkeypatch):
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    with Progress("replay", total=10, quiet=True) as bar:
+        bar.update(3)
+    assert err.getvalue() == ""
