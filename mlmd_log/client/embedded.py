@@ -135,6 +135,27 @@ class EmbeddedTransport:
 
     response = staticmethod(response_of)
 
+    def history_connection(self) -> Any:
+        """A new read-only sqlite3 connection on what the projection has committed (a copy of
+        an in-memory one), for history questions and as-of views."""
+        import sqlite3
+
+        if self.config.projection_url and not self.config.projection_url.startswith("sqlite:"):
+            raise errors.FailedPreconditionError(
+                f"History is kept by SQLite projections; {self.where} is not one: replay the log into "
+                "sqlite:///history.db and open that")
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            if self._applier is not None:
+                self._applier.commit()  # (inline applies commit in the background: what was put is in)
+            path = self.db.path
+            if path == ":memory:":
+                copy = sqlite3.connect(":memory:", check_same_thread=False)
+                self.db.conn.backup(copy)
+                return copy
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
