@@ -145,7 +145,7 @@ def test_history_is_the_same_after_a_replay(recorded, tmp_path):
     with MetadataStore(data_dir) as live:
         kinds = {"artifact": live.get_artifacts(), "execution": live.get_executions(),
                  "context": live.get_contexts(), "artifact_type": live.get_artifact_types()}
-        again = _readonly(rebuilt)
+        again = MetadataStore(f"sqlite:///{rebuilt}")  # (a projection URL: a read-only store)
         try:
             asked = 0
             for kind, nodes in kinds.items():
@@ -156,8 +156,11 @@ def test_history_is_the_same_after_a_replay(recorded, tmp_path):
                     assert history[0]["changes"]["created"] or history[0]["outcome"] != "ok"
                     asked += 1
             assert asked > 20
+            with pytest.raises(errors.FailedPreconditionError, match="read-only"):
+                again.put_artifact_type(pb.ArtifactType(name="X"))
         finally:
             again.close()
+        assert not os.path.exists("sqlite:")  # (a URL is never taken for a data directory)
 
 
 # -- one history, by hand -----------------------------------------------------------

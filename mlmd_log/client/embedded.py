@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 from mlmd_log import errors
 from mlmd_log.client.config import StoreConfig
-from mlmd_log.client.transport import UsualWait, closed_error, response_of, through_lost_connection
+from mlmd_log.client.transport import (UsualWait, closed_error, history_connection_of, response_of,
+                                       through_lost_connection)
 from mlmd_log.consumer.inline import InlineApplier
 from mlmd_log.producer.base import Log
 from mlmd_log.producer.records import PUT_RPCS, RecordFactory
@@ -136,25 +137,14 @@ class EmbeddedTransport:
     response = staticmethod(response_of)
 
     def history_connection(self) -> Any:
-        """A new read-only sqlite3 connection on what the projection has committed (a copy of
-        an in-memory one), for history questions and as-of views."""
-        import sqlite3
-
-        if self.config.projection_url and not self.config.projection_url.startswith("sqlite:"):
-            raise errors.FailedPreconditionError(
-                f"History is kept by SQLite projections; {self.where} is not one: replay the log into "
-                "sqlite:///history.db and open that")
+        """A new read-only connection on what the projection has committed, for history
+        questions and as-of views (see ``history_connection_of``)."""
         with self._lock:
             if self._closed:
                 raise closed_error()
             if self._applier is not None:
                 self._applier.commit()  # (inline applies commit in the background: what was put is in)
-            path = self.db.path
-            if path == ":memory:":
-                copy = sqlite3.connect(":memory:", check_same_thread=False)
-                self.db.conn.backup(copy)
-                return copy
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            return history_connection_of(self.db, self.where)
 
     def close(self) -> None:
         with self._lock:
