@@ -7,7 +7,7 @@ pandas. With a projection of the log, each row also gets the outcome applying it
     mlmd-log export --data-dir ./mlmd-data --to /archive/mlmd
 
 Files roll at about ``max_file_bytes``. Each is written under a hidden temporary name,
-fsynced and only then renamed to ``log-<first>-<end>.avro``, so a crash leaves no file
+fsynced and only then renamed to ``log-<first>-<end>-<digest>.avro``, so a crash leaves no file
 that looks complete (the next export removes the temporary one). A second export goes on
 where the last ended, in new files; it refuses an archive of another log.
 """
@@ -25,7 +25,7 @@ from mlmd_log.errors import FailedPreconditionError, InvalidArgumentError
 from mlmd_log.producer.archive import range_to_copy
 from mlmd_log.producer.avro_log import (
     CODEC, FORMAT_VERSION, META_ARCHIVE_ID, META_FIRST_OFFSET, META_FORMAT, META_OUTCOMES, META_PREVIOUS_SHA256,
-    AvroLog, archive_schema, fastavro_module, file_name, payload_sha256)
+    AvroLog, archive_schema, fastavro_module, file_digest, file_name, payload_sha256)
 from mlmd_log.producer.base import Log, record_at
 from mlmd_log.producer.file_log import describe_holder, fsync_dir, release_lock_file, try_lock_file
 from mlmd_log.producer.records import PUT_RPCS, UnreadableRecord, parse_record
@@ -37,6 +37,7 @@ DEFAULT_MAX_FILE_MB = 64
 EXPORT_BATCH = 5000  # records read from the log (and outcomes from the projection) at a time
 LOCK_FILE = "EXPORT.LOCK"
 _TEMP_PREFIX, _TEMP_SUFFIX = ".", ".avro.partial"
+_BLOCK_BYTES = 64 * 1024  # uncompressed bytes of rows per Avro block (fewer in files smaller than that)
 _COMPRESSION_LEVEL = 1  # (deflate's fastest: its checksum is the point, not the ratio)
 
 _RPC_OF_CASE = {case: rpc for rpc, case in PUT_RPCS.items()}  # ("put_execution" -> "PutExecution")
@@ -185,18 +186,20 @@ class _RollingFiles:
                     META_OUTCOMES: self.outcomes}
         self._first = first
         self._fo = open(self._temp_path(), "wb")
-        self._writer = fastavro_module().write.Writer(self._fo, archive_schema(), codec=CODEC, metadata=metadata,
-                                                      compression_level=_COMPRESSION_LEVEL)
+        self._writer = fastavro_module().write.Writer(
+            self._fo, archive_schema(), codec=CODEC, metadata=metadata, compression_level=_COMPRESSION_LEVEL,
+            sync_interval=min(_BLOCK_BYTES, self.max_bytes))  # (a file can only end where a block does)
 
     def finish(self) -> None:
-        """Completes the open file, if any: its last block, fsync, rename, fsync of the directory."""
+        """Completes the open file, if any: its last block, fsync, then the name that says its
+        offsets and digest (read back from the page cache), and an fsync of the directory."""
         if self._writer is None:
             return
         self._writer.flush()
         self._fo.flush()
         os.fsync(self._fo.fileno())
         self._fo.close()
-        name = file_name(self._first, self._next)
+        name = file_name(self._first, self._next, file_digest(self._temp_path()))
         os.rename(self._temp_path(), os.path.join(self.directory, name))
         fsync_dir(self.directory)
         self._fo = self._writer = None

@@ -3,17 +3,19 @@ read-only ``Log``, so ``replay``, ``project`` and ``open_log("avro:///DIR")`` re
 projections from it exactly as from the log it was exported from.
 
 An archive is a directory of Avro object container files (schemas/log_record.avsc), one
-row a record, each file named by the offsets it holds, ``log-<first>-<end>.avro`` (20
-digits each, so names sort by offset). A file's header carries the archive's id (drawn by
-the first export, repeated by every later one) and the SHA-256 of the payload just before
-its first record, the way FileLog's segments link to the one before.
+row a record, each file named by the offsets it holds and a digest of its bytes,
+``log-<first>-<end>-<digest>.avro`` (offsets in 20 digits, so names sort by offset). A
+file's header carries the archive's id (drawn by the first export, repeated by every later
+one) and the SHA-256 of the payload just before its first record, the way FileLog's
+segments link to the one before.
 
 The reader trusts none of it blindly (the log's invariant 7): a gap or an overlap between
-names, a file whose header names another archive or another first offset, a record at the
-wrong offset, a file that holds fewer records than its name says (truncated at a block
-boundary), a block that does not decode (blocks are deflate-compressed, so a flipped bit
-fails its checksum) or a link that does not match the file before: each is a
-DataLossError naming the file, never a shorter or different log.
+names, a file whose bytes do not match its digest (Avro's deflate blocks carry no
+checksum, so without it a flipped bit could decode as another record), a header that names
+another archive or another first offset, a record at the wrong offset or a count other
+than the name's, a link that does not match the file before: each is a DataLossError
+naming the file, never a shorter or different log. A file's digest is checked before any
+of its records is returned.
 """
 from __future__ import annotations
 
@@ -41,12 +43,22 @@ META_FIRST_OFFSET = "mlmd_log.first_offset"
 META_PREVIOUS_SHA256 = "mlmd_log.previous_sha256"  # (hex; "" in the file that starts at offset 0)
 META_OUTCOMES = "mlmd_log.outcomes"  # where the outcome columns came from, or "none"
 
-_FILE_NAME = re.compile(r"^log-(\d{20})-(\d{20})\.avro$")
+_FILE_NAME = re.compile(r"^log-(\d{20})-(\d{20})-([0-9a-f]{16})\.avro$")
+_DIGEST_CHUNK = 2**20
 
 
-def file_name(first: int, end: int) -> str:
-    """The name of a finished file holding offsets ``[first, end)``."""
-    return f"log-{first:020d}-{end:020d}.avro"
+def file_name(first: int, end: int, digest: str) -> str:
+    """The name of a finished file holding offsets ``[first, end)``, whose bytes have ``digest``."""
+    return f"log-{first:020d}-{end:020d}-{digest}.avro"
+
+
+def file_digest(path: str) -> str:
+    """What a file's name says of its bytes: the first 64 bits of their SHA-256, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_DIGEST_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def payload_sha256(payload: bytes) -> str:
@@ -87,11 +99,12 @@ class ArchiveFile:
     path: str
     first: int
     end: int
+    digest: str
     archive_id: str
     previous_sha256: str
 
 
-def read_header(path: str, first: int, end: int) -> ArchiveFile:
+def read_header(path: str, first: int, end: int, digest: str) -> ArchiveFile:
     """The file's header, checked against its name; DataLossError if it is not an archive
     file of ours or claims other offsets."""
     fastavro = fastavro_module()
@@ -108,7 +121,7 @@ def read_header(path: str, first: int, end: int) -> ArchiveFile:
     if metadata.get(META_FIRST_OFFSET) != str(first):
         raise DataLossError(f"The archive file {path} says it starts at offset {metadata.get(META_FIRST_OFFSET)}, "
                             f"its name at {first}: it was renamed")
-    return ArchiveFile(path, first, end, metadata[META_ARCHIVE_ID], metadata.get(META_PREVIOUS_SHA256, ""))
+    return ArchiveFile(path, first, end, digest, metadata[META_ARCHIVE_ID], metadata.get(META_PREVIOUS_SHA256, ""))
 
 
 class AvroLog(Log):
@@ -163,10 +176,10 @@ class AvroLog(Log):
         for name in os.listdir(self.directory):
             match = _FILE_NAME.match(name)
             if match:
-                named.append((int(match.group(1)), int(match.group(2)), name))
+                named.append((int(match.group(1)), int(match.group(2)), match.group(3), name))
         named.sort()
         files, expected, before = [], 0, None
-        for first, end, name in named:
+        for first, end, digest, name in named:
             path = os.path.join(self.directory, name)
             if first != expected:
                 where = f"after {before}" if before else "at the start"
@@ -175,7 +188,7 @@ class AvroLog(Log):
                     f"{first}, the records before it end at {expected}")
             if end <= first:
                 raise DataLossError(f"The archive file {path} names no records (offsets {first}..{end})")
-            header = self._headers.get(name) or read_header(path, first, end)
+            header = self._headers.get(name) or read_header(path, first, end, digest)
             if files and header.archive_id != files[0].archive_id:
                 raise DataLossError(
                     f"The archive file {path} belongs to another archive (id {header.archive_id}, not "
@@ -274,6 +287,9 @@ def _file_records(entry: ArchiveFile, start: int) -> Iterator[tuple[int, bytes]]
     """(offset, payload) of one file from ``start`` on; DataLossError where it is damaged,
     holds a record at the wrong offset, or ends before its name says."""
     fastavro = fastavro_module()
+    if file_digest(entry.path) != entry.digest:
+        raise DataLossError(f"The archive file {entry.path} is damaged: its bytes do not match the digest in its "
+                            "name (a flipped bit, or truncated)")
     expected = entry.first
     with open(entry.path, "rb") as fo:
         try:
