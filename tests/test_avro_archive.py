@@ -255,6 +255,17 @@ def test_files_roll_by_size_and_read_as_one_log(store_dir, tmp_path):
     log.close()
 
 
+def test_a_read_from_the_middle_of_a_file_skips_the_blocks_before_it(store_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(avro_export, "_BLOCK_BYTES", 2000)  # (one file of many blocks)
+    [name] = export_log(FileLog(str(store_dir / "log"), readonly=True), str(tmp_path / "archive")).files
+    with open(tmp_path / "archive" / name, "rb") as fo:
+        assert sum(1 for _ in fastavro.block_reader(fo)) > 10
+    logged = records_of(store_dir / "log")
+    with AvroLog(str(tmp_path / "archive")) as log:
+        for start in range(0, len(logged), 17):
+            assert list(log.read(start, 3)) == logged[start:start + 3]
+
+
 def test_a_failed_export_leaves_no_file_that_looks_complete(store_dir, tmp_path, monkeypatch):
     archive = tmp_path / "archive"
     real_row, rows = avro_export.archive_row, []

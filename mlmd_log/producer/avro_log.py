@@ -284,8 +284,10 @@ class _Cursor:
 
 
 def _file_records(entry: ArchiveFile, start: int) -> Iterator[tuple[int, bytes]]:
-    """(offset, payload) of one file from ``start`` on; DataLossError where it is damaged,
-    holds a record at the wrong offset, or ends before its name says."""
+    """(offset, payload) of one file from ``start`` on; DataLossError where its bytes do not
+    match its digest, it holds a record at the wrong offset, or fewer or more records than
+    its name says. Blocks wholly before ``start`` are counted, not decoded (a reader that
+    starts at the end of a file does not decode all of it)."""
     fastavro = fastavro_module()
     if file_digest(entry.path) != entry.digest:
         raise DataLossError(f"The archive file {entry.path} is damaged: its bytes do not match the digest in its "
@@ -293,23 +295,38 @@ def _file_records(entry: ArchiveFile, start: int) -> Iterator[tuple[int, bytes]]
     expected = entry.first
     with open(entry.path, "rb") as fo:
         try:
-            rows = fastavro.reader(fo, reader_schema=_replay_schema())
+            blocks = iter(fastavro.block_reader(fo, reader_schema=_replay_schema()))
         except Exception as exc:  # (fastavro raises several kinds on damage)
             raise DataLossError(f"The archive file {entry.path} has an unreadable Avro header: {exc}") from None
         while True:
             try:
-                row = next(rows, None)
+                block = next(blocks, None)
             except Exception as exc:
-                raise DataLossError(f"The archive file {entry.path} is damaged after offset {expected - 1} "
-                                    f"({type(exc).__name__}: {exc})") from None
-            if row is None:
+                raise _damaged(entry, expected, exc) from None
+            if block is None:
                 break
-            if row["offset"] != expected or expected >= entry.end:
-                raise DataLossError(f"The archive file {entry.path} holds offset {row['offset']} where "
-                                    f"{expected} belongs (its name says {entry.first}..{entry.end})")
-            expected += 1
-            if row["offset"] >= start:
-                yield row["offset"], row["payload"]
+            if expected + block.num_records <= start:
+                expected += block.num_records
+                continue
+            rows = iter(block)
+            while True:
+                try:
+                    row = next(rows, None)
+                except Exception as exc:
+                    raise _damaged(entry, expected, exc) from None
+                if row is None:
+                    break
+                if row["offset"] != expected or expected >= entry.end:
+                    raise DataLossError(f"The archive file {entry.path} holds offset {row['offset']} where "
+                                        f"{expected} belongs (its name says {entry.first}..{entry.end})")
+                expected += 1
+                if row["offset"] >= start:
+                    yield row["offset"], row["payload"]
     if expected != entry.end:
         raise DataLossError(f"The archive file {entry.path} ends at offset {expected}, its name says {entry.end}: "
                             "it is truncated")
+
+
+def _damaged(entry: ArchiveFile, expected: int, exc: Exception) -> DataLossError:
+    return DataLossError(f"The archive file {entry.path} does not decode after offset {expected - 1} "
+                         f"({type(exc).__name__}: {exc})")
