@@ -424,3 +424,15 @@ def test_files_of_two_archives_mixed_are_data_loss(store_dir, tmp_path, monkeypa
 
 def test_the_schema_file_is_the_one_fastavro_reads(tmp_path):
     assert [f["name"] for f in archive_schema()["fields"]] == COLUMNS
+
+
+def test_export_usage_mistakes(store_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["export", "--log", str(store_dir / "log")])  # (no --to)
+    assert usage.value.code == 2 and "--to" in capsys.readouterr().err
+    one_line_failure(["export", "--data-dir", str(store_dir), "--projection", "sqlite:///x.db", "--to", str(tmp_path)],
+                     capsys, "InvalidArgumentError", "--projection goes with --log")
+    one_line_failure(["export", "--log", str(store_dir / "log"), "--to", str(tmp_path / "a"), "--max-file-mb", "0"],
+                     capsys, "InvalidArgumentError", "must be positive")
+    one_line_failure(["export", "--data-dir", str(tmp_path / "nowhere"), "--to", str(tmp_path / "a")], capsys,
+                     "nowhere")

@@ -258,8 +258,7 @@ class AvroLog(Log):
 
     def append(self, records: Sequence[bytes]) -> list[int]:
         raise FailedPreconditionError(
-            f"avro:///{self.directory} is an archive, read-only: append to the live log, then run "
-            "`mlmd-log export` again")
+            f"The Avro archive {self.directory} is read-only: append to the live log, then run `mlmd-log export` again")
 
     def close(self) -> None:
         with self._lock:
