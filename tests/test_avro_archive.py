@@ -266,6 +266,34 @@ def test_a_read_from_the_middle_of_a_file_skips_the_blocks_before_it(store_dir, 
             assert list(log.read(start, 3)) == logged[start:start + 3]
 
 
+def test_an_archive_reads_as_a_log(store_dir, tmp_path):
+    """The Log contract's reading half (support/contracts.py appends; an archive cannot)."""
+    logged = records_of(store_dir / "log")
+    with FileLog(str(store_dir / "log"), readonly=True) as source:
+        export_log(source, str(tmp_path / "archive"), until=20)
+        log = open_log(f"avro://{tmp_path}/archive")
+        reader = log.read(0)
+        assert next(reader) == logged[0]
+        export_log(source, str(tmp_path / "archive"))  # (while a reader iterates: it sees the new file)
+        assert list(reader) == logged[1:]
+    with pytest.raises(errors.OutOfRangeError, match="past the end"):
+        log.read(len(logged) + 1)
+    for bad in ((-1,), (0, -1), ("0",)):
+        with pytest.raises(errors.InvalidArgumentError):
+            log.read(*bad)
+    for _ in range(3):  # (abandoned readers leave it usable)
+        abandoned = log.read(5)
+        next(abandoned)
+        abandoned.close()
+    assert list(log.read(18, 4)) == logged[18:22]
+    log.close()
+    log.close()
+    with pytest.raises(errors.FailedPreconditionError, match="closed"):
+        log.read(0)
+    with pytest.raises(errors.FailedPreconditionError, match="closed"):
+        log.end_offset()
+
+
 def test_a_failed_export_leaves_no_file_that_looks_complete(store_dir, tmp_path, monkeypatch):
     archive = tmp_path / "archive"
     real_row, rows = avro_export.archive_row, []

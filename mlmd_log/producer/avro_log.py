@@ -242,9 +242,11 @@ class AvroLog(Log):
         and against the last record of the file before (when that was read too)."""
         offset, previous = start, None
         while True:
-            with self._lock:
-                index = bisect.bisect_right([f.first for f in self._files], offset) - 1
-                entry = self._files[index] if 0 <= index and offset < self._files[index].end else None
+            entry = self._file_holding(offset)
+            if entry is None:
+                with self._lock:  # (the end as listed: list again, for files exported meanwhile)
+                    self._refresh()
+                entry = self._file_holding(offset)
             if entry is None:
                 return
             if previous is not None and payload_sha256(previous) != entry.previous_sha256:
@@ -255,6 +257,11 @@ class AvroLog(Log):
                 yield item
                 previous = item[1]
             offset = entry.end
+
+    def _file_holding(self, offset: int) -> Optional[ArchiveFile]:
+        with self._lock:
+            index = bisect.bisect_right([f.first for f in self._files], offset) - 1
+            return self._files[index] if 0 <= index and offset < self._files[index].end else None
 
     def append(self, records: Sequence[bytes]) -> list[int]:
         raise FailedPreconditionError(
