@@ -89,6 +89,31 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.producer.avro_export import OutcomeSource, export_log
+
+    if args.data_dir and args.projection:
+        raise errors.InvalidArgumentError("--projection goes with --log (a --data-dir's projection is DIR/mlmd.sqlite)")
+    log = open_log(args.log or os.path.join(args.data_dir, "log"), readonly=True)
+    projection = args.projection or (os.path.join(args.data_dir, "mlmd.sqlite") if args.data_dir else None)
+    db = None
+    try:
+        db = open_projection(projection, create=False, readonly=True) if projection else None
+        with Progress("export", quiet=args.quiet) as bar:
+            stats = export_log(log, args.to, OutcomeSource(db, projection) if db else None, until=args.until,
+                               max_file_bytes=int(args.max_file_mb * 2**20),
+                               progress=lambda done, end: bar.update(done, end))
+    finally:
+        if db is not None:
+            db.close()
+        log.close()
+    print(f"exported offsets {stats.first}..{stats.end} ({stats.end - stats.first} records, {len(stats.files)} new "
+          f"files) into {args.to}, which holds 0..{stats.end}; outcome columns "
+          + (f"from {projection}" if db else "null (no projection: --data-dir or --projection fills them)"))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlmd_log.demo import run_demo
 
@@ -345,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rebuild a projection from a log",
                        description="Rebuild (or bring up to date) a projection from a log. "
                                    "Example: mlmd-log replay --log mlmd-data/log --into sqlite:///rebuilt.db")
-    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC "
-                                                "(?archive=DIR for a topic whose old records were archived)")
+    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR, kafka://HOST:PORT/TOPIC "
+                                                "(?archive=DIR for a topic whose old records were archived) or "
+                                                "avro:///DIR (an archive mlmd-log export wrote)")
     p.add_argument("--into", required=True, help="target projection: sqlite:///new.db or mysql://user:pw@host:port/db")
     p.add_argument("--batch-size", type=int, default=2000, help="records per projection transaction")
     p.add_argument("--until", help="stop before this offset, or after the records of this ISO time "
@@ -388,6 +414,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_archive)
 
+    p = sub.add_parser("export", help="archive a log as Avro files (one row a record; avro:///DIR reads it back)",
+                       description="Writes the records the archive lacks as new Avro object container files "
+                                   "(schema: mlmd_log/schemas/log_record.avsc): the envelope as columns, the payload "
+                                   "as the log holds it, the request as JSON, and the outcome (error code and "
+                                   "message) from the projection, exporting only what it has applied. With --log "
+                                   "alone the outcome columns are null. Run again to append what came since; an "
+                                   "archive of another log is refused. Example: mlmd-log export --data-dir "
+                                   "./mlmd-data --to /archive/mlmd, then mlmd-log replay --log avro:///archive/mlmd "
+                                   "--into sqlite:///rebuilt.db")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", help="the log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC "
+                                     "(outcome columns null unless --projection is given)")
+    where.add_argument("--data-dir", help="an embedded store's directory: its log DIR/log, outcomes from DIR/mlmd.sqlite")
+    p.add_argument("--projection", help="with --log: a projection of it (sqlite:///PATH, mysql://...) for the outcomes")
+    p.add_argument("--to", required=True, help="the archive directory (created if absent)")
+    p.add_argument("--max-file-mb", type=float, default=64, help="start a new file past this size (default 64)")
+    p.add_argument("--until", type=int, help="export up to this offset (default: the log's end, or the projection's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("demo", help="record the MLMD guide's example workflow and print its lineage",
                        description="Example: mlmd-log demo --data-dir ./mlmd-data")
     p.add_argument("--data-dir", default="mlmd-data", help="where the embedded store lives")
@@ -396,8 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("project", help="follow a log and keep a projection up to date (the projector service)",
                        description="Example: mlmd-log project --log kafka://127.0.0.1:9092/mlmd "
                                    "--into mysql://mlmd:mlmd@127.0.0.1:3306/mlmd")
-    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, or kafka://HOST:PORT/TOPIC "
-                                                "(?archive=DIR for a topic whose old records were archived)")
+    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, kafka://HOST:PORT/TOPIC "
+                                                "(?archive=DIR for a topic whose old records were archived) or "
+                                                "avro:///DIR (an archive mlmd-log export wrote)")
     p.add_argument("--into", required=True,
                    help="sqlite:///PATH, mysql://user:pw@host:port/db or duckdb:///PATH (analytics, with views)")
     p.add_argument("--batch-size", type=int, default=2000, help="most records per projection transaction")
