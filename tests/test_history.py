@@ -195,7 +195,7 @@ def model_story(tmp_path):
 def test_history_lists_each_change_with_who_when_and_what(model_story):
     store, model_id, _ = model_story
     history = store.history("artifact", model_id)
-    assert [h["rpc"] for h in history] == ["put_artifacts", "put_execution", "put_artifacts", "put_artifacts"]
+    assert [h["rpc"] for h in history] == ["PutArtifacts", "PutExecution", "PutArtifacts", "PutArtifacts"]
     created, used, updated, rejected = history
     assert created["changes"]["created"] and created["changes"]["fields"]["uri"] == [None, "gs://models/1"]
     assert created["changes"]["properties"] == {"accuracy": [None, 0.5]}
@@ -299,14 +299,14 @@ def test_history_and_diff_commands(model_story, tmp_path):
     shown = _run("history", "artifact", str(model_id), "--data-dir", data_dir, "--json")
     assert shown.returncode == 0, shown.stderr
     lines = [json.loads(line) for line in shown.stdout.splitlines()]
-    assert [entry["rpc"] for entry in lines][-1] == "put_artifacts" and len(lines) == 4
+    assert [entry["rpc"] for entry in lines][-1] == "PutArtifacts" and len(lines) == 4
     text = _run("history", "artifact", str(model_id), "--data-dir", data_dir)
     assert "properties.accuracy: 0.5 -> 0.9" in text.stdout and "REJECTED InvalidArgumentError" in text.stdout
     diff = _run("diff", "--from", "2", "--to", "7", "--data-dir", data_dir, "--json")
     assert diff.returncode == 0, diff.stderr
     changes = json.loads(diff.stdout)
     assert {(e["kind"], e["id"]) for e in changes["changed"]} >= {("artifact", model_id)}
-    assert [r["rpc"] for r in changes["rejected"]] == ["put_artifacts"]
+    assert [r["rpc"] for r in changes["rejected"]] == ["PutArtifacts"]
     missing = _run("history", "artifact", "999", "--data-dir", data_dir)
     assert missing.returncode == 1 and missing.stderr.startswith("mlmd-log: NotFoundError")
     bad = _run("diff", "--from", "yesterday", "--data-dir", data_dir)
@@ -329,3 +329,17 @@ def test_replay_until_an_offset_or_a_time_cuts_the_projection(model_story, tmp_p
     cut = _readonly(str(tmp_path / "b.db"))
     assert cut.get_artifacts_by_id([model_id])[0].properties["accuracy"].double_value == 0.9
     cut.close()
+
+
+def test_history_from_an_avro_archive_equals_the_stores(model_story, tmp_path):
+    store, model_id, _ = model_story
+    expected = store.history("artifact", model_id)
+    store.close()
+    data_dir = str(tmp_path / "store")
+    archive = str(tmp_path / "archive")
+    exported = _run("export", "--data-dir", data_dir, "--to", archive, "--quiet")
+    assert exported.returncode == 0, exported.stderr
+    shown = _run("history", "artifact", str(model_id), "--log", f"avro:///{archive}", "--projection",
+                 f"sqlite:///{tmp_path / 'from-archive.db'}", "--json", "--quiet")
+    assert shown.returncode == 0, shown.stderr
+    assert [json.loads(line) for line in shown.stdout.splitlines()] == expected

@@ -28,7 +28,7 @@ from mlmd_log.producer.avro_log import (
     AvroLog, archive_schema, fastavro_module, file_digest, file_name, payload_sha256)
 from mlmd_log.producer.base import Log, record_at
 from mlmd_log.producer.file_log import describe_holder, fsync_dir, release_lock_file, try_lock_file
-from mlmd_log.producer.records import PUT_RPCS, UnreadableRecord, parse_record
+from mlmd_log.producer.records import RPC_OF_FIELD, UnreadableRecord, parse_record
 from mlmd_log.projections.bookkeeping import next_offset, read_outcomes
 from mlmd_log.projections.projector import check_follows
 from mlmd_log.urls import without_password
@@ -40,7 +40,6 @@ _TEMP_PREFIX, _TEMP_SUFFIX = ".", ".avro.partial"
 _BLOCK_BYTES = 64 * 1024  # uncompressed bytes of rows per Avro block (fewer in files smaller than that)
 _COMPRESSION_LEVEL = 1  # (deflate's fastest: its checksum is the point, not the ratio)
 
-_RPC_OF_CASE = {case: rpc for rpc, case in PUT_RPCS.items()}  # ("put_execution" -> "PutExecution")
 
 
 @dataclass
@@ -136,7 +135,7 @@ def archive_row(offset: int, payload: bytes, outcome: Any = None) -> dict:
         producer_host=_field(producer, "host"), producer_pid=_field(producer, "pid"),
         producer_user=_field(producer, "user"), producer_client_name=_field(producer, "client_name"),
         schema_version=_field(record, "schema_version"), attempt=_field(record, "attempt"),
-        rpc=_RPC_OF_CASE.get(case, case), request_json=_request_json(getattr(record, case)) if case else None)
+        rpc=RPC_OF_FIELD.get(case, case), request_json=_request_json(getattr(record, case)) if case else None)
     return row
 
 

@@ -2,7 +2,7 @@
 
 - ``mlmdlog_history_record``: one row per applied record: offset, record id, the record's
   time and the running maximum of record times (``applied_ms``, what as-of by time cuts
-  on), the producer, the RPC and the outcome (rejected attempts are history too).
+  on), the producer, the RPC (PutExecution, ...) and the outcome (rejected attempts are history too).
 - ``mlmdlog_history_touch``: (kind, entity id, offset) for every node, type and link end a
   record named or created: the index ``history(kind, id)`` reads.
 - ``mlmdlog_v_<Table>``: every version of every row of MLMD's tables, with the offsets it
@@ -26,6 +26,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
+from mlmd_log.producer.records import RPC_OF_FIELD
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.schemas.runtime import is_repeated
@@ -374,7 +375,7 @@ def write_records(db: Any, pending: Iterable[tuple[int, Any]], outcomes: Sequenc
                         producer.pid if producer.HasField("pid") else None,
                         producer.user if producer.HasField("user") else None,
                         producer.client_name if producer.HasField("client_name") else None,
-                        rpc, outcome.error_code, outcome.error_message or None))
+                        RPC_OF_FIELD.get(rpc, rpc), outcome.error_code, outcome.error_message or None))
         if rpc is not None:
             touches += [(kind, entity_id, offset)
                         for kind, entity_id in touched(db, rpc, getattr(record, rpc), outcome.response)]
