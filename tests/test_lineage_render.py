@@ -247,3 +247,20 @@ def test_without_dot_a_picture_is_one_line_naming_it(data_dir, tmp_path):
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "FailedPreconditionError" in done.stderr and "`dot` is not installed" in done.stderr
     assert not (data_dir.parent / "lineage.svg").exists()
+
+
+def test_the_readme_commands_run(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Lineage you can look at\n"):]
+    shell = section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    commands = [line.split("  #")[0].strip() for line in shell.splitlines() if line.strip()]
+    assert len(commands) == 5 and all(c.startswith("mlmd-log ") for c in commands)
+    for command in commands:
+        if "--output" in command and not HAS_DOT:
+            continue
+        done = subprocess.run([sys.executable, "-m", "mlmd_log", *command.split()[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    assert (tmp_path / "lineage.svg").exists() or not HAS_DOT
