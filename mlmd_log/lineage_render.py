@@ -184,9 +184,9 @@ def graph_from_lineage(lineage: pb.LineageGraph, focus: str) -> Graph:
 
 
 def _node(kind: str, message: Any, type_names: dict, uri: Optional[str]) -> Node:
-    state_field = "state" if kind == "artifact" else "last_known_state"
-    state = message.DESCRIPTOR.fields_by_name[state_field].enum_type.values_by_number[
-        getattr(message, state_field)].name if message.HasField(state_field) else ""
+    state = (pb.Artifact.State.Name(message.state) if kind == "artifact" and message.HasField("state") else
+             pb.Execution.State.Name(message.last_known_state)
+             if kind == "execution" and message.HasField("last_known_state") else "")
     return Node(kind, message.id, _type_name(message, type_names[kind]), message.name, uri, state,
                 _values(message.properties), _values(message.custom_properties))
 

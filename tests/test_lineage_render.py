@@ -264,3 +264,24 @@ def test_the_readme_commands_run(tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{command}\n{done.stderr}"
     assert (tmp_path / "lineage.svg").exists() or not HAS_DOT
+
+
+def test_a_node_in_two_contexts_is_drawn_once_and_listed_in_both():
+    from mlmd_log.lineage_render import graph_from_lineage
+
+    lineage = pb.LineageGraph(
+        artifacts=[pb.Artifact(id=1, type_id=1)], executions=[pb.Execution(id=1, type_id=2)],
+        contexts=[pb.Context(id=2, type_id=3, name="run"), pb.Context(id=1, type_id=3, name="exp")],
+        events=[pb.Event(artifact_id=1, execution_id=1, type=pb.Event.UNKNOWN)] * 2,  # (a duplicate: one edge)
+        attributions=[pb.Attribution(artifact_id=1, context_id=1), pb.Attribution(artifact_id=1, context_id=2)],
+        associations=[pb.Association(execution_id=1, context_id=2)],
+        artifact_types=[pb.ArtifactType(id=1, name="Data")], execution_types=[pb.ExecutionType(id=2, name="Run")],
+        context_types=[pb.ContextType(id=3, name="Group")])
+    graph = graph_from_lineage(lineage, "e1")
+    assert [(g.key, g.members) for g in graph.contexts] == [("c1", ("a1",)), ("c2", ("a1", "e1"))]
+    dot = to_dot(graph)
+    assert [line.split(" [")[0].strip() for line in dot.splitlines() if line.strip().startswith(("a1 [", "e1 ["))] \
+        == ["a1", "e1"]  # a1 inside cluster c1 only, e1 inside c2
+    assert dot.index("a1 [") < dot.index("subgraph cluster_c2") < dot.index("e1 [")
+    assert '  a1 -> e1 [label="UNKNOWN", style=dashed];' in dot.splitlines()
+    assert "  a1 -.->|UNKNOWN| e1" in to_mermaid(graph).splitlines()
