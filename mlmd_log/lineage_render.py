@@ -266,11 +266,11 @@ def _grouped(graph: Graph) -> tuple[dict, list]:
 
 
 # -- DOT ------------------------------------------------------------------------------
-_DOT_SHAPES = {"artifact": 'shape=ellipse, style=filled, fillcolor="#e8f0fe"',
-               "execution": 'shape=box, style="rounded,filled", fillcolor="#f1f3f4"'}
-_DOT_CLASSES = {"focus": 'penwidth=3, color="#1a73e8"',
-                "failed": 'fillcolor="#fce8e6", color="#d93025", fontcolor="#a50e0e"',
-                "canceled": 'fillcolor="#eeeeee", fontcolor="#5f6368", style="rounded,filled,dashed"'}
+_DOT_SHAPES = {"artifact": {"shape": "ellipse", "style": "filled", "fillcolor": "#e8f0fe"},
+               "execution": {"shape": "box", "style": "rounded,filled", "fillcolor": "#f1f3f4"}}
+_DOT_CLASSES = {"focus": {"penwidth": "3", "color": "#1a73e8"},
+                "failed": {"fillcolor": "#fce8e6", "color": "#d93025", "fontcolor": "#a50e0e"},
+                "canceled": {"fillcolor": "#eeeeee", "fontcolor": "#5f6368", "style": "rounded,filled,dashed"}}
 
 
 def dot_string(text: str) -> str:
@@ -284,9 +284,11 @@ def _dot_label(lines: Iterable[str]) -> str:
 
 
 def _dot_node(graph: Graph, node: Node, indent: str) -> str:
-    attributes = [f"label={_dot_label(node_lines(node))}", _DOT_SHAPES[node.kind]]
-    attributes += [_DOT_CLASSES[c] for c in node_classes(graph, node)]
-    return f"{indent}{node.key} [{', '.join(attributes)}];"
+    attributes = dict(_DOT_SHAPES[node.kind])
+    for name in node_classes(graph, node):  # (a class overrides the shape's colours)
+        attributes.update(_DOT_CLASSES[name])
+    styled = "".join(f", {key}={dot_string(value)}" for key, value in attributes.items())
+    return f"{indent}{node.key} [label={_dot_label(node_lines(node))}{styled}];"
 
 
 def dot_edge(edge: Edge) -> str:

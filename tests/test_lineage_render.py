@@ -117,8 +117,10 @@ def test_dot_has_one_line_per_event_inputs_into_executions_outputs_out(store):
     node_lines = {line.split(" [")[0].strip(): line for line in dot.splitlines()
                   if "[label=" in line and "->" not in line}
     assert sorted(node_lines) == ["a1", "a2", "a3", "a4", "e1", "e2"]
-    assert node_lines["a4"].startswith('    a4 [label="Model #4\\nmodel\\n/models/1"') and "penwidth=3" in node_lines["a4"]
-    assert "#d93025" in node_lines["e2"] and "#d93025" not in node_lines["e1"]  # the failed run stands out
+    assert node_lines["a4"].startswith('    a4 [label="Model #4\\nmodel\\n/models/1"') and 'penwidth="3"' in node_lines["a4"]
+    assert node_lines["e2"] == ('    e2 [label="Trainer #2\\ntrain\\nFAILED", shape="box", style="rounded,filled", '
+                                'fillcolor="#fce8e6", color="#d93025", fontcolor="#a50e0e"];')  # the failed run stands out
+    assert "#d93025" not in node_lines["e1"]
 
 
 def test_mermaid_has_the_same_edges_a_subgraph_and_marks(store):
