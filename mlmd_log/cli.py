@@ -362,6 +362,42 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- lineage --------------------------------------------------------------------------
+def _reading_store(args: argparse.Namespace) -> Any:
+    """A MetadataStore that only reads, on what --data-dir, --projection or --grpc names: a
+    data directory's projection opens read-only, so a running writer keeps its lock."""
+    from mlmd_log.client import ProjectionConfig, StoreConfig
+    from mlmd_log.proto import metadata_store_pb2 as pb
+
+    if args.data_dir:
+        return mlmd_log.MetadataStore(StoreConfig(os.path.join(args.data_dir, "log"),
+                                                  os.path.join(args.data_dir, "mlmd.sqlite"), readonly=True))
+    if args.projection:
+        return mlmd_log.MetadataStore(ProjectionConfig(args.projection))
+    host, _, port = args.grpc.rpartition(":")
+    if not host or not port.isdigit():
+        raise errors.InvalidArgumentError(f"--grpc is HOST:PORT, not {args.grpc!r}")
+    return mlmd_log.MetadataStore(pb.MetadataStoreClientConfig(host=host.strip("[]"), port=int(port),
+                                                               client_timeout_sec=60))
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from mlmd_log.lineage_render import RENDERERS, lineage_graph, write_picture
+
+    store = _reading_store(args)
+    try:
+        graph = lineage_graph(store, args.kind, args.id, args.direction, args.hops)
+    finally:
+        store.close()
+    if args.output:
+        write_picture(graph, args.output)
+        print(f"wrote {args.output}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
+              f"{len(graph.contexts)} contexts")
+    else:
+        sys.stdout.write(RENDERERS[args.format](graph))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmd-log", description="ML Metadata as an event-sourced log.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {mlmd_log.__version__}")
@@ -400,6 +436,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", help="an offset or an ISO time (default: what is applied)")
     _add_history_source(p)
     p.set_defaults(func=_cmd_diff)
+
+    from mlmd_log.lineage_render import DIRECTIONS, FORMATS, KINDS
+    p = sub.add_parser("lineage", help="a node's lineage (or a context's members) as DOT, Mermaid, JSON or a picture",
+                       description="Prints the lineage DAG around an artifact or execution (MLMD's "
+                                   "get_lineage_subgraph from it), or a context's artifacts and executions and "
+                                   "their events, with the contexts as clusters: inputs point into executions, "
+                                   "outputs out of them; the node asked about and failed executions are marked. "
+                                   "Example: mlmd-log lineage artifact 3 --data-dir ./mlmd-data --direction "
+                                   "upstream --hops 2 --output lineage.svg")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("id", type=int)
+    p.add_argument("--direction", choices=list(DIRECTIONS),
+                   help="which events to follow from an artifact or execution (default: both)")
+    p.add_argument("--hops", type=int, help="most events from the node to follow, as MLMD's max_num_hops "
+                                            "(default: MLMD's, 100)")
+    p.add_argument("--format", choices=FORMATS, default="dot", help="what to print (default: dot)")
+    p.add_argument("--output", metavar="FILE.svg|FILE.png",
+                   help="draw the graph into this file with Graphviz's dot instead of printing it")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="an embedded store's directory (its projection, read-only)")
+    where.add_argument("--projection", help="a projection: sqlite:///PATH or mysql://user:pw@host:port/db")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="an mlmd-log or ml-metadata gRPC server")
+    p.set_defaults(func=_cmd_lineage)
 
     p = sub.add_parser("archive", help="copy a log's records to a FileLog archive (same offsets); --trim then "
                                        "drops them from the Kafka topic",

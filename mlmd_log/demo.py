@@ -63,6 +63,8 @@ def run_demo(data_dir: str = "mlmd-data", out=sys.stdout) -> int:
         print(f"  executions in the experiment: {[e.id for e in store.get_executions_by_context(context_id)]}",
               file=out)
         _print_lineage(store, model_id, out)
+        print(f"Draw it: mlmd-log lineage artifact {model_id} --data-dir {data_dir} "
+              "(--format mermaid or json; --output lineage.svg)", file=out)
         return model_id
     finally:
         store.close()
