@@ -135,6 +135,14 @@ class EmbeddedTransport:
 
     response = staticmethod(response_of)
 
+    def analytics_location(self) -> Any:
+        """Where this store's DuckDB analytics file is kept (``MetadataStore.duckdb``)."""
+        from mlmd_log.analytics import AnalyticsLocation
+
+        if self._closed:
+            raise closed_error()
+        return AnalyticsLocation.of_store(self.config)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

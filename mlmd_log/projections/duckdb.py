@@ -17,7 +17,11 @@ Analytics views: ``{artifact,execution,context}_properties_flat`` (one row per n
 and property, with a ``value_type`` and typed value columns), one view per type
 (``artifacts_<Type>[_<version>]`` with one column per declared property) and
 ``lineage_edges`` (execution -> artifact for outputs, artifact -> execution for
-inputs). Reads: ``Reader(projection.connection, dialects.DUCKDB)``.
+inputs) and ``context_members``: one row per (context, node kind, node id) from
+Attribution (artifacts) and Association (executions), with the context's name and type
+name and the node's name and type name (``context_id, context_name, context_type,
+node_kind, node_id, node_name, node_type``), one view for both kinds so "what is in this
+pipeline" is one query. Reads: ``Reader(projection.connection, dialects.DUCKDB)``.
 
     python -m mlmd_log.projections.duckdb --log ./mlmd-data/log --into analytics.duckdb [--follow]
 """
@@ -40,7 +44,7 @@ from mlmd_log.projections import bookkeeping
 from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
-from mlmd_log.schema import NODE_KINDS, NodeKind
+from mlmd_log.schema import ARTIFACT, EXECUTION, NODE_KINDS, NodeKind
 from mlmd_log.urls import parse_projection_url, without_password
 
 LOG = logging.getLogger("mlmd_log.duckdb")
@@ -171,6 +175,14 @@ _VALUE_COLUMN = {pb.INT: "int_value", pb.DOUBLE: "double_value", pb.STRING: "str
                  pb.STRUCT: "string_value", pb.PROTO: "proto_value", pb.BOOLEAN: "bool_value"}
 
 
+def one_line(exc: BaseException) -> str:
+    """A DuckDB error's message on one line: without the quoted SQL and caret lines it
+    adds below, which a one-line CLI error or log line cannot show."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"}]
+    return " ".join(kept)
+
+
 def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -238,6 +250,26 @@ SELECT E."id" AS "event_id",
 FROM "Event" AS E"""
 
 
+# The views every analytics file has (besides one per type), by name.
+SCHEMA_VIEWS = tuple(f"{n.name}_properties_flat" for n in NODE_KINDS) + ("lineage_edges", "context_members")
+
+# The link table that makes each node kind a member of a context.
+_MEMBERSHIP_LINKS = ((ARTIFACT, "Attribution"), (EXECUTION, "Association"))
+
+
+def _membership_view() -> str:
+    parts = [f"""SELECT C."id" AS "context_id", C."name" AS "context_name", CT."name" AS "context_type",
+    {_sql_text(node.name)} AS "node_kind", L."{node.owner}" AS "node_id", N."name" AS "node_name",
+    NT."name" AS "node_type"
+FROM "{link}" AS L
+JOIN "Context" AS C ON C."id" = L."context_id"
+LEFT JOIN "Type" AS CT ON CT."id" = C."type_id"
+LEFT JOIN "{node.table}" AS N ON N."id" = L."{node.owner}"
+LEFT JOIN "Type" AS NT ON NT."id" = N."type_id"
+""" for node, link in _MEMBERSHIP_LINKS]
+    return 'CREATE OR REPLACE VIEW "context_members" AS\n' + "UNION ALL\n".join(parts)
+
+
 def _type_views(types: Sequence[tuple], properties: Sequence[tuple]) -> list[tuple[str, int, str]]:
     """(view name, type id, CREATE VIEW) for every type: one column per declared property."""
     props_of: dict[int, list[tuple[str, int]]] = {}
@@ -293,6 +325,7 @@ class DuckDbMirrorTarget:
             for node in NODE_KINDS:
                 self.con.execute(_flat_view(node))
             self.con.execute(_lineage_view())
+            self.con.execute(_membership_view())
             self.con.commit()
         except BaseException:
             self.con.rollback()
@@ -377,7 +410,11 @@ class DuckDbProjection(StagedProjection):
             raise errors.FailedPreconditionError(
                 "The DuckDB projection needs duckdb: pip install 'mlmd-log[duckdb]'") from exc
         self.path = duckdb_path
-        self.con = duckdb.connect(duckdb_path)
+        try:
+            self.con = duckdb.connect(duckdb_path)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:  # (held by another process, or read-only here)
+            raise errors.FailedPreconditionError(
+                f"Cannot open the DuckDB projection {duckdb_path} for writing: {one_line(exc)}") from exc
         super().__init__(DuckDbMirrorTarget(self.con, small_rows, tmp_dir),
                          staging_sqlite_path or duckdb_path + ".staging.sqlite")
 

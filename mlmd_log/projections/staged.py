@@ -423,10 +423,15 @@ class StagedProjection:
         """Applies the next batch of ``log`` to staging, then mirrors staging into the target."""
         return self.follow(log, batch_size, lambda follower: follower.step())
 
-    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
-        """``apply`` until the target holds the whole log as it was when called."""
+    def catch_up(self, log: Log, batch_size: int = 20000,
+                 progress: Optional[Callable[[int, int], None]] = None) -> ApplyStats:
+        """``apply`` until the target holds the whole log as it was when called;
+        ``progress(applied offset, end)`` after each batch (a bar for a person waiting)."""
         end = log.end_offset()
-        return self.follow(log, batch_size, lambda follower: follower.run(until=end, report_every=float("inf")))
+        if progress is None:
+            return self.follow(log, batch_size, lambda follower: follower.run(until=end, report_every=float("inf")))
+        return self.follow(log, batch_size, lambda follower: follower.run(
+            until=end, report_every=0, on_report=lambda status: progress(status.applied_offset, end)))
 
     def follow(self, log: Log, batch_size: int, run: Callable[[Follower], Any]) -> ApplyStats:
         """Calls ``run`` with the follower of ``log`` (once staging has caught up with the
