@@ -231,9 +231,10 @@ def _project_mirrored(args: argparse.Namespace) -> int:
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     from mlmd_log import analytics
+    from mlmd_log.client import DEFAULT_DATA_DIR
 
-    if args.data_dir:
-        where = analytics.AnalyticsLocation.in_data_dir(args.data_dir)
+    if not args.log:
+        where = analytics.AnalyticsLocation.in_data_dir(args.data_dir or DEFAULT_DATA_DIR)
         if args.duckdb:
             raise errors.InvalidArgumentError("--duckdb goes with --log; --data-dir keeps its own analytics file")
     elif args.duckdb:
@@ -335,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=analytics.__doc__.split("Examples:", 1)[1].split("In Python:", 1)[0].rstrip(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("query", help="one SELECT (or WITH, SHOW, DESCRIBE, EXPLAIN) statement")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data-dir", help=f"an embedded store's directory (log DIR/log, analytics file "
-                                          f"DIR/{analytics.ANALYTICS_FILE})")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", help=f"an embedded store's directory (default mlmd-data; log DIR/log, "
+                                          f"analytics file DIR/{analytics.ANALYTICS_FILE})")
     where.add_argument("--log", help="a log (FileLog directory, file:///DIR, kafka://HOST:PORT/TOPIC); with --duckdb")
     p.add_argument("--duckdb", help="with --log: the analytics file (its staging file beside it)")
     p.add_argument("--format", choices=analytics.FORMATS, default="table")

@@ -92,8 +92,7 @@ def test_sql_answers_as_the_sqlite_projection_does(capsys, store_dir, live, ques
 def test_context_membership_holds_artifacts_and_executions_with_type_names(capsys, store_dir):
     rows = json.loads(_sql(capsys, store_dir, "SELECT * FROM context_members", "--format", "json"))
     assert {r["node_kind"] for r in rows} == {"artifact", "execution"}
-    assert list(rows[0]) == ["context_id", "context_name", "context_type", "node_kind", "node_id", "node_name",
-                             "node_type"]
+    assert list(rows[0]) == ["context_id", "context_name", "context_type", "node_kind", "node_id", "node_type"]
     assert all(r["context_type"] and r["node_type"] for r in rows)
 
 
