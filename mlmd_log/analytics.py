@@ -14,9 +14,9 @@ Where the analytics file lives (``AnalyticsLocation``):
 * an embedded store on a SQLite file PATH (log ``PATH.log``): ``PATH.analytics.duckdb``;
 * any log (a FileLog, ``kafka://...``) and any file: ``--log LOG --duckdb PATH``.
 
-Views besides MLMD's tables: ``artifact_properties_flat`` (and execution, context), one
-view per type with a column per declared property (``artifacts_Model``), ``lineage_edges``
-and ``context_members``. Examples:
+Besides MLMD's tables: ``artifact_properties_flat`` (and execution, context), one table
+per type with a column per declared property (``artifacts_Model``), ``lineage_edges`` and
+``context_members`` (projections/duckdb.py says what each holds). Examples:
 
 Per-type property analytics, mean accuracy of Model artifacts per pipeline and day::
 

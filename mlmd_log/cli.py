@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     from mlmd_log import analytics
     p = sub.add_parser("sql", help="run read-only DuckDB SQL on the store (MLMD tables and analytics views)",
                        description="Catches the DuckDB analytics projection up from the log, then runs one\n"
-                                   "read-only query on it. Besides MLMD's tables, views: artifacts_<Type> (a column\n"
-                                   "per declared property; executions_, contexts_), artifact_properties_flat,\n"
+                                   "read-only query on it. Besides MLMD's tables: artifacts_<Type> (a table per type, a\n"
+                                   "column per declared property; executions_, contexts_), artifact_properties_flat,\n"
                                    "lineage_edges, context_members.",
                        epilog=analytics.__doc__.split("Examples:", 1)[1].split("In Python:", 1)[0].rstrip(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -358,8 +358,8 @@ def type_tables(types: Sequence[tuple], properties: Sequence[tuple]) -> list[Typ
 
 # -- the projection ----------------------------------------------------------------
 class DuckDbMirrorTarget:
-    """The target side of the mirror in DuckDB: rows through ``_Loader``, the per-type views
-    rebuilt when the types change. One process writes a DuckDB file (DuckDB locks it), so
+    """The target side of the mirror in DuckDB: rows through ``_Loader``, then the per-type
+    and membership tables brought up to them (``after_copy``). One process writes a DuckDB file (DuckDB locks it), so
     ``mark`` needs no row lock."""
 
     name = "DuckDB"
