@@ -152,7 +152,7 @@ class _DuckDbReads(SqlBackend):
     dialect = DUCKDB
 
 
-def _caught_up(where: AnalyticsLocation, log: Any, con: Any) -> bool:
+def _caught_up(log: Any, con: Any) -> bool:
     """Whether ``con`` holds ``log`` to its end, with every view this version makes, and
     is this log's projection (check_follows on the record before its checkpoint)."""
     from mlmd_log.projections import bookkeeping
@@ -204,7 +204,7 @@ def connect(where: AnalyticsLocation, catch_up_first: bool = True, quiet: bool =
         try:
             log = open_log(where.log, readonly=True)
             try:
-                if _caught_up(where, log, con):
+                if _caught_up(log, con):
                     return _hand_out(where.duckdb_path, con)
             finally:
                 log.close()
@@ -338,39 +338,34 @@ def write_table(cursor: Any, out: TextIO) -> int:
 _WRITERS = {"table": write_table, "csv": write_csv, "json": write_json}
 
 
-def export(con: Any, sql: str, fmt: str, output: Optional[str] = None, stdout: Optional[TextIO] = None) -> int:
-    """Runs ``sql`` and writes its result as ``fmt`` to ``output`` (a path) or ``stdout``;
-    returns the rows written (parquet: DuckDB's own writer, to a file only)."""
+def export(con: Any, sql: str, fmt: str, output: Optional[str] = None, stdout: Optional[TextIO] = None) -> None:
+    """Runs ``sql`` and writes its result as ``fmt`` to ``output`` (a path) or ``stdout``
+    (parquet: DuckDB's own writer, to a file only)."""
     if fmt not in FORMATS:
         raise errors.InvalidArgumentError(f"Unknown format {fmt!r}: one of {', '.join(FORMATS)}")
     if fmt == "parquet":
         if not output:
             raise errors.InvalidArgumentError("--format parquet writes a file: give --output FILE")
-        return _write_parquet(con, sql, output)
+        _write_parquet(con, sql, output)
+        return
     cursor = query(con, sql)
     if output is None:
-        return _WRITERS[fmt](cursor, stdout)
+        _WRITERS[fmt](cursor, stdout)
+        return
     with open(output, "w", encoding="utf-8", newline="") as out:
-        return _WRITERS[fmt](cursor, out)
+        _WRITERS[fmt](cursor, out)
 
 
-def _write_parquet(con: Any, sql: str, output: str) -> int:
+def _write_parquet(con: Any, sql: str, output: str) -> None:
     duckdb = _duckdb()
     from mlmd_log.projections.duckdb import one_line
 
     checked_query(con, sql)
     try:
-        relation = con.sql(sql)
-        relation.write_parquet(output)
-        return int(con.execute("SELECT count(*) FROM read_parquet(?)", (output,)).fetchone()[0])
+        con.sql(sql).write_parquet(output)
     except duckdb.Error as exc:
         raise errors.InvalidArgumentError(one_line(exc)) from None
 
 
-def sql_rows(con: Any, sql: str) -> list[tuple]:
-    """All rows of one read-only query (for tests and scripts)."""
-    return list(query(con, sql).fetchall())
-
-
 __all__ = ["ANALYTICS_FILE", "AnalyticsLocation", "FORMATS", "catch_up", "checked_query", "connect", "export",
-           "query", "sql_rows"]
+           "query"]
