@@ -113,6 +113,11 @@ class AnalyticsLocation:
 # needs read-write: the read-only connections handed out for a file are closed first.
 _readers: dict[str, list[weakref.ref]] = {}
 _readers_lock = threading.Lock()
+# One catch-up at a time in this process, and no read-only open meanwhile: DuckDB lets a
+# second read-write connection to the same file in (one database shared), and two
+# projectors on one staging file would each assign ids from their own memory. (Other
+# processes are kept out by DuckDB's file lock.)
+_catch_up_lock = threading.RLock()
 
 
 def _key(path: str) -> str:
@@ -180,10 +185,11 @@ def catch_up(where: AnalyticsLocation, quiet: bool = True, batch_size: int = 200
 
     log = open_log(where.log, readonly=True)
     try:
-        _close_readers(where.duckdb_path)
-        with DuckDbProjection(where.duckdb_path, where.staging) as projection, \
-                Progress("catch-up", quiet=quiet) as bar:
-            return projection.catch_up(log, batch_size, progress=bar.update)
+        with _catch_up_lock:
+            _close_readers(where.duckdb_path)
+            with DuckDbProjection(where.duckdb_path, where.staging) as projection, \
+                    Progress("catch-up", quiet=quiet) as bar:
+                return projection.catch_up(log, batch_size, progress=bar.update)
     finally:
         log.close()
 
@@ -191,6 +197,11 @@ def catch_up(where: AnalyticsLocation, quiet: bool = True, batch_size: int = 200
 def connect(where: AnalyticsLocation, catch_up_first: bool = True, quiet: bool = True) -> Any:
     """A read-only DuckDB connection to the analytics file, caught up from the log first
     (unless ``catch_up_first`` is False: then the file must exist and is read as it is)."""
+    with _catch_up_lock:
+        return _connect(where, catch_up_first, quiet)
+
+
+def _connect(where: AnalyticsLocation, catch_up_first: bool, quiet: bool) -> Any:
     exists = os.path.exists(where.duckdb_path)
     if not catch_up_first:
         if not exists:
