@@ -46,6 +46,7 @@ import csv
 import datetime
 import decimal
 import json
+import math
 import os
 import threading
 import uuid
@@ -273,7 +274,10 @@ def _columns(cursor: Any) -> list[str]:
 
 
 def _plain(value: Any) -> Any:
-    """A DuckDB value as JSON can hold it (times as ISO text, blobs as base64)."""
+    """A DuckDB value as JSON can hold it (times as ISO text, blobs as base64, NaN and
+    infinities, which JSON cannot spell, as null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
@@ -296,7 +300,7 @@ def _text(value: Any, null: str = "") -> str:
     if value is None:
         return null
     if isinstance(value, float):
-        return repr(value)
+        return repr(value)  # (nan and inf too: text can spell them)
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(_plain(value), ensure_ascii=False)
     plain = _plain(value)

@@ -244,6 +244,8 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     con = analytics.connect(where, catch_up_first=args.catch_up, quiet=args.quiet)
     try:
         analytics.export(con, args.query, args.format, args.output, sys.stdout)
+    except BrokenPipeError:  # (| head has read enough: not a failure)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         con.close()
     return 0

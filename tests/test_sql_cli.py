@@ -210,3 +210,16 @@ def test_store_duckdb_without_a_log_file_is_an_mlmd_error():
             store.duckdb()
     finally:
         store.close()
+
+
+def test_json_holds_values_json_has_no_type_for(capsys, store_dir):
+    [row] = json.loads(_sql(capsys, store_dir, "SELECT 'nan'::DOUBLE AS nan, TIMESTAMP '2026-03-01 12:00:00' AS t, "
+                                               "'\\x01'::BLOB AS b, [1, 2] AS l", "--format", "json"))
+    assert row == {"nan": None, "t": "2026-03-01T12:00:00", "b": "AQ==", "l": [1, 2]}
+
+
+def test_a_reader_that_stops_early_is_no_failure(store_dir):
+    done = subprocess.run(f"set -o pipefail; {sys.executable} -m mlmd_log.cli sql --data-dir {store_dir} --format csv "
+                          "'SELECT * FROM range(200000)' | head -1", shell=True, executable="/bin/bash",
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "range\n", "")
