@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import mlmd_log
 from mlmd_log import errors
@@ -19,14 +19,39 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
     try:
+        until = None if args.until is None else _until_offset(args.until, log)
         with Progress("replay", quiet=args.quiet) as bar:
-            stats = replay(log, db, batch_size=args.batch_size, progress=lambda done, end: bar.update(done, end))
+            stats = replay(log, db, batch_size=args.batch_size, progress=lambda done, end: bar.update(done, end),
+                           until=until)
     finally:
         db.close()
         log.close()
     print(f"replayed {stats.records} records ({stats.rejected} rejected puts kept as outcomes) "
           f"into {args.into} in {stats.seconds:.2f}s; projection is at offset {stats.end_offset}")
     return 0
+
+
+def _point(text: str, option: str) -> Any:
+    """A point of the log as given: an offset (int), or an ISO time (an aware datetime; UTC
+    when it names no zone)."""
+    import datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.InvalidArgumentError(f"{option} {text!r} is neither an offset nor an ISO time "
+                                          "(2026-03-01T12:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def _until_offset(text: str, log: Any) -> int:
+    """--until: an offset, or the first record after an ISO time (by the log's times)."""
+    from mlmd_log.consumer.replay import offset_after_time
+
+    point = _point(text, "--until")
+    return point if isinstance(point, int) else offset_after_time(log, int(point.timestamp() * 1000))
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
@@ -61,6 +86,31 @@ def _cmd_archive(args: argparse.Namespace) -> int:
                   f"{args.log}?archive={args.to}")
     finally:
         log.close()
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mlmd_log.locations import open_log, open_projection
+    from mlmd_log.producer.avro_export import OutcomeSource, export_log
+
+    if args.data_dir and args.projection:
+        raise errors.InvalidArgumentError("--projection goes with --log (a --data-dir's projection is DIR/mlmd.sqlite)")
+    log = open_log(args.log or os.path.join(args.data_dir, "log"), readonly=True)
+    projection = args.projection or (os.path.join(args.data_dir, "mlmd.sqlite") if args.data_dir else None)
+    db = None
+    try:
+        db = open_projection(projection, create=False, readonly=True) if projection else None
+        with Progress("export", quiet=args.quiet) as bar:
+            stats = export_log(log, args.to, OutcomeSource(db, projection) if db else None, until=args.until,
+                               max_file_bytes=int(args.max_file_mb * 2**20),
+                               progress=lambda done, end: bar.update(done, end))
+    finally:
+        if db is not None:
+            db.close()
+        log.close()
+    print(f"exported offsets {stats.first}..{stats.end} ({stats.end - stats.first} records, {len(stats.files)} new "
+          f"files) into {args.to}, which holds 0..{stats.end}; outcome columns "
+          + (f"from {projection}" if db else "null (no projection: --data-dir or --projection fills them)"))
     return 0
 
 
@@ -251,6 +301,89 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- history --------------------------------------------------------------------------
+def _add_history_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="an embedded store's directory (its projection keeps the history)")
+    p.add_argument("--projection", help="a SQLite projection, sqlite:///PATH (with --log: caught up from it first)")
+    p.add_argument("--log", help="with --projection: the log to catch the projection up from")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar while catching up")
+
+
+def _history_connection(args: argparse.Namespace) -> Any:
+    """A read-only connection on the projection the arguments name, caught up first."""
+    import sqlite3
+
+    from mlmd_log.consumer.replay import replay
+    from mlmd_log.locations import open_log, open_projection
+
+    if bool(args.data_dir) == bool(args.projection):
+        raise errors.InvalidArgumentError("name the history with --data-dir DIR or --projection sqlite:///PATH")
+    if args.log and not args.projection:
+        raise errors.InvalidArgumentError("--log goes with --projection (the projection that keeps the history)")
+    if args.data_dir:
+        path = os.path.join(args.data_dir, "mlmd.sqlite")
+        if not os.path.isfile(path):
+            raise errors.NotFoundError(f"No store in {args.data_dir} (no {path})")
+    else:
+        where = parse_projection_url(args.projection)
+        if where.kind != "sqlite" or where.path == ":memory:":
+            raise errors.InvalidArgumentError(f"--projection: history is kept by SQLite files, not {args.projection}")
+        path = where.path
+        if args.log:
+            log, db = open_log(args.log, readonly=True), open_projection(args.projection)
+            try:
+                with Progress("catch-up", quiet=args.quiet) as bar:
+                    replay(log, db, progress=lambda done, end: bar.update(done, end))
+            finally:
+                db.close()
+                log.close()
+        elif not os.path.isfile(path):
+            raise errors.NotFoundError(f"No projection at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    import json
+
+    from mlmd_log.query.history import entity_history, entry_lines
+
+    conn = _history_connection(args)
+    try:
+        entries = entity_history(conn, args.kind, args.id, args.limit)
+    finally:
+        conn.close()
+    if not entries:
+        raise errors.NotFoundError(f"No record touched {args.kind} {args.id}")
+    for entry in entries:
+        print(json.dumps(entry, sort_keys=True) if args.json else "\n".join(entry_lines(entry)))
+    return 0
+
+
+def _offset_or_time(text: str, option: str, conn: Any) -> int:
+    """An offset, or the offset after the records applied by an ISO time."""
+    from mlmd_log.query.history import offset_at_time
+
+    point = _point(text, option)
+    return point if isinstance(point, int) else offset_at_time(conn, point)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from mlmd_log.query.history import applied_offset, changes_between, diff_lines
+
+    conn = _history_connection(args)
+    try:
+        start = _offset_or_time(args.start, "--from", conn)
+        end = applied_offset(conn) if args.end is None else _offset_or_time(args.end, "--to", conn)
+        diff = changes_between(conn, start, end)
+    finally:
+        conn.close()
+    print(json.dumps(diff, sort_keys=True) if args.json else "\n".join(diff_lines(diff)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmd-log", description="ML Metadata as an event-sourced log.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {mlmd_log.__version__}")
@@ -259,12 +392,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rebuild a projection from a log",
                        description="Rebuild (or bring up to date) a projection from a log. "
                                    "Example: mlmd-log replay --log mlmd-data/log --into sqlite:///rebuilt.db")
-    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC "
-                                                "(?archive=DIR for a topic whose old records were archived)")
+    p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR, kafka://HOST:PORT/TOPIC "
+                                                "(?archive=DIR for a topic whose old records were archived) or "
+                                                "avro:///DIR (an archive mlmd-log export wrote)")
     p.add_argument("--into", required=True, help="target projection: sqlite:///new.db or mysql://user:pw@host:port/db")
     p.add_argument("--batch-size", type=int, default=2000, help="records per projection transaction")
+    p.add_argument("--until", help="stop before this offset, or after the records of this ISO time "
+                                   "(2026-03-01T12:00Z): the projection as it was then")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("history", help="every record that touched one node or type: who, when, what changed",
+                       description="Lists, oldest first, each record that touched the entity: offset, time, "
+                                   "record id, producer, RPC, outcome (rejected attempts too) and the old and new "
+                                   "value of each field and property, plus the links it added. "
+                                   "Example: mlmd-log history artifact 12 --data-dir ./mlmd-data")
+    p.add_argument("kind", choices=["artifact", "execution", "context", "artifact_type", "execution_type",
+                                    "context_type"])
+    p.add_argument("id", type=int)
+    p.add_argument("--limit", type=int, help="the first N records only")
+    _add_history_source(p)
+    p.set_defaults(func=_cmd_history)
+
+    p = sub.add_parser("diff", help="what changed between two points of the log",
+                       description="Nodes and types created and changed (field diffs), links added and rejected "
+                                   "attempts in records [FROM, TO). Points are offsets or ISO times. "
+                                   "Example: mlmd-log diff --from 100 --to 2026-03-01T12:00Z --data-dir ./mlmd-data")
+    p.add_argument("--from", dest="start", required=True, help="an offset or an ISO time")
+    p.add_argument("--to", dest="end", help="an offset or an ISO time (default: what is applied)")
+    _add_history_source(p)
+    p.set_defaults(func=_cmd_diff)
 
     p = sub.add_parser("archive", help="copy a log's records to a FileLog archive (same offsets); --trim then "
                                        "drops them from the Kafka topic",
@@ -279,6 +436,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_archive)
 
+    p = sub.add_parser("export", help="archive a log as Avro files (one row a record; avro:///DIR reads it back)",
+                       description="Writes the records the archive lacks as new Avro object container files "
+                                   "(schema: mlmd_log/schemas/log_record.avsc): the envelope as columns, the payload "
+                                   "as the log holds it, the request as JSON, and the outcome (error code and "
+                                   "message) from the projection, exporting only what it has applied. With --log "
+                                   "alone the outcome columns are null. Run again to append what came since; an "
+                                   "archive of another log is refused. Example: mlmd-log export --data-dir "
+                                   "./mlmd-data --to /archive/mlmd, then mlmd-log replay --log avro:///archive/mlmd "
+                                   "--into sqlite:///rebuilt.db")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--log", help="the log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC "
+                                     "(outcome columns null unless --projection is given)")
+    where.add_argument("--data-dir", help="an embedded store's directory: its log DIR/log, outcomes from DIR/mlmd.sqlite")
+    p.add_argument("--projection", help="with --log: a projection of it (sqlite:///PATH, mysql://...) for the outcomes")
+    p.add_argument("--to", required=True, help="the archive directory (created if absent)")
+    p.add_argument("--max-file-mb", type=float, default=64, help="start a new file past this size (default 64)")
+    p.add_argument("--until", type=int, help="export up to this offset (default: the log's end, or the projection's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("demo", help="record the MLMD guide's example workflow and print its lineage",
                        description="Example: mlmd-log demo --data-dir ./mlmd-data")
     p.add_argument("--data-dir", default="mlmd-data", help="where the embedded store lives")
@@ -287,8 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("project", help="follow a log and keep a projection up to date (the projector service)",
                        description="Example: mlmd-log project --log kafka://127.0.0.1:9092/mlmd "
                                    "--into mysql://mlmd:mlmd@127.0.0.1:3306/mlmd")
-    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, or kafka://HOST:PORT/TOPIC "
-                                                "(?archive=DIR for a topic whose old records were archived)")
+    p.add_argument("--log", required=True, help="file:///DIR, a FileLog directory, kafka://HOST:PORT/TOPIC "
+                                                "(?archive=DIR for a topic whose old records were archived) or "
+                                                "avro:///DIR (an archive mlmd-log export wrote)")
     p.add_argument("--into", required=True,
                    help="sqlite:///PATH, mysql://user:pw@host:port/db or duckdb:///PATH (analytics, with views)")
     p.add_argument("--batch-size", type=int, default=2000, help="most records per projection transaction")

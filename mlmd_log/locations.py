@@ -18,8 +18,9 @@ def open_log(url: str, readonly: bool = False, durability: str = "fsync", timeou
     if where.kind == "memory":
         from mlmd_log.producer import MemoryLog
         return MemoryLog()
-    if where.kind == "avro":
-        raise errors.InvalidArgumentError("avro:/// logs are not supported yet")
+    if where.kind == "avro":  # (an archive that `mlmd-log export` wrote; read-only)
+        from mlmd_log.producer.avro_log import AvroLog
+        return AvroLog(where.path)
     if where.kind == "kafka":
         from mlmd_log.producer.kafka_log import KafkaLog
         if where.archive is not None and not os.path.isdir(where.archive):

@@ -489,6 +489,61 @@ class MetadataStore:
             graph.attributions.extend(skeleton.attributions)
         return graph
 
+    # -- history: mlmd-log's own (ml-metadata keeps none) ---------------------------------
+    def _history_connection(self) -> Any:
+        opener = getattr(self._transport, "history_connection", None)
+        if opener is None:
+            raise errors.FailedPreconditionError(
+                "History and as-of views are answered from a SQLite projection: open the store on its data "
+                "directory or sqlite:/// projection, not through a server or another view")
+        return opener()
+
+    def history(self, kind: str, entity_id: int, limit: Optional[int] = None) -> List[dict]:
+        """Every record that touched one entity, oldest first: offset, time, record id,
+        producer, RPC, outcome (rejected attempts too) and what changed. ``kind``: artifact,
+        execution, context, artifact_type, execution_type or context_type."""
+        from mlmd_log.query.history import entity_history
+
+        conn = self._history_connection()
+        try:
+            return entity_history(conn, kind, entity_id, limit)
+        finally:
+            conn.close()
+
+    def as_of(self, offset: Optional[int] = None, time: Optional[Any] = None) -> "MetadataStore":
+        """A read-only store answering every read as a projection of records ``[0, offset)``
+        would, or of the records applied by ``time`` (a datetime; naive means UTC)."""
+        from mlmd_log.client.as_of import AsOfTransport
+        from mlmd_log.query.history import add_as_of_views, check_as_of, offset_at_time
+
+        if (offset is None) == (time is None):
+            raise errors.InvalidArgumentError("as_of takes exactly one of offset= and time=")
+        conn = self._history_connection()
+        try:
+            if time is not None:
+                offset = offset_at_time(conn, time)
+            check_as_of(conn, int(offset))
+            add_as_of_views(conn, int(offset))
+        except BaseException:
+            conn.close()
+            raise
+        view = MetadataStore.__new__(MetadataStore)
+        view._config, view._max_num_retries = None, 1
+        view._transport = AsOfTransport(conn, int(offset))
+        return view
+
+    def diff(self, start: int, end: int) -> dict:
+        """What records ``[start, end)`` changed: nodes and types created and changed (field
+        diffs), links added, rejected attempts; the difference of ``as_of(start)`` and
+        ``as_of(end)``."""
+        from mlmd_log.query.history import changes_between
+
+        conn = self._history_connection()
+        try:
+            return changes_between(conn, int(start), int(end))
+        finally:
+            conn.close()
+
 
 def _as_mlmd_errors(method: Any) -> Any:
     """``method`` raising an MLMD error where protobuf refuses a caller's message: building a

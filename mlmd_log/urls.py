@@ -2,7 +2,7 @@
 
 Logs:        a directory or ``file:///DIR`` (a FileLog), ``memory:``,
              ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?archive=DIR]`` (producer/archive.py),
-             ``avro:///DIR`` (recognised, not supported yet)
+             ``avro:///DIR`` (an Avro archive, read-only: producer/avro_log.py)
 Projections: a path, ``sqlite:///PATH`` (relative; ``sqlite:////abs``, ``sqlite:///:memory:``;
              ``sqlite://PATH`` too), ``mysql://USER:PASSWORD@HOST:PORT/DATABASE[?socket=PATH]``,
              ``duckdb:///PATH``

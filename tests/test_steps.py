@@ -220,8 +220,8 @@ def apply_all(db, records: list[bytes], batch_size: int, steps: bool = True):
     taken = []
     original = projector.engine.steps.put_execution
 
-    def counting(req, now):
-        out = original(req, now)
+    def counting(req, now, offset):
+        out = original(req, now, offset)
         taken.append(out is not None)
         return out
 

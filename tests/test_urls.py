@@ -124,11 +124,17 @@ def test_without_password():
     assert without_password("mysql://u:secret@[::1/db") == "mysql://u:***@[::1/db"
 
 
-def test_an_avro_log_is_refused_when_opened(tmp_path):
+def test_an_avro_url_opens_a_read_only_archive(tmp_path):
+    pytest.importorskip("fastavro")
+    from mlmd_log.errors import FailedPreconditionError, NotFoundError
     from mlmd_log.locations import open_log
 
-    with pytest.raises(InvalidArgumentError, match="avro:/// logs are not supported yet"):
-        open_log(f"avro://{tmp_path}")
+    with open_log(f"avro://{tmp_path}") as log:  # (an empty directory: an archive of no records yet)
+        assert log.end_offset() == 0
+        with pytest.raises(FailedPreconditionError, match="read-only"):
+            log.append([b"x"])
+    with pytest.raises(NotFoundError, match="No Avro archive"):
+        open_log(f"avro://{tmp_path}/missing")
 
 
 def test_a_duckdb_url_is_not_a_store_to_open(tmp_path):

@@ -29,6 +29,8 @@ def open_transport(config: Any, client_name: str = "mlmd-log") -> Transport:
         return RemoteTransport(config.log_url, config.projection_url, config.client_name, config.wait_timeout_s,
                                config.log_timeout_s, config.block_on_unavailable_s)
     if isinstance(config, str):
+        if "://" in config:  # (a projection's URL: read it; a store's directory is a plain path)
+            return ReadOnlyTransport(config)
         return EmbeddedTransport(StoreConfig.from_directory(config), client_name)
     if isinstance(config, pb.ConnectionConfig):
         return EmbeddedTransport(StoreConfig.from_connection_config(config), client_name)

@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 from mlmd_log import errors
 from mlmd_log.client.config import StoreConfig
-from mlmd_log.client.transport import UsualWait, closed_error, response_of, through_lost_connection
+from mlmd_log.client.transport import (UsualWait, closed_error, history_connection_of, response_of,
+                                       through_lost_connection)
 from mlmd_log.consumer.inline import InlineApplier
 from mlmd_log.producer.base import Log
 from mlmd_log.producer.records import PUT_RPCS, RecordFactory
@@ -142,6 +143,16 @@ class EmbeddedTransport:
         if self._closed:
             raise closed_error()
         return AnalyticsLocation.of_store(self.config)
+
+    def history_connection(self) -> Any:
+        """A new read-only connection on what the projection has committed, for history
+        questions and as-of views (see ``history_connection_of``)."""
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            if self._applier is not None:
+                self._applier.commit()  # (inline applies commit in the background: what was put is in)
+            return history_connection_of(self.db, self.where)
 
     def close(self) -> None:
         with self._lock:

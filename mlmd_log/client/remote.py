@@ -7,7 +7,8 @@ import time
 from typing import Any, Iterator, Optional
 
 from mlmd_log import errors
-from mlmd_log.client.transport import UsualWait, check_own_outcome, closed_error, response_of, through_lost_connection
+from mlmd_log.client.transport import (UsualWait, check_own_outcome, closed_error, history_connection_of,
+                                       response_of, through_lost_connection)
 from mlmd_log.producer.records import PUT_RPCS, RecordFactory, as_retry
 from mlmd_log.urls import without_password
 
@@ -43,6 +44,12 @@ class ReadOnlyTransport:
 
     def _put(self, rpc: str, request: Any) -> Any:
         raise errors.FailedPreconditionError(f"{rpc}: this store is a read-only view of a projection")
+
+    def history_connection(self) -> Any:
+        with self._lock:
+            if self._closed:
+                raise closed_error()
+            return history_connection_of(self.db, self.where)
 
     def _refresh_snapshot(self) -> None:
         """Ends the read transaction so the next statement sees the projector's commits (a

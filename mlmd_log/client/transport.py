@@ -85,3 +85,22 @@ class UsualWait:
 
     def record(self, waited_s: float) -> None:
         self.average_s = 0.8 * self.average_s + 0.2 * min(1.0, waited_s)
+
+
+def history_connection_of(db: Any, where: str) -> Any:
+    """A new read-only sqlite3 connection on a SQLite projection's committed state (a copy,
+    for one in memory): history and as-of views read there, beside the store's own."""
+    import sqlite3
+
+    path = getattr(db, "path", None)
+    if path is None:
+        raise errors.FailedPreconditionError(
+            f"History is kept by SQLite projections; {where} is not one: replay the log into "
+            "sqlite:///history.db and open that")
+    if path == ":memory:":
+        copy = sqlite3.connect(":memory:", check_same_thread=False)
+        db.conn.backup(copy)
+        return copy
+    if path.startswith("file:"):
+        return sqlite3.connect(path, uri=True, check_same_thread=False)  # (opened read-only already)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)

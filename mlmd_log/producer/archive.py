@@ -44,17 +44,24 @@ def check_continues(archive: Log, log: Log, where: str) -> tuple[int, int]:
     return end, log_end
 
 
+def range_to_copy(archive: Log, log: Log, where: str, until: Optional[int] = None) -> tuple[int, int]:
+    """The offsets ``[first, end)`` of ``log`` that ``archive`` lacks (``check_continues``),
+    up to ``until`` (default: the log's end now). Shared by every kind of archive."""
+    start, end = check_continues(archive, log, where)
+    if until is not None:
+        if not 0 <= until <= end:
+            raise InvalidArgumentError(f"--until {until} is not an offset of the log (it ends at {end})")
+        end = max(until, start)
+    return start, end
+
+
 def archive_records(log: Log, archive: Log, where: str, until: Optional[int] = None,
                     progress: Optional[Callable[[int, int], None]] = None) -> tuple[int, int]:
     """Copies the log's records from the archive's end up to ``until`` (default: the log's
     end now) into the archive, ARCHIVE_BATCH at a time, each batch durable before the next
     is read. Returns the offsets copied, ``(first, end)``; ``first == end`` when there was
     nothing to copy."""
-    start, end = check_continues(archive, log, where)
-    if until is not None:
-        if not 0 <= until <= end:
-            raise InvalidArgumentError(f"--until {until} is not an offset of the log (it ends at {end})")
-        end = max(until, start)
+    start, end = range_to_copy(archive, log, where, until)
     offset = start
     while offset < end:
         try:

@@ -30,6 +30,7 @@ PUT_RPCS: dict[str, str] = {
     "PutAttributionsAndAssociations": "put_attributions_and_associations",
     "PutParentContexts": "put_parent_contexts",
 }
+RPC_OF_FIELD: dict[str, str] = {field: rpc for rpc, field in PUT_RPCS.items()}  # ("put_execution" -> "PutExecution")
 
 
 FIRST_ATTEMPT, RETRY = 1, 2  # LogRecord.attempt

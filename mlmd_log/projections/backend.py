@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any, Iterable, Optional, Sequence
 
 from mlmd_log.dialects import SQLITE, Dialect
-from mlmd_log.projections import ddl
+from mlmd_log.projections import bookkeeping, ddl, history
 
 
 class SqlBackend:
@@ -111,6 +111,14 @@ class SqlBackend:
         self.execute(f"{self.dialect.insert_ignore} INTO `mlmdlog_meta` (`name`, `value`) VALUES (?, ?)",
                      (f"complete:{name}", "1"))
 
+    #: Whether the projector writes the history index (projections/history.py) here.
+    keeps_history = False
+
+    def open_versions(self) -> Any:
+        """The row versions this projection keeps (history.Versions), made ready for the
+        engine, or None where it keeps none."""
+        return None
+
     def maintain(self, rows_before: int, rows_after: int) -> None:
         """Called after a batch commits, with how many rows the projection had created at the
         previous call and now: housekeeping such as refreshing the query planner's
@@ -149,26 +157,32 @@ class SqliteBackend(SqlBackend):
     integrity_errors = (sqlite3.IntegrityError,)
     infrastructure_errors = (sqlite3.Error,)  # checked after integrity_errors
 
+    keeps_history = True
+
     def __init__(self, path: str, readonly: bool = False, durable: bool = False, staging: bool = False):
         """``staging``: a staging projection (mirrored or DuckDB), whose reads the target
-        serves: it skips the reversed uris only SQLite's uri suffix filters use, and the
-        indexes only reads use (``ddl.READ_ONLY_INDEXES``)."""
+        serves: it skips the reversed uris only SQLite's uri suffix filters use, the
+        indexes only reads use (``ddl.READ_ONLY_INDEXES``) and the row versions only as-of
+        views read (its history records are kept: the DuckDB mirror copies them)."""
         self.staging = staging
+        self.readonly = readonly
+        self.path = path
         if staging:
             self.dialect = replace(SQLITE, reversed_uris=False)
         uri = path.startswith("file:")
         if readonly and not uri and path != ":memory:":
             path, uri = f"file:{path}?mode=ro", True
-        conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(path, uri=uri, isolation_level=None, check_same_thread=False, timeout=30,
+                               cached_statements=1024)  # (the writes fire triggers: preparing one compiles them)
         super().__init__(conn)
         if not readonly and path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: hot index pages stay cached, memory bounded
-            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA temp_store=FILE")
 
     def schema(self) -> list[str]:
-        statements = ddl.SQLITE_MLMD + ddl.SQLITE_LOG
+        statements = ddl.SQLITE_MLMD + ddl.SQLITE_LOG + history.HISTORY_DDL
         if self.staging:
             statements = [s for s in statements if ddl.index_name(s) not in ddl.READ_ONLY_INDEXES]
         return statements
@@ -184,6 +198,29 @@ class SqliteBackend(SqlBackend):
                 self.execute(f"DROP INDEX IF EXISTS `{name}`")
         if self.one("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'") is None:
             self.analyze()  # a projection built before statistics were kept
+
+    def open_versions(self) -> Any:
+        """Row versions for as-of views and diffs; on a projection from before them (or one
+        that was a staging), they start at its applied offset (``history_from``)."""
+        if self.staging or self.readonly:
+            return None
+        if self.one("SELECT `value` FROM `mlmdlog_meta` WHERE `name` = ?", (history.HISTORY_FROM,)) is None:
+            self.begin()
+            try:
+                for statement in history.version_ddl(ddl.SQLITE_MLMD):
+                    self.execute(statement)
+                checkpoint = bookkeeping.read_checkpoint(self)
+                start = checkpoint[0] if checkpoint and checkpoint[0] > 0 else 0
+                versions = history.Versions(self)
+                versions.start(start - 1)  # (what [0, start) left: visible from as-of start on)
+                self.execute("INSERT INTO `mlmdlog_meta` (`name`, `value`) VALUES (?, ?)",
+                             (history.HISTORY_FROM, str(start)))
+                self.commit()
+            except BaseException:
+                self.rollback()
+                raise
+            return versions
+        return history.Versions(self)
 
     def analyze(self) -> None:
         """Statistics for the planner: without them a multi-join filter can scan every node."""

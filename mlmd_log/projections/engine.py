@@ -21,6 +21,7 @@ from mlmd_log.errors import (
 )
 from mlmd_log.projections import read_forms, values
 from mlmd_log.projections.backend import SqlBackend
+from mlmd_log.projections.history import VersionedWrites
 from mlmd_log.projections.memory import EngineMemory
 from mlmd_log.projections.nodes import (
     ARTIFACT, ARTIFACT_KIND, CONTEXT, CONTEXT_KIND, EXECUTION, EXECUTION_KIND, NodeKind, event_path_rows,
@@ -128,7 +129,10 @@ class Engine:
         self._insert_sql: dict[tuple, str] = {}
         self.memory = EngineMemory()  # (shared with the step writer)
         self.memory.reload_counters(db)
-        self.steps = StepWriter(self, db, self.memory)
+        self.versions = db.open_versions()  # (history.Versions, or None: this projection keeps none)
+        self.steps = StepWriter(self, db, self.memory, self.versions)  # (it writes its rows' versions itself)
+        if self.versions is not None:
+            self.db = VersionedWrites(db, self.versions)
         self.now_ms = 0
 
     # -- undo ---------------------------------------------------------------
@@ -157,9 +161,12 @@ class Engine:
         return new_id
 
     # -- dispatch -----------------------------------------------------------
-    def apply(self, kind: str, request: pb_message.Message, time_ms: int) -> pb_message.Message:
-        """Applies one request at log time ``time_ms``; returns its response or raises StatusError."""
+    def apply(self, kind: str, request: pb_message.Message, time_ms: int, offset: int = -1) -> pb_message.Message:
+        """Applies one request (the record at ``offset``) at log time ``time_ms``; returns its
+        response or raises StatusError."""
         self.steps.flush()  # (rows of steps queued before this record: it may read them)
+        if self.versions is not None:
+            self.versions.at(offset)
         self.now_ms = time_ms
         handler = getattr(self, "_apply_" + kind, None)
         if handler is None:
@@ -167,13 +174,14 @@ class Engine:
         request.DiscardUnknownFields()  # (fields of a newer client: never stored, never read back)
         return handler(request)
 
-    def apply_step(self, kind: str, request: pb_message.Message, time_ms: int) -> Optional[pb_message.Message]:
+    def apply_step(self, kind: str, request: pb_message.Message, time_ms: int,
+                   offset: int = -1) -> Optional[pb_message.Message]:
         """The response of a record applied as a pipeline step (``steps``: rows queued until
         ``flush_steps``), or None when the record needs ``apply``."""
         if kind != "put_execution":
             return None
         self.now_ms = time_ms
-        return self.steps.put_execution(request, time_ms)
+        return self.steps.put_execution(request, time_ms, offset)
 
     def flush_steps(self) -> None:
         """Writes the rows of the steps applied since the last flush (StepsFailed if they clash)."""

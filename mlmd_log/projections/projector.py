@@ -15,6 +15,7 @@ from mlmd_log.producer.base import Log, record_at
 from mlmd_log.producer.records import FIRST_ATTEMPT, UnreadableRecord, parse_record
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.bookkeeping import Outcome, next_offset, read_checkpoint, read_outcomes, write_checkpoint, write_outcomes
+from mlmd_log.projections import history
 from mlmd_log.projections.engine import Engine
 from mlmd_log.projections.steps import StepsFailed
 from mlmd_log.schemas import log_record_pb2
@@ -159,6 +160,10 @@ class Projector:
             seen = earlier_outcomes(self.db, ids_to_look_up(pending))
             outcomes = self._apply_records(pending, seen)
             write_outcomes(self.db, outcomes)
+            if self.db.keeps_history:
+                history.write_records(self.db, pending, outcomes)
+            if self.engine.versions is not None:
+                self.engine.versions.at(-1)  # (between batches no record is being applied)
             write_checkpoint(self.db, self.next_offset, self.last_time_ms)
         except BaseException:
             self.abandon()
@@ -306,7 +311,7 @@ class Projector:
             return Outcome(offset, record.record_id, earlier.error_code, earlier.error_message, earlier.response)
         kind = record.WhichOneof("request")
         time_ms = max(self.last_time_ms, record.timestamp_ms)
-        step = self.engine.apply_step(kind, getattr(record, kind), time_ms) if kind else None
+        step = self.engine.apply_step(kind, getattr(record, kind), time_ms, offset) if kind else None
         if step is None:
             return None
         self.last_time_ms = time_ms
@@ -351,7 +356,7 @@ class Projector:
                            f"Log record at offset {offset} carries no request")
         request = getattr(record, kind)
         try:
-            response = self.engine.apply(kind, request, self.last_time_ms)
+            response = self.engine.apply(kind, request, self.last_time_ms, offset)
         except StepsFailed:
             raise  # (rows queued by earlier steps: the batch is applied again without them)
         except errors.StatusError as exc:

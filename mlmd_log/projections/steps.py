@@ -86,8 +86,10 @@ class StepWriter:
     False: decide from memory alone, never reading the projection; what memory cannot
     settle goes to the general path."""
 
-    def __init__(self, stored: StoredNodes, db: Any, memory: EngineMemory):
-        self.stored, self.db, self.memory = stored, db, memory
+    def __init__(self, stored: StoredNodes, db: Any, memory: EngineMemory, versions: Any = None):
+        """``versions`` (history.Versions): the projection keeps row versions, and each queued
+        row's version is queued beside it with its record's offset."""
+        self.stored, self.db, self.memory, self.versions = stored, db, memory, versions
         self.enabled = True
         self.reads_allowed = True
         self._artifact, self._execution = ARTIFACT, EXECUTION
@@ -96,6 +98,9 @@ class StepWriter:
         self._same_attributes = same_attributes
         self._inserts: dict[str, list] = {}
         self._touched: dict[int, tuple[int, bytes]] = {}  # input artifact id -> (update time, read form)
+        self._version_rows: dict[str, list] = {}  # version insert -> rows (each ending with its offset)
+        self._touched_at: list[tuple[int, int, int]] = []  # (input artifact id, offset, update time) in log order
+        self._offset = -1  # (the record being decided)
         self._sql: dict[str, str] = {}
         for kind in (ARTIFACT, EXECUTION):
             names = ("id", *(c for c, _ in kind.columns), "create_time_since_epoch", "last_update_time_since_epoch")
@@ -131,13 +136,22 @@ class StepWriter:
         """Forgets queued rows (their transaction is being rolled back)."""
         self._inserts.clear()
         self._touched.clear()
+        self._version_rows.clear()
+        self._touched_at.clear()
 
     def flush(self) -> None:
-        """Writes the queued rows (see ``write_rows``) and forgets them."""
+        """Writes the queued rows (see ``write_rows``), and their versions, and forgets them."""
         if not self.pending:
             return
         try:
-            write_rows(self.db, *self.take())
+            if self.versions is None:
+                write_rows(self.db, *self.take())
+            else:
+                versions, updated = self._version_rows, self._touched_at
+                write_rows(self.db, *self.take())
+                for sql, rows in versions.items():
+                    self.db.executemany(sql, rows)
+                self.versions.write_updated("Artifact", "last_update_time_since_epoch", updated)
         finally:
             self.discard()
 
@@ -158,13 +172,20 @@ class StepWriter:
             self._inserts[sql] = rows
         else:
             queued.extend(rows)
+        if self.versions is not None:
+            version_sql = self.versions.insert_sql(sql)
+            if version_sql is not None:
+                offset = (self._offset,)
+                self._version_rows.setdefault(version_sql, []).extend(row + offset for row in rows)
 
     # -- deciding -------------------------------------------------------------
-    def put_execution(self, req: svc.PutExecutionRequest, now: int) -> Optional[svc.PutExecutionResponse]:
+    def put_execution(self, req: svc.PutExecutionRequest, now: int,
+                      offset: int = -1) -> Optional[svc.PutExecutionResponse]:
         """The response, with the rows queued, when the outcome is certain; else None and
-        nothing is queued or counted."""
+        nothing is queued or counted. ``offset``: the record's, for the rows' versions."""
         if not self.enabled:
             return None
+        self._offset = offset
         req.DiscardUnknownFields()  # (as the general path: fields of a newer client are never stored)
         try:
             plan = self._plan(req, now)
@@ -328,6 +349,8 @@ class StepWriter:
             if form is not None:
                 self._touched[node_id] = (now, form)
                 memory.remember_form(self._artifact.name, node_id, form)
+                if self.versions is not None:
+                    self._touched_at.append((node_id, self._offset, now))
         event_rows, path_rows = [], []
         event_id = next_id["Event"]
         for node_id, _, _, event in pairs:
