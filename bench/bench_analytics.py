@@ -10,6 +10,7 @@ file, and into our embedded store (log + SQLite).
 Timed, one after the other (never at once: 2 cores):
 * ref API: what a user of ml-metadata writes: ``get_contexts_by_type``, then
   ``get_artifacts_by_context`` per pipeline, grouped in Python;
+* ours, API: the same API code on our store (for comparison, not the target);
 * ours, first sql: ``mlmd-log sql`` building the analytics file from the log (when there
   is none, or with ``--rebuild``);
 * ours, sql: the ``mlmd-log sql`` command end to end (a process, catch-up check, query, csv);
@@ -197,6 +198,8 @@ def main() -> None:
     print("ref: answering through the API ...", file=sys.stderr)
     api = run_worker(ref, "ref", data_dir, args.artifacts, "answer")
     api_answer = [tuple(r) for r in api["answer"]]
+    print("ours: answering through the same API ...", file=sys.stderr)
+    ours_api = run_worker(sys.executable, "ours", data_dir, args.artifacts, "answer")
     analytics = os.path.join(data_dir, "ours", "analytics.duckdb")
     if args.rebuild:
         for path in (analytics, analytics + ".staging.sqlite", analytics + ".wal"):
@@ -210,6 +213,8 @@ def main() -> None:
 
     rows = [("ref: ml-metadata API (get_contexts_by_type + get_artifacts_by_context, grouped in Python)",
              api["seconds"], api_answer),
+            ("ours: the same API calls on our store (for comparison)", ours_api["seconds"],
+             [tuple(r) for r in ours_api["answer"]]),
             *([("ours: first `mlmd-log sql` (builds the analytics file from the log)", *first)] if first else []),
             ("ours: `mlmd-log sql` end to end (process, catch-up check, query, csv)", cli_s, cli_answer),
             ("ours: the query alone on the caught-up DuckDB file", alone_s, alone_answer)]
