@@ -15,8 +15,8 @@ Where the analytics file lives (``AnalyticsLocation``):
 * any log (a FileLog, ``kafka://...``) and any file: ``--log LOG --duckdb PATH``.
 
 Besides MLMD's tables: ``artifact_properties_flat`` (and execution, context), one table
-per type with a column per declared property (``artifacts_Model``), ``lineage_edges`` and
-``context_members`` (projections/duckdb.py says what each holds). Examples:
+per type with a column per declared property (``artifacts_Model``), ``lineage_edges``,
+``context_members`` and ``history`` (projections/duckdb.py says what each holds). Examples:
 
 Per-type property analytics, mean accuracy of Model artifacts per pipeline and day::
 
@@ -27,15 +27,13 @@ Per-type property analytics, mean accuracy of Model artifacts per pipeline and d
       WHERE m.context_type = 'Pipeline'
       GROUP BY ALL ORDER BY ALL"
 
-Who changed what, when (events: which execution read or wrote which artifact)::
+Who changed what, when: the last day's changes to Model artifacts, rejected attempts too::
 
-    mlmd-log sql --data-dir ./mlmd-data --format csv "
-      SELECT e.event_time, e.event_type_name, t.name AS execution_type, e.execution_id,
-             e.artifact_id, a.uri
-      FROM lineage_edges AS e
-      JOIN Execution AS x ON x.id = e.execution_id JOIN Type AS t ON t.id = x.type_id
-      JOIN Artifact AS a ON a.id = e.artifact_id
-      ORDER BY e.event_time DESC LIMIT 20"
+    mlmd-log sql --data-dir ./mlmd-data "
+      SELECT h.time, h.producer, h.rpc, h.outcome, h.entity_id AS artifact, m.uri
+      FROM history AS h JOIN artifacts_Model AS m ON m.id = h.entity_id
+      WHERE h.kind = 'artifact' AND h.time > now()::TIMESTAMP - INTERVAL 1 DAY
+      ORDER BY h.time DESC LIMIT 20"
 
 In Python: ``con = store.duckdb(); con.sql("SELECT ...").df()``.
 """
@@ -159,19 +157,20 @@ class _DuckDbReads(SqlBackend):
 
 
 def _caught_up(log: Any, con: Any) -> bool:
-    """Whether ``con`` holds ``log`` to its end, with every view this version makes, and
-    is this log's projection (check_follows on the record before its checkpoint)."""
+    """Whether ``con`` holds ``log`` to its end, in this version's schema (its views and
+    tables), and is this log's projection (check_follows on the record before its checkpoint)."""
     from mlmd_log.projections import bookkeeping
-    from mlmd_log.projections.duckdb import SCHEMA_VIEWS
+    from mlmd_log.projections.duckdb import schema_is_current
     from mlmd_log.projections.projector import check_follows
 
-    duckdb = _duckdb()
+    looks = con.cursor()  # (the connection is handed out with no result pending)
     try:
-        checkpoint = bookkeeping.read_duckdb_checkpoint(con)
-        views = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-    except duckdb.Error:  # (not an analytics file yet)
-        return False
-    if checkpoint is None or checkpoint[0] != log.end_offset() or not set(SCHEMA_VIEWS) <= views:
+        if not schema_is_current(looks):  # (an older file, or not an analytics file yet)
+            return False
+        checkpoint = bookkeeping.read_duckdb_checkpoint(looks)
+    finally:
+        looks.close()
+    if checkpoint is None or checkpoint[0] != log.end_offset():
         return False
     check_follows(log, _DuckDbReads(con), checkpoint[0])
     return True

@@ -21,7 +21,7 @@ from dbdump import MLMD_TABLES, dump_tables, normalised  # noqa: E402
 from contracts import ProjectionContract, write_history  # noqa: E402
 from faults import failing_on_call, stage_ahead  # noqa: E402
 
-TABLES = MLMD_TABLES + ("mlmdlog_outcome",)
+TABLES = MLMD_TABLES + ("mlmdlog_outcome", "mlmdlog_history_record", "mlmdlog_history_touch")
 
 
 def _dump_duckdb(con, tables=TABLES) -> dict:

@@ -78,6 +78,11 @@ _SAME_ANSWERS = {
     "context membership": ("SELECT context_name, context_type, node_kind, node_id, node_type FROM context_members "
                            "ORDER BY 1, 3, 4", _MEMBERS_SQLITE),
     "events": ('SELECT id, artifact_id, execution_id, type, milliseconds_since_epoch FROM Event ORDER BY id',) * 2,
+    "history": ("SELECT log_offset, epoch_ms(time), rpc, error_code, kind, entity_id FROM history "
+                "ORDER BY log_offset, coalesce(kind, ''), entity_id",
+                "SELECT R.log_offset, R.time_ms, R.rpc, R.error_code, T.kind, T.entity_id "
+                "FROM mlmdlog_history_record AS R LEFT JOIN mlmdlog_history_touch AS T ON T.log_offset = R.log_offset "
+                "ORDER BY R.log_offset, coalesce(T.kind, ''), T.entity_id"),
 }
 
 
@@ -94,6 +99,17 @@ def test_context_membership_holds_artifacts_and_executions_with_type_names(capsy
     assert {r["node_kind"] for r in rows} == {"artifact", "execution"}
     assert list(rows[0]) == ["context_id", "context_name", "context_type", "node_kind", "node_id", "node_type"]
     assert all(r["context_type"] and r["node_type"] for r in rows)
+
+
+def test_history_says_who_changed_what_and_how_it_ended(capsys, store_dir):
+    rows = json.loads(_sql(capsys, store_dir, "SELECT * FROM history ORDER BY log_offset", "--format", "json"))
+    assert {r["outcome"] for r in rows if r["error_code"] == 0} == {"ok"}
+    rejected = {(r["error_code"], r["outcome"]) for r in rows if r["error_code"]}
+    assert len({r["log_offset"] for r in rows if r["error_code"]}) >= 4  # (the history's rejected puts)
+    assert all(name == mlmd.errors.exception_type_from_error_code(code).__name__ for code, name in rejected)
+    first = rows[0]
+    assert first["producer"] == f"{first['user_name']}@{first['host']} pid {first['pid']} ({first['client_name']})"
+    assert {r["kind"] for r in rows} >= {"artifact", "execution", "context", "artifact_type"}
 
 
 _QUERY = "SELECT id, uri, type_id FROM Artifact WHERE id <= 3 ORDER BY id"
@@ -223,3 +239,15 @@ def test_a_reader_that_stops_early_is_no_failure(store_dir):
                           "'SELECT * FROM range(200000)' | head -1", shell=True, executable="/bin/bash",
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, "range\n", "")
+
+
+def test_a_file_another_version_wrote_gets_this_versions_views_though_caught_up(capsys, tmp_path):
+    data_dir = str(tmp_path)
+    _put_models(data_dir, 2)
+    count = "SELECT count(*) AS n FROM history WHERE kind = 'artifact'"
+    assert _sql(capsys, data_dir, count, "--format", "csv") == "n\n2\n"
+    con = duckdb.connect(str(tmp_path / "analytics.duckdb"))
+    con.execute('UPDATE mlmdlog_duckdb_schema SET digest = \'another version\'')
+    con.execute("CREATE OR REPLACE VIEW history AS SELECT 'artifact' AS kind WHERE false")
+    con.close()
+    assert _sql(capsys, data_dir, count, "--format", "csv") == "n\n2\n"

@@ -29,7 +29,14 @@ For SQL, beside MLMD's tables:
   this pipeline" is one query: ``context_id, context_name, context_type, node_kind,
   node_id, node_type``. It reads ``mlmdlog_context_member``, the links with their node's
   type (which never changes), kept by the mirror, so a query joins only contexts and
-  types; the node's name, which may change, is in its type's table.
+  types; the node's name, which may change, is in its type's table;
+* ``history`` (view): who changed what, when: one row per (record, entity it touched)
+  from the history index staging keeps (projections/history.py; its two tables are
+  mirrored like the other append-only ones, by log offset): ``time`` (a TIMESTAMP, UTC),
+  ``log_offset``, ``record_id``, ``producer`` ("user@host pid N (client)") and its parts,
+  ``rpc``, ``outcome`` ("ok" or the MLMD error's class name), ``error_code``,
+  ``error_message``, ``kind`` (artifact, execution, context, artifact_type, ...) and
+  ``entity_id``. A rejected put that named no existing entity has one row, kind NULL.
 
 A file an earlier version wrote (per-type views, no membership rows) gets its tables when
 next opened for writing. Reads: ``Reader(projection.connection, dialects.DUCKDB)``.
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -52,8 +60,9 @@ from typing import Any, Iterable, Optional, Sequence
 from mlmd_log import errors
 from mlmd_log.consumer.follower import Follower, FollowStatus, applied_through
 from mlmd_log.dialects import DUCKDB
-from mlmd_log.projections import bookkeeping
-from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection
+from mlmd_log.projections import bookkeeping, history
+from mlmd_log.projections.staged import (APPEND_BY_KEY, COLUMNS, HISTORY_APPENDS, HISTORY_TABLES, TABLES, ApplyStats,
+                                         MirrorMark, StagedProjection)
 from mlmd_log.projections.values import STRUCT_PREFIX
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.schema import ARTIFACT, EXECUTION, NODE_KINDS, NodeKind
@@ -72,6 +81,8 @@ LOG = logging.getLogger("mlmd_log.duckdb")
 TYPE_VIEWS_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_type_view" ("view_name" VARCHAR NOT NULL, '
                   '"type_id" INTEGER NOT NULL)')
 TYPE_VIEWS_DEFINITION = 'ALTER TABLE "mlmdlog_type_view" ADD COLUMN IF NOT EXISTS "definition" VARCHAR'
+# The SCHEMA_DIGEST of the version that last opened the file for writing.
+DIGEST_DDL = 'CREATE TABLE IF NOT EXISTS "mlmdlog_duckdb_schema" ("digest" VARCHAR NOT NULL)'
 # Who belongs to which context, with the member's type (which never changes): the links
 # (Attribution, Association) past ``link_id`` are added at each mirror.
 MEMBERS_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_context_member" ("link_id" INTEGER NOT NULL, '
@@ -82,10 +93,10 @@ MEMBERS_DDL = ('CREATE TABLE IF NOT EXISTS "mlmdlog_context_member" ("link_id" I
 def schema() -> list[str]:
     """DDL of the MLMD tables and our bookkeeping in DuckDB."""
     out = []
-    for table, columns in TABLES.items():
+    for table, columns in COLUMNS.items():
         cols = ", ".join(f'"{c}" {t}' for c, t in columns)
         out.append(f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})')
-    return out + [bookkeeping.DUCKDB_CHECKPOINT_DDL, TYPE_VIEWS_DDL, TYPE_VIEWS_DEFINITION, MEMBERS_DDL]
+    return out + [bookkeeping.DUCKDB_CHECKPOINT_DDL, TYPE_VIEWS_DDL, TYPE_VIEWS_DEFINITION, MEMBERS_DDL, DIGEST_DDL]
 
 
 # -- moving rows into DuckDB -----------------------------------------------------
@@ -270,8 +281,22 @@ SELECT E."id" AS "event_id",
 FROM "Event" AS E"""
 
 
-# The views every analytics file has (besides one per type), by name.
-SCHEMA_VIEWS = tuple(f"{n.name}_properties_flat" for n in NODE_KINDS) + ("lineage_edges", "context_members")
+def _history_view() -> str:
+    """Who changed what, when: one row per (record, entity it touched); a record that
+    touched nothing (a rejected put of new nodes) has one row with no entity."""
+    names = " ".join(f"WHEN {code} THEN {_sql_text(errors.exception_type_from_error_code(code).__name__)}"
+                     for code in range(1, 17))
+    return f"""CREATE OR REPLACE VIEW "history" AS
+SELECT make_timestamp(R."time_ms" * 1000) AS "time", R."log_offset", R."record_id",
+    concat_ws(' ', concat_ws('@', R."user_name", R."host"), 'pid ' || R."pid", '(' || R."client_name" || ')')
+        AS "producer",
+    R."user_name", R."host", R."pid", R."client_name", R."rpc",
+    CASE WHEN R."error_code" = 0 THEN 'ok' ELSE CASE R."error_code" {names} ELSE 'UnknownError' END END AS "outcome",
+    R."error_code", R."error_message", T."kind", T."entity_id"
+FROM "{history.RECORD_TABLE}" AS R
+LEFT JOIN "{history.TOUCH_TABLE}" AS T ON T."log_offset" = R."log_offset"
+"""
+
 
 # The link table that makes each node kind a member of a context.
 _MEMBERSHIP_LINKS = ((ARTIFACT, "Attribution"), (EXECUTION, "Association"))
@@ -356,6 +381,26 @@ def type_tables(types: Sequence[tuple], properties: Sequence[tuple]) -> list[Typ
     return out
 
 
+def _views() -> list[str]:
+    return [*(_flat_view(node) for node in NODE_KINDS), _lineage_view(), _membership_view(), _history_view()]
+
+
+# What this version's schema and views are (kept in the file by create_schema): a reader
+# that finds another knows the file must be opened for writing once to be brought up to it.
+SCHEMA_DIGEST = hashlib.sha256("\n".join(schema() + _views()).encode()).hexdigest()[:16]
+
+
+def schema_is_current(con: Any) -> bool:
+    """Whether the file was last opened for writing by a version with this schema and these views."""
+    import duckdb
+
+    try:
+        row = con.execute('SELECT "digest" FROM "mlmdlog_duckdb_schema"').fetchone()
+    except duckdb.CatalogException:  # (a file from before the digest, or no analytics file)
+        return False
+    return row is not None and row[0] == SCHEMA_DIGEST
+
+
 # -- the projection ----------------------------------------------------------------
 class DuckDbMirrorTarget:
     """The target side of the mirror in DuckDB: rows through ``_Loader``, then the per-type
@@ -363,7 +408,8 @@ class DuckDbMirrorTarget:
     ``mark`` needs no row lock."""
 
     name = "DuckDB"
-    tables = tuple(TABLES)
+    tables = tuple(TABLES) + tuple(HISTORY_TABLES)
+    appends = APPEND_BY_KEY + HISTORY_APPENDS
     read_forms = False  # (reads on DuckDB build nodes from the MLMD tables)
     infrastructure_errors: tuple = ()
 
@@ -377,12 +423,15 @@ class DuckDbMirrorTarget:
         try:
             for stmt in schema():
                 self.con.execute(stmt)
-            for node in NODE_KINDS:
-                self.con.execute(_flat_view(node))
-            self.con.execute(_lineage_view())
-            self.con.execute(_membership_view())
+            upgraded = not schema_is_current(self.con)
+            for stmt in _views():
+                self.con.execute(stmt)
             if self._derived_tables_missing():
                 self._rebuild_derived_tables()
+            elif upgraded:  # (per-type tables another version built are rebuilt if it built them otherwise)
+                self._refresh_type_tables()
+            self.con.execute('DELETE FROM "mlmdlog_duckdb_schema"')
+            self.con.execute('INSERT INTO "mlmdlog_duckdb_schema" VALUES (?)', (SCHEMA_DIGEST,))
             self.con.commit()
         except BaseException:
             self.con.rollback()
@@ -428,7 +477,7 @@ class DuckDbMirrorTarget:
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         if table in _TRACKED:  # (their id is the first column)
             self._changed.setdefault(table, []).extend(row[0] for row in rows)
-        types = dict(TABLES[table])
+        types = dict(COLUMNS[table])
         return self._loader.insert(table, [(c, types[c]) for c in columns], rows)
 
     def delete_nodes(self, node: NodeKind, ids: Sequence[int]) -> None:
