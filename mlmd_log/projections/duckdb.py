@@ -404,8 +404,8 @@ def schema_is_current(con: Any) -> bool:
 # -- the projection ----------------------------------------------------------------
 class DuckDbMirrorTarget:
     """The target side of the mirror in DuckDB: rows through ``_Loader``, then the per-type
-    and membership tables brought up to them (``after_copy``). One process writes a DuckDB file (DuckDB locks it), so
-    ``mark`` needs no row lock."""
+    and membership tables brought up to them (``after_copy``). One process writes a DuckDB
+    file (DuckDB locks it), so ``mark`` needs no row lock."""
 
     name = "DuckDB"
     tables = tuple(TABLES) + tuple(HISTORY_TABLES)
@@ -524,8 +524,8 @@ class DuckDbMirrorTarget:
         return type_tables(types, props)
 
     def _refresh_type_tables(self, full: bool = False) -> dict[int, TypeTable]:
-        """Rebuilds the tables of new or changed types (all of them after a full copy) and
-        drops those of types gone; returns every current type's table by type id."""
+        """Rebuilds the tables of new or changed types (all of them when ``full``) and drops
+        those of types gone; returns the tables it built, by type id."""
         held = {type_id: (name, definition) for name, type_id, definition in self.con.execute(
             'SELECT "view_name", "type_id", "definition" FROM "mlmdlog_type_view"').fetchall()}
         wanted = self._type_tables()
