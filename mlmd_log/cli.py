@@ -279,6 +279,28 @@ def _project_mirrored(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from mlmd_log import analytics
+    from mlmd_log.client import DEFAULT_DATA_DIR
+
+    if not args.log:
+        where = analytics.AnalyticsLocation.in_data_dir(args.data_dir or DEFAULT_DATA_DIR)
+        if args.duckdb:
+            raise errors.InvalidArgumentError("--duckdb goes with --log; --data-dir keeps its own analytics file")
+    elif args.duckdb:
+        where = analytics.AnalyticsLocation(args.log, args.duckdb)
+    else:
+        raise errors.InvalidArgumentError("--log needs --duckdb PATH: where to keep the analytics file")
+    con = analytics.connect(where, catch_up_first=args.catch_up, quiet=args.quiet)
+    try:
+        analytics.export(con, args.query, args.format, args.output, sys.stdout)
+    except BrokenPipeError:  # (| head has read enough: not a failure)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        con.close()
+    return 0
+
+
 # -- history --------------------------------------------------------------------------
 def _add_history_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="an embedded store's directory (its projection keeps the history)")
@@ -543,6 +565,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_location(p)
     p.add_argument("--to-offset", type=int, required=True, help="the log keeps offsets below this one")
     p.set_defaults(func=_cmd_repair)
+
+    from mlmd_log import analytics
+    p = sub.add_parser("sql", help="run read-only DuckDB SQL on the store (MLMD tables and analytics views)",
+                       description="Catches the DuckDB analytics projection up from the log, then runs one\n"
+                                   "read-only query on it. Besides MLMD's tables: artifacts_<Type> (a table per type, a\n"
+                                   "column per declared property; executions_, contexts_), artifact_properties_flat,\n"
+                                   "lineage_edges, context_members.",
+                       epilog=analytics.__doc__.split("Examples:", 1)[1].split("In Python:", 1)[0].rstrip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("query", help="one SELECT (or WITH, SHOW, DESCRIBE, EXPLAIN) statement")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", help=f"an embedded store's directory (default mlmd-data; log DIR/log, "
+                                          f"analytics file DIR/{analytics.ANALYTICS_FILE})")
+    where.add_argument("--log", help="a log (FileLog directory, file:///DIR, kafka://HOST:PORT/TOPIC); with --duckdb")
+    p.add_argument("--duckdb", help="with --log: the analytics file (its staging file beside it)")
+    p.add_argument("--format", choices=analytics.FORMATS, default="table")
+    p.add_argument("--output", help="write to this file instead of stdout (parquet needs it)")
+    p.add_argument("--no-catch-up", dest="catch_up", action="store_false",
+                   help="query the analytics file as it is, without applying newer records of the log")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
+    p.set_defaults(func=_cmd_sql)
 
     from mlmd_log.server.config import add_serve_arguments
     p = sub.add_parser("serve", help="serve MLMD's gRPC MetadataStoreService (the official clients work unchanged)",
