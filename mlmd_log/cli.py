@@ -420,9 +420,20 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ShowVersion(argparse.Action):
+    """--version, reading the package's metadata only when asked (see mlmd_log.__getattr__)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"{parser.prog} {mlmd_log.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmd-log", description="ML Metadata as an event-sourced log.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {mlmd_log.__version__}")
+    parser.add_argument("--version", action=_ShowVersion, help="show the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="rebuild a projection from a log",
