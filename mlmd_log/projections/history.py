@@ -1,8 +1,8 @@
 """The history a SQLite projection keeps beside MLMD's tables: the only module that names them.
 
 - ``mlmdlog_history_record``: one row per applied record: offset, record id, the record's
-  time and the running maximum of record times (``applied_ms``, what as-of by time cuts
-  on), the producer, the RPC (PutExecution, ...) and the outcome (rejected attempts are history too).
+  time and the time it was applied at (``applied_ms``: the projector's running maximum of
+  record times, which the rows' timestamps carry; what as-of by time cuts on), the producer, the RPC (PutExecution, ...) and the outcome (rejected attempts are history too).
 - ``mlmdlog_history_touch``: (kind, entity id, offset) for every node, type and link end a
   record named or created: the index ``history(kind, id)`` reads.
 - ``mlmdlog_v_<Table>``: every version of every row of MLMD's tables, with the offsets it
@@ -378,16 +378,15 @@ def touched(db: Any, rpc: str, request: Any, response: bytes) -> list[tuple[str,
     return sorted(out)
 
 
-def write_records(db: Any, pending: Iterable[tuple[int, Any]], outcomes: Sequence[Any]) -> None:
-    """History rows of a batch of applied records (decoded ``pending``, their ``outcomes``)."""
-    last = db.one(f"SELECT `applied_ms` FROM `{RECORD_TABLE}` ORDER BY `log_offset` DESC LIMIT 1")
-    applied_ms = last[0] if last else 0
+def write_records(db: Any, pending: Iterable[tuple[int, Any]], outcomes: Sequence[Any],
+                  applied_ms: Sequence[int]) -> None:
+    """History rows of a batch of applied records (decoded ``pending``, their ``outcomes``,
+    and the time each was applied at: the projector's, which its rows' timestamps carry)."""
     records, touches = [], []
-    for (offset, record), outcome in zip(pending, outcomes):
+    for (offset, record), outcome, applied in zip(pending, outcomes, applied_ms):
         rpc = record.WhichOneof("request")
-        applied_ms = max(applied_ms, record.timestamp_ms)
         producer = record.producer
-        records.append((offset, record.record_id, record.timestamp_ms, applied_ms,
+        records.append((offset, record.record_id, record.timestamp_ms, applied,
                         producer.host if producer.HasField("host") else None,
                         producer.pid if producer.HasField("pid") else None,
                         producer.user if producer.HasField("user") else None,

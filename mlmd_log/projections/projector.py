@@ -132,6 +132,8 @@ class Projector:
         self._committed: Optional[tuple[dict, int, int]] = None
         # Outcomes of records not yet applied whose payload is no LogRecord, by offset.
         self._unreadable: dict[int, Outcome] = {}
+        # The time each record of the batch was applied at (its rows' timestamps), by offset.
+        self._applied_ms: dict[int, int] = {}
 
     @property
     def in_transaction(self) -> bool:
@@ -161,7 +163,8 @@ class Projector:
             outcomes = self._apply_records(pending, seen)
             write_outcomes(self.db, outcomes)
             if self.db.keeps_history:
-                history.write_records(self.db, pending, outcomes)
+                history.write_records(self.db, pending, outcomes, [self._applied_ms[o] for o, _ in pending])
+            self._applied_ms.clear()
             if self.engine.versions is not None:
                 self.engine.versions.at(-1)  # (between batches no record is being applied)
             write_checkpoint(self.db, self.next_offset, self.last_time_ms)
@@ -280,6 +283,7 @@ class Projector:
                     del outcomes[start:]
                     outcomes += [self._apply_one(o, r, seen) for o, r in pending[start:index]]
                     self.last_time_ms = max(self.last_time_ms, record.timestamp_ms)
+                    self._applied_ms[offset] = self.last_time_ms
                     if record.record_id:
                         seen[record.record_id] = rejected.outcome
                     outcomes.append(rejected.outcome)
@@ -299,6 +303,7 @@ class Projector:
             outcome = self._run(offset, record)
             if record.record_id:
                 seen[record.record_id] = outcome
+        self._applied_ms[offset] = self.last_time_ms
         return outcome
 
     def settle_from_memory(self, offset: int, record: log_record_pb2.LogRecord,
