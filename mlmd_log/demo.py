@@ -155,9 +155,10 @@ def _print_tour(data_dir: str, steps: dict[str, list[dict]], answers: dict, out:
             print(f"  {line}", file=out)
 
 
-def run_demo(data_dir: str = "mlmd-data", out: TextIO = sys.stdout, as_json: bool = False) -> dict:
+def run_demo(data_dir: str = "mlmd-data", out: Optional[TextIO] = None, as_json: bool = False) -> dict:
     """Records the pipeline, answers the guide's questions from the store and prints them
-    (as text, or as one JSON object); returns the answers."""
+    (as text, or as one JSON object) to ``out`` (sys.stdout as it is at the call); returns the answers."""
+    out = out or sys.stdout
     store = mlmd.MetadataStore(StoreConfig.from_directory(data_dir))
     try:
         runs = record_pipeline(store)
