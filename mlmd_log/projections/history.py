@@ -317,25 +317,42 @@ _RESPONSES = {"put_artifact_type": svc.PutArtifactTypeResponse, "put_execution_t
               "put_lineage_subgraph": svc.PutLineageSubgraphResponse}
 
 
+_CHILDREN: dict[type, tuple[tuple[str, bool], ...]] = {}
+
+
+def _children(message_type: type) -> tuple[tuple[str, bool], ...]:
+    """(field name, repeated) of the message fields of ``message_type`` that can hold MLMD
+    messages naming entities: ml_metadata messages, not maps, values or options."""
+    found = _CHILDREN.get(message_type)
+    if found is None:
+        found = tuple(
+            (field.name, is_repeated(field)) for field in message_type.DESCRIPTOR.fields
+            if field.message_type is not None and not field.message_type.GetOptions().map_entry
+            and field.message_type.full_name.startswith("ml_metadata.")
+            and not field.message_type.full_name.endswith(("Value", "Struct", "Options")))
+        _CHILDREN[message_type] = found
+    return found
+
+
 def _named_in(message: Any, out: set, types_by_name: list) -> None:
     """Entities a request names by id (nodes, types, link ends), walking every message in it;
     types given by name only are noted in ``types_by_name`` to be looked up."""
-    kind = _NODE_KIND.get(type(message))
+    message_type = type(message)
+    kind = _NODE_KIND.get(message_type)
     if kind is not None:
         if message.HasField("id"):
             out.add((kind, message.id))
         elif kind.endswith("_type") and message.HasField("name"):
             types_by_name.append((kind, message.name, message.version if message.HasField("version") else None))
-    for field_name, kind in _LINK_FIELDS.get(type(message), ()):
+    for field_name, kind in _LINK_FIELDS.get(message_type, ()):
         if message.HasField(field_name):
             out.add((kind, getattr(message, field_name)))
-    for field, value in message.ListFields():
-        if field.message_type is None or field.message_type.GetOptions().map_entry:
-            continue
-        for item in (value if is_repeated(field) else (value,)):
-            if item.DESCRIPTOR.full_name.startswith("ml_metadata.") and not item.DESCRIPTOR.full_name.endswith(
-                    ("Value", "Struct", "Options")):
+    for field_name, repeated in _children(message_type):
+        if repeated:
+            for item in getattr(message, field_name):
                 _named_in(item, out, types_by_name)
+        elif message.HasField(field_name):
+            _named_in(getattr(message, field_name), out, types_by_name)
 
 
 def touched(db: Any, rpc: str, request: Any, response: bytes) -> list[tuple[str, int]]:

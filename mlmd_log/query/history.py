@@ -273,6 +273,10 @@ def entity_history(conn: Any, kind: str, entity_id: int, limit: Optional[int] = 
 
 
 # -- between two points -------------------------------------------------------------
+# Each link table by the end its versions are looked up by, and that end's kind.
+_LINK_ENDS = (("Event", "artifact_id", "artifact"), ("Attribution", "artifact_id", "artifact"),
+              ("Association", "execution_id", "execution"), ("ParentContext", "context_id", "context"),
+              ("ParentType", "type_id", "type"))
 def _visible(offset: int) -> str:
     return f'"v_from" < {int(offset)} AND ("v_to" IS NULL OR "v_to" >= {int(offset)})'
 
@@ -319,10 +323,21 @@ def changes_between(conn: Any, start: int, end: int) -> dict:
             entry["custom_properties"] = custom
         (created if before is None else changed).append(entry)
     links = []
-    for table in ("Event", "Attribution", "Association", "ParentContext", "ParentType"):
+    ids_of: dict[str, list[int]] = {}
+    for kind, entity_id in touched:
+        ids_of.setdefault("type" if kind.endswith("_type") else kind, []).append(entity_id)
+    # A link a record added names both its ends, so it is found from the entities touched.
+    for table, column, kind in _LINK_ENDS:
         v = BY_TABLE[table]
-        for row in _dicts(conn.execute(f'SELECT * FROM "{v.versions}" WHERE {_visible(end)} '
-                                       'AND "v_from" >= ? ORDER BY rowid', (start,))):
+        found = []
+        ids = ids_of.get(kind, [])
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            found += _dicts(conn.execute(
+                f'SELECT rowid AS "v_row", * FROM "{v.versions}" WHERE "{column}" IN ({", ".join("?" * len(part))}) '
+                f'AND "v_from" >= ? AND "v_from" < ? AND {_visible(end)}', (*part, start, end)))
+        for row in sorted(found, key=lambda r: r["v_row"]):
+            row.pop("v_row")
             links.append({"link": table, **_strip(row)})
     rejected = [_record_entry(row) for row in _dicts(conn.execute(
         f'SELECT * FROM "{RECORD_TABLE}" WHERE "log_offset" >= ? AND "log_offset" < ? AND "error_code" != 0 '
