@@ -49,13 +49,15 @@ def _set_values(target: Any, values: dict) -> None:
 
 
 def _register_types(store: mlmd.MetadataStore) -> dict[str, int]:
-    """Type name -> id; putting the same type again returns its id, so a second demo reuses them."""
+    """Type name -> id; putting the same type again returns its id, so a second demo reuses them.
+    A type of that name with other properties (the Trainer of an older demo) gains ours and
+    keeps its own, as MLMD's type evolution allows, instead of refusing the demo."""
     ids = {}
     for put, proto, types in ((store.put_artifact_type, pb.ArtifactType, _ARTIFACT_TYPES),
                               (store.put_execution_type, pb.ExecutionType, _EXECUTION_TYPES),
                               (store.put_context_type, pb.ContextType, _CONTEXT_TYPES)):
         for name, properties in types.items():
-            ids[name] = put(proto(name=name, properties=properties))
+            ids[name] = put(proto(name=name, properties=properties), can_add_fields=True, can_omit_fields=True)
     return ids
 
 

@@ -162,3 +162,16 @@ def test_a_second_demo_on_the_same_directory_answers_about_its_own_runs(tmp_path
         second["answers"]["dataset"]["model_id"]]
     with _open(data_dir) as store:
         _check_answers(store, second)
+
+
+def test_a_store_with_an_older_demos_trainer_type_takes_the_tour(tmp_path, capsys):
+    """The first demo declared Trainer with a ``state`` property; the tour's Trainer adds its
+    own properties to that type rather than failing on a store people already have."""
+    data_dir = str(tmp_path / "mlmd-data")
+    with _open(data_dir) as store:
+        store.put_execution_type(pb.ExecutionType(name="Trainer", properties={"state": pb.STRING}))
+    assert main(["demo", "--data-dir", data_dir, "--json"]) == 0
+    tour = json.loads(capsys.readouterr().out)
+    with _open(data_dir) as store:
+        _check_answers(store, tour)
+        assert set(store.get_execution_type("Trainer").properties) >= {"state", "learning_rate"}
