@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, NamedTuple, Optional, Sequence, TextIO
 
 import mlmd_log as mlmd
 from mlmd_log.client import StoreConfig
@@ -36,6 +36,7 @@ _EXECUTION_TYPES = {
 _CONTEXT_TYPES = {"Pipeline": {}, RUN_TYPE: {}}
 
 _THRESHOLD = 0.8
+_ACCURACY = {"first": 0.912, "retrain": 0.634}  # (the retrain's learning rate is too high)
 _SERVING = "/serving/taxi"
 _FRAMEWORK = {"framework": "tensorflow", "framework_version": "2.15.0"}
 
@@ -61,6 +62,17 @@ def _register_types(store: mlmd.MetadataStore) -> dict[str, int]:
     return ids
 
 
+class _Output(NamedTuple):
+    """An artifact a step writes: its type, properties and custom properties."""
+
+    type_name: str
+    properties: dict = {}
+    custom: dict = {}
+
+
+_CANDIDATE = _Output("Model", custom={"stage": "candidate"})
+
+
 class _Recorder:
     """Records pipeline steps the way an orchestrator does: one put_execution per step, with
     its input and output events, inside the run's context."""
@@ -82,22 +94,21 @@ class _Recorder:
         return self.store.get_contexts_by_id([run_id])[0]
 
     def step(self, run: pb.Context, component: str, properties: dict, inputs: Sequence[pb.Artifact] = (),
-             outputs: Sequence[tuple[str, dict]] = (), state: int = pb.Execution.COMPLETE,
+             outputs: Sequence[_Output] = (), state: int = pb.Execution.COMPLETE,
              custom: Optional[dict] = None) -> list[pb.Artifact]:
-        """One execution of ``component`` reading ``inputs`` and writing ``outputs`` (type name,
-        properties); returns the outputs as stored."""
+        """One execution of ``component`` reading ``inputs`` and writing ``outputs``; returns
+        the outputs as stored."""
         execution = pb.Execution(type_id=self.types[component], name=f"{run.name}/{component}",
                                  last_known_state=state)
         _set_values(execution.properties, properties)
         _set_values(execution.custom_properties, custom or {})
         events = [(artifact, pb.Event(type=pb.Event.INPUT)) for artifact in inputs]
-        for type_name, values in outputs:
-            artifact = pb.Artifact(type_id=self.types[type_name], name=f"{run.name}/{type_name}",
-                                   uri=f"/pipelines/{PIPELINE}/{run.name}/{component}/{type_name}",
+        for output in outputs:
+            artifact = pb.Artifact(type_id=self.types[output.type_name], name=f"{run.name}/{output.type_name}",
+                                   uri=f"/pipelines/{PIPELINE}/{run.name}/{component}/{output.type_name}",
                                    state=pb.Artifact.LIVE)
-            _set_values(artifact.properties, values)
-            if type_name == "Model":
-                _set_values(artifact.custom_properties, {"stage": "candidate"})
+            _set_values(artifact.properties, output.properties)
+            _set_values(artifact.custom_properties, output.custom)
             events.append((artifact, pb.Event(type=pb.Event.OUTPUT)))
         _, artifact_ids, _ = self.store.put_execution(execution, events, [run])
         return self.store.get_artifacts_by_id(artifact_ids[len(inputs):])
@@ -118,25 +129,26 @@ def record_pipeline(store: mlmd.MetadataStore) -> tuple[str, str]:
 
     first = recorder.start_run(pipeline, first_name)
     [examples] = recorder.step(first, "ExampleGen", {"input_base": "/data/taxi/span-1"},
-                               outputs=[("Examples", {"span": 1, "split_names": "train,eval"})])
+                               outputs=[_Output("Examples", {"span": 1, "split_names": "train,eval"})])
     [statistics] = recorder.step(first, "StatisticsGen", {}, [examples],
-                                 [("ExampleStatistics", {"span": 1, "split_names": "train,eval"})])
+                                 [_Output("ExampleStatistics", {"span": 1, "split_names": "train,eval"})])
     [model] = recorder.step(first, "Trainer", {"learning_rate": 0.001, "epochs": 10, "batch_size": 64, **_FRAMEWORK},
-                            [examples, statistics], [("Model", {})])
+                            [examples, statistics], [_CANDIDATE])
     [evaluation] = recorder.step(first, "Evaluator", {"accuracy_threshold": _THRESHOLD}, [model, examples],
-                                 [("ModelEvaluation", {"accuracy": 0.912, "blessed": True})])
+                                 [_Output("ModelEvaluation", {"accuracy": _ACCURACY["first"], "blessed": True})])
     recorder.step(first, "Pusher", {"push_destination": _SERVING}, [model, evaluation],
-                  [("PushedModel", {"pushed_destination": f"{_SERVING}/{first_name}"})])
+                  [_Output("PushedModel", {"pushed_destination": f"{_SERVING}/{first_name}"})])
 
-    second = recorder.start_run(pipeline, second_name)  # (a retrain on the same data: ExampleGen is cached)
+    second = recorder.start_run(pipeline, second_name)  # (a retrain on the first run's examples and statistics)
     [retrained] = recorder.step(second, "Trainer",
                                 {"learning_rate": 0.05, "epochs": 3, "batch_size": 64, **_FRAMEWORK},
-                                [examples, statistics], [("Model", {})])
+                                [examples, statistics], [_CANDIDATE])
+    rejected = _Output("ModelEvaluation", {"accuracy": _ACCURACY["retrain"], "blessed": False})
     [failed_evaluation] = recorder.step(second, "Evaluator", {"accuracy_threshold": _THRESHOLD},
-                                        [retrained, examples],
-                                        [("ModelEvaluation", {"accuracy": 0.634, "blessed": False})])
+                                        [retrained, examples], [rejected])
     recorder.step(second, "Pusher", {"push_destination": _SERVING}, [retrained, failed_evaluation],
-                  state=pb.Execution.FAILED, custom={"error": "model not blessed: accuracy 0.634 < 0.8"})
+                  state=pb.Execution.FAILED,
+                  custom={"error": f"model not blessed: accuracy {_ACCURACY['retrain']} < {_THRESHOLD}"})
 
     [promoted] = store.get_artifacts_by_id([model.id])
     _set_values(promoted.custom_properties, {"stage": "production"})
@@ -146,9 +158,9 @@ def record_pipeline(store: mlmd.MetadataStore) -> tuple[str, str]:
 
 def _print_tour(data_dir: str, steps: dict[str, list[dict]], answers: dict, out: TextIO) -> None:
     print(f"Recorded two runs of pipeline {PIPELINE!r} in {data_dir}, through mlmd_log.MetadataStore:", file=out)
-    for run, run_steps_ in steps.items():
+    for run, executions in steps.items():
         print(f"  {run}", file=out)
-        for s in run_steps_:
+        for s in executions:
             flow = ", ".join(s["inputs"]) + " -> " + (", ".join(s["outputs"]) or "(nothing)")
             print(f"    {s['execution']:<16} {s['state']:<9} {flow.strip()}", file=out)
     for answer in answers.values():
