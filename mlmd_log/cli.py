@@ -279,6 +279,28 @@ def _project_mirrored(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from mlmd_log import analytics
+    from mlmd_log.client import DEFAULT_DATA_DIR
+
+    if not args.log:
+        where = analytics.AnalyticsLocation.in_data_dir(args.data_dir or DEFAULT_DATA_DIR)
+        if args.duckdb:
+            raise errors.InvalidArgumentError("--duckdb goes with --log; --data-dir keeps its own analytics file")
+    elif args.duckdb:
+        where = analytics.AnalyticsLocation(args.log, args.duckdb)
+    else:
+        raise errors.InvalidArgumentError("--log needs --duckdb PATH: where to keep the analytics file")
+    con = analytics.connect(where, catch_up_first=args.catch_up, quiet=args.quiet)
+    try:
+        analytics.export(con, args.query, args.format, args.output, sys.stdout)
+    except BrokenPipeError:  # (| head has read enough: not a failure)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        con.close()
+    return 0
+
+
 # -- history --------------------------------------------------------------------------
 def _add_history_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="an embedded store's directory (its projection keeps the history)")
@@ -362,9 +384,56 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- lineage --------------------------------------------------------------------------
+def _reading_store(args: argparse.Namespace) -> Any:
+    """A MetadataStore that only reads, on what --data-dir, --projection or --grpc names: a
+    data directory's projection opens read-only, so a running writer keeps its lock."""
+    from mlmd_log.client import ProjectionConfig, StoreConfig
+    from mlmd_log.proto import metadata_store_pb2 as pb
+
+    if args.data_dir:
+        return mlmd_log.MetadataStore(StoreConfig(os.path.join(args.data_dir, "log"),
+                                                  os.path.join(args.data_dir, "mlmd.sqlite"), readonly=True))
+    if args.projection:
+        return mlmd_log.MetadataStore(ProjectionConfig(args.projection))
+    host, _, port = args.grpc.rpartition(":")
+    if not host or not port.isdigit():
+        raise errors.InvalidArgumentError(f"--grpc is HOST:PORT, not {args.grpc!r}")
+    return mlmd_log.MetadataStore(pb.MetadataStoreClientConfig(host=host.strip("[]"), port=int(port),
+                                                               client_timeout_sec=60))
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from mlmd_log.lineage_render import RENDERERS, lineage_graph, write_picture
+
+    store = _reading_store(args)
+    try:
+        graph = lineage_graph(store, args.kind, args.id, args.direction, args.hops)
+    finally:
+        store.close()
+    if args.output:
+        write_picture(graph, args.output)
+        print(f"wrote {args.output}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
+              f"{len(graph.contexts)} contexts")
+    else:
+        sys.stdout.write(RENDERERS[args.format](graph))
+    return 0
+
+
+class _ShowVersion(argparse.Action):
+    """--version, reading the package's metadata only when asked (see mlmd_log.__getattr__)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"{parser.prog} {mlmd_log.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlmd-log", description="ML Metadata as an event-sourced log.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {mlmd_log.__version__}")
+    parser.add_argument("--version", action=_ShowVersion, help="show the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="rebuild a projection from a log",
@@ -400,6 +469,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", help="an offset or an ISO time (default: what is applied)")
     _add_history_source(p)
     p.set_defaults(func=_cmd_diff)
+
+    from mlmd_log.lineage_render import DIRECTIONS, FORMATS, KINDS
+    p = sub.add_parser("lineage", help="a node's lineage (or a context's members) as DOT, Mermaid, JSON or a picture",
+                       description="Prints the lineage DAG around an artifact or execution (MLMD's "
+                                   "get_lineage_subgraph from it), or a context's artifacts and executions and "
+                                   "their events, with the contexts as clusters: inputs point into executions, "
+                                   "outputs out of them; the node asked about and failed executions are marked. "
+                                   "Example: mlmd-log lineage artifact 3 --data-dir ./mlmd-data --direction "
+                                   "upstream --hops 2 --output lineage.svg")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("id", type=int)
+    p.add_argument("--direction", choices=list(DIRECTIONS),
+                   help="which events to follow from an artifact or execution (default: both)")
+    p.add_argument("--hops", type=int, help="most events from the node to follow, as MLMD's max_num_hops "
+                                            "(default: MLMD's, 100)")
+    p.add_argument("--format", choices=FORMATS, default="dot", help="what to print (default: dot)")
+    p.add_argument("--output", metavar="FILE.svg|FILE.png",
+                   help="draw the graph into this file with Graphviz's dot instead of printing it")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="an embedded store's directory (its projection, read-only)")
+    where.add_argument("--projection", help="a projection: sqlite:///PATH or mysql://user:pw@host:port/db")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="an mlmd-log or ml-metadata gRPC server")
+    p.set_defaults(func=_cmd_lineage)
 
     p = sub.add_parser("archive", help="copy a log's records to a FileLog archive (same offsets); --trim then "
                                        "drops them from the Kafka topic",
@@ -489,6 +581,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_location(p)
     p.add_argument("--to-offset", type=int, required=True, help="the log keeps offsets below this one")
     p.set_defaults(func=_cmd_repair)
+
+    from mlmd_log import analytics
+    p = sub.add_parser("sql", help="run read-only DuckDB SQL on the store (MLMD tables and analytics views)",
+                       description="Catches the DuckDB analytics projection up from the log, then runs one\n"
+                                   "read-only query on it. Besides MLMD's tables: artifacts_<Type> (a table per type, a\n"
+                                   "column per declared property; executions_, contexts_), artifact_properties_flat,\n"
+                                   "lineage_edges, context_members.",
+                       epilog=analytics.__doc__.split("Examples:", 1)[1].split("In Python:", 1)[0].rstrip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("query", help="one SELECT (or WITH, SHOW, DESCRIBE, EXPLAIN) statement")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", help=f"an embedded store's directory (default mlmd-data; log DIR/log, "
+                                          f"analytics file DIR/{analytics.ANALYTICS_FILE})")
+    where.add_argument("--log", help="a log (FileLog directory, file:///DIR, kafka://HOST:PORT/TOPIC); with --duckdb")
+    p.add_argument("--duckdb", help="with --log: the analytics file (its staging file beside it)")
+    p.add_argument("--format", choices=analytics.FORMATS, default="table")
+    p.add_argument("--output", help="write to this file instead of stdout (parquet needs it)")
+    p.add_argument("--no-catch-up", dest="catch_up", action="store_false",
+                   help="query the analytics file as it is, without applying newer records of the log")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
+    p.set_defaults(func=_cmd_sql)
 
     from mlmd_log.server.config import add_serve_arguments
     p = sub.add_parser("serve", help="serve MLMD's gRPC MetadataStoreService (the official clients work unchanged)",

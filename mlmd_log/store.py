@@ -104,6 +104,22 @@ class MetadataStore:
         return AsyncPuts(self._transport, max_batch=ASYNC_MAX_BATCH if max_batch is None else max_batch,
                          linger_s=ASYNC_LINGER_S if linger_s is None else linger_s)
 
+    def duckdb(self, catch_up: bool = True) -> Any:
+        """A read-only DuckDB connection to this store's analytics projection (MLMD's tables
+        and the views described in ``mlmd_log.analytics``), caught up from the log first.
+        Embedded stores on a directory or SQLite file only. Catching up needs the file
+        read-write, which DuckDB allows only while no read-only connection to it is open in
+        this process: connections an earlier ``duckdb()`` returned are closed then. Not part
+        of ml-metadata's API."""
+        from mlmd_log import analytics
+
+        locate = getattr(self._transport, "analytics_location", None)
+        if locate is None:
+            raise errors.FailedPreconditionError(
+                f"duckdb() needs an embedded store with its log in this process, not {type(self._transport).__name__}; "
+                "elsewhere: mlmd-log sql --log LOG --duckdb PATH")
+        return analytics.connect(locate(), catch_up_first=catch_up)
+
     def _call(self, rpc: str, request: Any) -> Any:
         """Runs one RPC, retrying AbortedError (concurrent first creation) like ml-metadata."""
         attempts = max(1, self._max_num_retries)

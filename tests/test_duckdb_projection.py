@@ -21,7 +21,7 @@ from dbdump import MLMD_TABLES, dump_tables, normalised  # noqa: E402
 from contracts import ProjectionContract, write_history  # noqa: E402
 from faults import failing_on_call, stage_ahead  # noqa: E402
 
-TABLES = MLMD_TABLES + ("mlmdlog_outcome",)
+TABLES = MLMD_TABLES + ("mlmdlog_outcome", "mlmdlog_history_record", "mlmdlog_history_touch")
 
 
 def _dump_duckdb(con, tables=TABLES) -> dict:
@@ -178,6 +178,57 @@ def test_per_type_views_flatten_declared_properties(projected, live):
     assert odd[-3:] == ["property_id", "property_name", "ok"]
     assert con.execute('SELECT "name", "property_id", "property_name", "ok" FROM "executions_odd_name"'
                        ).fetchall() == [("e1", 7, "x", False)]
+
+
+def test_per_type_tables_kept_batch_by_batch_equal_a_fresh_build(projected):
+    """The per-type tables and the membership table are kept by each mirror (batches of 3
+    records here, updates spanning them): they must equal what their SELECTs give now."""
+    projection = projected[0]
+    con = projection.connection
+    tables = projection.target._type_tables()
+    assert len(tables) == len(projection.type_views()) > 5
+    for table in tables:
+        assert con.execute(f'SELECT * FROM "{table.name}" ORDER BY "id"').fetchall() == \
+            con.execute(table.definition).fetchall(), table.name
+    members = con.execute('SELECT "context_id", "context_name", "node_kind", "node_id", "node_type" '
+                          'FROM "context_members" ORDER BY ALL').fetchall()
+    expected = con.execute("""
+        SELECT L.context_id, C.name, 'artifact', L.artifact_id, T.name FROM Attribution AS L
+          JOIN Context AS C ON C.id = L.context_id JOIN Artifact AS N ON N.id = L.artifact_id
+          JOIN Type AS T ON T.id = N.type_id
+        UNION ALL
+        SELECT L.context_id, C.name, 'execution', L.execution_id, T.name FROM Association AS L
+          JOIN Context AS C ON C.id = L.context_id JOIN Execution AS N ON N.id = L.execution_id
+          JOIN Type AS T ON T.id = N.type_id
+        ORDER BY ALL""").fetchall()
+    assert members == expected and {m[2] for m in members} == {"artifact", "execution"}
+
+
+def test_a_file_with_per_type_views_gets_its_tables_when_opened(history, tmp_path):
+    """An analytics file an earlier version wrote (per-type views, no definitions, no
+    membership rows) is brought to tables when next opened, even with nothing to mirror."""
+    path = str(tmp_path / "old.duckdb")
+    log = FileLog(os.path.join(history, "log"), readonly=True)
+    try:
+        with DuckDbProjection(path) as projection:
+            projection.catch_up(log)
+            con = projection.connection
+            expected = con.execute('SELECT * FROM "artifacts_DataSet_v1" ORDER BY "id"').fetchall()
+            members = con.execute('SELECT * FROM "context_members" ORDER BY ALL').fetchall()
+            con.execute('CREATE OR REPLACE TEMP TABLE keep AS SELECT * FROM "artifacts_DataSet_v1"')
+            con.execute('DROP TABLE "artifacts_DataSet_v1"')
+            con.execute('CREATE VIEW "artifacts_DataSet_v1" AS SELECT * FROM keep')
+            con.execute('UPDATE "mlmdlog_type_view" SET "definition" = NULL')
+            con.execute('DELETE FROM "mlmdlog_context_member"')
+        with DuckDbProjection(path) as projection:
+            assert projection.catch_up(log).records == 0
+            con = projection.connection
+            assert con.execute("SELECT table_type FROM information_schema.tables "
+                               "WHERE table_name = 'artifacts_DataSet_v1'").fetchall() == [("BASE TABLE",)]
+            assert con.execute('SELECT * FROM "artifacts_DataSet_v1" ORDER BY "id"').fetchall() == expected
+            assert con.execute('SELECT * FROM "context_members" ORDER BY ALL').fetchall() == members
+    finally:
+        log.close()
 
 
 def test_flat_property_views_and_lineage_edges(projected, live):

@@ -343,3 +343,18 @@ def test_history_from_an_avro_archive_equals_the_stores(model_story, tmp_path):
                  f"sqlite:///{tmp_path / 'from-archive.db'}", "--json", "--quiet")
     assert shown.returncode == 0, shown.stderr
     assert [json.loads(line) for line in shown.stdout.splitlines()] == expected
+
+
+def test_as_of_a_projection_replayed_from_an_avro_archive(model_story, tmp_path):
+    store, model_id, _ = model_story
+    before = store.as_of(offset=5).get_artifacts_by_id([model_id])
+    store.close()
+    archive = str(tmp_path / "archive")
+    assert _run("export", "--data-dir", str(tmp_path / "store"), "--to", archive, "--quiet").returncode == 0
+    rebuilt = f"sqlite:///{tmp_path / 'rebuilt.db'}"
+    assert cli_main(["replay", "--log", f"avro://{archive}", "--into", rebuilt, "--quiet"]) == 0
+    with MetadataStore(rebuilt) as again:
+        view = again.as_of(offset=5)
+        assert view.get_artifacts_by_id([model_id]) == before
+        assert before[0].properties["accuracy"].double_value == 0.5
+        view.close()

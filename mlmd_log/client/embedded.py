@@ -136,6 +136,14 @@ class EmbeddedTransport:
 
     response = staticmethod(response_of)
 
+    def analytics_location(self) -> Any:
+        """Where this store's DuckDB analytics file is kept (``MetadataStore.duckdb``)."""
+        from mlmd_log.analytics import AnalyticsLocation
+
+        if self._closed:
+            raise closed_error()
+        return AnalyticsLocation.of_store(self.config)
+
     def history_connection(self) -> Any:
         """A new read-only connection on what the projection has committed, for history
         questions and as-of views (see ``history_connection_of``)."""

@@ -38,7 +38,7 @@ from mlmd_log.producer.base import WAIT_SLICE_S, Log
 from mlmd_log.projections import bookkeeping
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.mysql import MAX_STATEMENT_CHARS, multi_row_statements
-from mlmd_log.projections.staged import TABLES, ApplyStats, MirrorMark, StagedProjection, open_staging
+from mlmd_log.projections.staged import APPEND_BY_KEY, TABLES, ApplyStats, MirrorMark, StagedProjection, open_staging
 from mlmd_log.schema import NODE_KINDS, NodeKind
 from mlmd_log.urls import parse_log_url
 
@@ -57,6 +57,7 @@ class MySqlMirrorTarget:
 
     name = "MySQL"
     tables = MIRROR_TABLES
+    appends = APPEND_BY_KEY  # (MySQL keeps no history index)
     read_forms = True
     max_statement_chars = MAX_STATEMENT_CHARS  # per query
 

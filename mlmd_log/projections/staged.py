@@ -41,7 +41,7 @@ from mlmd_log import errors
 from mlmd_log.schema import NODE_KINDS, NodeKind
 from mlmd_log.consumer.follower import Follower, ProjectorSink
 from mlmd_log.producer.base import Log
-from mlmd_log.projections import bookkeeping
+from mlmd_log.projections import bookkeeping, history
 from mlmd_log.projections.backend import SqliteBackend
 from mlmd_log.projections.projector import Projector
 
@@ -92,10 +92,24 @@ TABLES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+# The history index of staging (projections/history.py), for targets that keep it (DuckDB):
+# append-only, keyed by log offset (a record's touches are committed with its record row).
+HISTORY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    history.RECORD_TABLE: (("log_offset", "BIGINT"), ("record_id", "VARCHAR"), ("time_ms", "BIGINT"),
+                           ("applied_ms", "BIGINT"), ("host", "VARCHAR"), ("pid", "BIGINT"),
+                           ("user_name", "VARCHAR"), ("client_name", "VARCHAR"), ("rpc", "VARCHAR"),
+                           ("error_code", "INTEGER"), ("error_message", "VARCHAR")),
+    history.TOUCH_TABLE: (("kind", "VARCHAR"), ("entity_id", "BIGINT"), ("log_offset", "BIGINT")),
+}
+HISTORY_APPENDS = tuple((table, "log_offset") for table in HISTORY_TABLES)
+# Every table a mirror may copy, with its columns.
+COLUMNS = {**TABLES, **HISTORY_TABLES}
+
+
 def staging_select(table: str, alias: str = "") -> str:
     """SELECT of the mirrored columns of a staging table, in ``TABLES`` order."""
     prefix = f"{alias}." if alias else ""
-    return "SELECT " + ", ".join(f"{prefix}`{c}`" for c, _ in TABLES[table]) + f" FROM `{table}`" + \
+    return "SELECT " + ", ".join(f"{prefix}`{c}`" for c, _ in COLUMNS[table]) + f" FROM `{table}`" + \
         (f" AS {alias}" if alias else "")
 
 
@@ -131,7 +145,7 @@ SMALL_ORDER = {"Type": "`id`", "TypeProperty": "`type_id`, `name`", "ParentType"
 
 
 def _columns(table: str) -> tuple[str, ...]:
-    return tuple(c for c, _ in TABLES[table])
+    return tuple(c for c, _ in COLUMNS[table])
 
 
 @dataclass
@@ -191,6 +205,7 @@ class MirrorTarget(Protocol):
 
     name: str  # for messages: MySQL, DuckDB
     tables: tuple[str, ...]  # every table a full copy rewrites
+    appends: tuple[tuple[str, str], ...]  # the append-only tables it copies, by key (APPEND_BY_KEY, HISTORY_APPENDS)
     read_forms: bool  # whether the nodes' read forms (NodeKind.read_form_table) are mirrored
     infrastructure_errors: tuple
 
@@ -309,7 +324,7 @@ class StagedProjection:
         """What the target holds right after a mirror of staging at ``offset`` (``small``:
         the small tables as that mirror read them; max keys from staging's snapshot, which
         the target now equals for these tables)."""
-        keys = {(table, key): self._staging_max(table, key) for table, key in APPEND_BY_KEY}
+        keys = {(table, key): self._staging_max(table, key) for table, key in self.target.appends}
         for node in NODE_KINDS:
             keys[(node.table, "id")] = self._staging_max(node.table, "id")
         return _TargetState(offset, small, keys)
@@ -342,7 +357,7 @@ class StagedProjection:
         last_event = self._target_max(trusted, "Event", "id")
         count("EventPath", self._copy_rows("EventPath", "WHERE `event_id` > ? ORDER BY `event_id`, rowid",
                                            (last_event,)))
-        for table, key in APPEND_BY_KEY:
+        for table, key in self.target.appends:
             count(table, self._copy_rows(table, f"WHERE `{key}` > ? ORDER BY `{key}`",
                                          (self._target_max(trusted, table, key),)))
         pc_mark = 0 if mark is None else mark.parent_context_rowid
@@ -423,10 +438,15 @@ class StagedProjection:
         """Applies the next batch of ``log`` to staging, then mirrors staging into the target."""
         return self.follow(log, batch_size, lambda follower: follower.step())
 
-    def catch_up(self, log: Log, batch_size: int = 20000) -> ApplyStats:
-        """``apply`` until the target holds the whole log as it was when called."""
+    def catch_up(self, log: Log, batch_size: int = 20000,
+                 progress: Optional[Callable[[int, int], None]] = None) -> ApplyStats:
+        """``apply`` until the target holds the whole log as it was when called;
+        ``progress(applied offset, end)`` after each batch (a bar for a person waiting)."""
         end = log.end_offset()
-        return self.follow(log, batch_size, lambda follower: follower.run(until=end, report_every=float("inf")))
+        if progress is None:
+            return self.follow(log, batch_size, lambda follower: follower.run(until=end, report_every=float("inf")))
+        return self.follow(log, batch_size, lambda follower: follower.run(
+            until=end, report_every=0, on_report=lambda status: progress(status.applied_offset, end)))
 
     def follow(self, log: Log, batch_size: int, run: Callable[[Follower], Any]) -> ApplyStats:
         """Calls ``run`` with the follower of ``log`` (once staging has caught up with the

@@ -24,8 +24,11 @@ MAX_STARTING_NODES = 101  # LIMIT of MLMD's list query for the starting nodes
 LINEAGE_GRAPH_FIELDS = tuple(f.name for f in pb.LineageGraph.DESCRIPTOR.fields)
 
 _E = pb.Event
-_OUTPUTS = frozenset({_E.DECLARED_OUTPUT, _E.INTERNAL_OUTPUT, _E.PENDING_OUTPUT, _E.OUTPUT})
-_INPUTS = frozenset({_E.DECLARED_INPUT, _E.INTERNAL_INPUT, _E.INPUT})
+#: Event types by the way they point: an output event runs execution -> artifact, an input
+#: event artifact -> execution (UNKNOWN is neither). Traversal and rendering both use these.
+OUTPUT_EVENT_TYPES = frozenset({_E.DECLARED_OUTPUT, _E.INTERNAL_OUTPUT, _E.PENDING_OUTPUT, _E.OUTPUT})
+INPUT_EVENT_TYPES = frozenset({_E.DECLARED_INPUT, _E.INTERNAL_INPUT, _E.INPUT})
+_OUTPUTS, _INPUTS = OUTPUT_EVENT_TYPES, INPUT_EVENT_TYPES
 _D = pb.LineageSubgraphQueryOptions
 
 

@@ -8,8 +8,21 @@
     with MetadataStoreServer(ServeConfig(StoreConfig.from_directory("mlmd-data"), port=0)) as server:
         print(server.port)
 """
+from typing import Any
+
 from mlmd_log.server.config import ServeConfig, load_server_config, parse_server_config, store_config_for
-from mlmd_log.server.grpc_server import RPC_NAMES, MetadataStoreServer, MetadataStoreServicer, serve
+
+_SERVING = ("MetadataStoreServer", "MetadataStoreServicer", "RPC_NAMES", "serve")
+
+
+def __getattr__(name: str) -> Any:
+    """The server itself on first use: the CLI builds its options from config.py alone,
+    and every other command should not pay for importing grpc."""
+    if name in _SERVING:
+        from mlmd_log.server import grpc_server
+
+        return getattr(grpc_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["MetadataStoreServer", "MetadataStoreServicer", "RPC_NAMES", "ServeConfig", "load_server_config",
            "parse_server_config", "serve", "store_config_for"]
