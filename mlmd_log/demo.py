@@ -10,12 +10,15 @@ Run it with ``mlmd-log demo`` (or ``python -m mlmd_log.demo``).
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from typing import Any, NamedTuple, Optional, Sequence, TextIO
 
 import mlmd_log as mlmd
 from mlmd_log.client import StoreConfig
 from mlmd_log.demo_questions import PIPELINE, RUN_TYPE, answer_questions, run_steps
+from mlmd_log.lineage_render import lineage_graph, write_picture
 from mlmd_log.proto import metadata_store_pb2 as pb
 
 _ARTIFACT_TYPES = {
@@ -156,7 +159,22 @@ def record_pipeline(store: mlmd.MetadataStore) -> tuple[str, str]:
     return first_name, second_name
 
 
-def _print_tour(data_dir: str, steps: dict[str, list[dict]], answers: dict, out: TextIO) -> None:
+def draw_lineage(store: mlmd.MetadataStore, data_dir: str, runs: Sequence[str], model_id: int) -> dict:
+    """The model's lineage both ways (it reaches both runs through their shared examples),
+    drawn into DATA_DIR/lineage-RUN-RUN.svg when Graphviz is installed; and the command
+    that prints or draws it again."""
+    command = f"mlmd-log lineage artifact {model_id} --data-dir {shlex.quote(data_dir)}"
+    picture: Optional[str] = os.path.join(data_dir, f"lineage-{'-'.join(runs)}.svg")
+    try:
+        write_picture(lineage_graph(store, "artifact", model_id), picture)
+    except mlmd.errors.FailedPreconditionError as no_dot:  # (Graphviz missing: say so, keep the tour)
+        picture, reason = None, no_dot.message
+    else:
+        reason = None
+    return {"model_id": model_id, "picture": picture, "not_drawn": reason, "command": command}
+
+
+def _print_tour(data_dir: str, steps: dict[str, list[dict]], answers: dict, lineage: dict, out: TextIO) -> None:
     print(f"Recorded two runs of pipeline {PIPELINE!r} in {data_dir}, through mlmd_log.MetadataStore:", file=out)
     for run, executions in steps.items():
         print(f"  {run}", file=out)
@@ -167,6 +185,9 @@ def _print_tour(data_dir: str, steps: dict[str, list[dict]], answers: dict, out:
         print(f"\n{answer['question']}", file=out)
         for line in answer["text"]:
             print(f"  {line}", file=out)
+    where = lineage["picture"] or f"not drawn ({lineage['not_drawn']})"
+    print(f"\nLineage of Model {lineage['model_id']}, both runs: {where}", file=out)
+    print(f"  {lineage['command']} --format mermaid   (or dot, json; --output FILE.svg)", file=out)
 
 
 def run_demo(data_dir: str = "mlmd-data", out: Optional[TextIO] = None, as_json: bool = False) -> dict:
@@ -178,11 +199,13 @@ def run_demo(data_dir: str = "mlmd-data", out: Optional[TextIO] = None, as_json:
         runs = record_pipeline(store)
         answers = answer_questions(store, *runs)
         steps = {run: run_steps(store, run) for run in runs}
+        lineage = draw_lineage(store, data_dir, runs, answers["dataset"]["model_id"])
         if as_json:
-            json.dump({"data_dir": data_dir, "pipeline": PIPELINE, "runs": steps, "answers": answers}, out, indent=2)
+            json.dump({"data_dir": data_dir, "pipeline": PIPELINE, "runs": steps, "answers": answers,
+                       "lineage": lineage}, out, indent=2)
             print(file=out)
         else:
-            _print_tour(data_dir, steps, answers, out)
+            _print_tour(data_dir, steps, answers, lineage, out)
         return answers
     finally:
         store.close()

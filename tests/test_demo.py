@@ -6,8 +6,11 @@ walked by hand, the history index, an as-of view), never by the demo's own helpe
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +132,26 @@ def test_json_tour_answers_match_the_store(json_tour):
         _check_answers(store, tour)
 
 
+def test_the_tour_draws_the_models_lineage_and_prints_the_command_that_shows_it(json_tour):
+    tour, data_dir = json_tour
+    lineage = tour["lineage"]
+    assert lineage["model_id"] == tour["answers"]["dataset"]["model_id"]
+    if shutil.which("dot"):
+        assert lineage["picture"] == str(Path(data_dir) / "lineage-run-1-run-2.svg")
+        assert "<svg" in Path(lineage["picture"]).read_text()
+    else:
+        assert lineage["picture"] is None and "dot" in lineage["not_drawn"]
+    argv = shlex.split(lineage["command"])
+    assert argv[:2] == ["mlmd-log", "lineage"]
+    done = subprocess.run([sys.executable, "-m", "mlmd_log", *argv[1:], "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    graph = json.loads(done.stdout)
+    assert graph["focus"] == f"a{lineage['model_id']}"
+    assert {g["name"] for g in graph["contexts"]} == set(tour["runs"])  # (both runs, through the shared examples)
+    assert f"e{tour['answers']['failed_push']['execution_id']}" in {n["key"] for n in graph["nodes"]}
+
+
 def test_text_tour_prints_each_question_and_the_store_agrees(tmp_path, capsys):
     data_dir = str(tmp_path / "mlmd-data")
     assert main(["demo", "--data-dir", data_dir]) == 0
@@ -147,6 +170,7 @@ def test_text_tour_prints_each_question_and_the_store_agrees(tmp_path, capsys):
     assert f"{iso(failed.create_time_since_epoch)} by Pusher {failed.id}, FAILED" in text
     assert "custom_properties.stage: 'candidate' -> 'production'" in text
     assert "as of offset" in text and "1 model (now 2 models)" in text
+    assert f"mlmd-log lineage artifact {model.id} --data-dir {data_dir}" in text
     assert len(text.splitlines()) < 60  # (one screen or two)
 
 
@@ -175,3 +199,11 @@ def test_a_store_with_an_older_demos_trainer_type_takes_the_tour(tmp_path, capsy
     with _open(data_dir) as store:
         _check_answers(store, tour)
         assert set(store.get_execution_type("Trainer").properties) >= {"state", "learning_rate"}
+
+
+def test_without_graphviz_the_tour_says_the_picture_was_not_drawn_and_goes_on(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # (no `dot` here)
+    assert main(["demo", "--data-dir", str(tmp_path / "mlmd-data")]) == 0
+    text = capsys.readouterr().out
+    assert "both runs: not drawn (cannot draw" in text and "`dot` is not installed" in text
+    assert not list((tmp_path / "mlmd-data").glob("*.svg"))
