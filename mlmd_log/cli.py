@@ -117,7 +117,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlmd_log.demo import run_demo
 
-    run_demo(args.data_dir)
+    run_demo(args.data_dir, as_json=args.json)
     return 0
 
 
@@ -526,9 +526,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("demo", help="record the MLMD guide's example workflow and print its lineage",
-                       description="Example: mlmd-log demo --data-dir ./mlmd-data")
+    p = sub.add_parser("demo", help="the tour: record two runs of an ML pipeline, then answer the MLMD guide's "
+                                    "questions (lineage, history, as of) from the store",
+                       description="Records ExampleGen -> StatisticsGen -> Trainer -> Evaluator -> Pusher twice "
+                                   "(the second model fails evaluation and its push fails), promotes the first "
+                                   "model, then prints the guide's questions with answers read back through the "
+                                   "API. Run it again for two new runs. Example: mlmd-log demo --data-dir ./mlmd-data")
     p.add_argument("--data-dir", default="mlmd-data", help="where the embedded store lives")
+    p.add_argument("--json", action="store_true", help="print the answers as one JSON object")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("project", help="follow a log and keep a projection up to date (the projector service)",
