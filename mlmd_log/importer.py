@@ -30,6 +30,7 @@ from mlmd_log.producer.base import Log
 from mlmd_log.producer.records import RecordFactory, encode_record
 from mlmd_log.projections.backend import SqlBackend
 from mlmd_log.projections.ddl import SIMPLE_TYPES
+from mlmd_log.projections.nodes import ARTIFACT_KIND, CONTEXT_KIND, EXECUTION_KIND
 from mlmd_log.proto import metadata_store_pb2 as pb
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.query.reader import Reader
@@ -45,7 +46,7 @@ _NODE_KINDS = (("artifact", "Artifact", "PutArtifacts", "artifacts"),
 _TYPE_PUTS = {pb.ArtifactType: ("PutArtifactType", "artifact_type"),
               pb.ExecutionType: ("PutExecutionType", "execution_type"),
               pb.ContextType: ("PutContextType", "context_type")}
-_TYPE_MESSAGES = {1: pb.ExecutionType, 2: pb.ArtifactType, 3: pb.ContextType}  # (Type.type_kind)
+_TYPE_MESSAGES = {ARTIFACT_KIND: pb.ArtifactType, EXECUTION_KIND: pb.ExecutionType, CONTEXT_KIND: pb.ContextType}
 
 
 @dataclass
@@ -366,9 +367,12 @@ def import_into(source_url: str, log_url: str, projection_url: Optional[str], qu
             db = open_projection(projection_url)
             try:
                 with Progress("apply", quiet=quiet) as bar:
-                    replay(log, db, progress=bar.update)
+                    stats = replay(log, db, progress=bar.update)
             finally:
                 db.close()
+            if stats.rejected:  # (every record was built to apply: a rejection is a bug, never a lost row)
+                raise errors.InternalError(f"{stats.rejected} imported records were rejected on apply: "
+                                           f"{projection_url} does not equal the source")
     finally:
         log.close()
     return summary
