@@ -172,10 +172,15 @@ class Importer:
         self.summary = ImportSummary()
 
     def total_records_estimate(self) -> int:
-        """About how many records the import writes (for the progress bar's total)."""
-        nodes = sum(self.db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for _, t, _, _ in _NODE_KINDS)
-        types = self.db.one("SELECT COUNT(*) FROM `Type`")[0] - len(SIMPLE_TYPES)
-        return types + nodes // CHUNK + 1
+        """At most how many records the import writes (the progress bar's total, for its
+        ETA): a type each, a create and an update a node at most, links in chunks."""
+        count = lambda sql: self.db.one(sql)[0]  # noqa: E731
+        nodes = sum(count(f"SELECT COUNT(*) FROM `{t}`") + count(
+            f"SELECT COUNT(*) FROM `{t}` WHERE `create_time_since_epoch` <> `last_update_time_since_epoch`")
+            for _, t, _, _ in _NODE_KINDS)
+        links = sum(count(f"SELECT COUNT(*) FROM `{t}`") // CHUNK + 1
+                    for t in ("Event", "Attribution", "Association", "ParentContext"))
+        return count("SELECT COUNT(*) FROM `Type`") - len(SIMPLE_TYPES) + nodes + links
 
     def run(self) -> ImportSummary:
         if self.log.end_offset() != 0:
