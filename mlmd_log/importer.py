@@ -65,8 +65,9 @@ class ImportSummary:
 
 
 def check_importable(db: SqlBackend) -> None:
-    """Refuses (FailedPreconditionError) what cannot come back with the same ids: a gap
-    in a table whose ids reads return, or simple types other than MLMD's own."""
+    """Refuses (FailedPreconditionError) what cannot come back as it is: a gap in a table
+    whose ids reads return, a property named like the import's marker, or simple types
+    other than MLMD's own."""
     for table in ("Type", "Artifact", "Execution", "Context"):
         gap = first_missing_id(db, table)
         if gap is not None:
@@ -74,6 +75,11 @@ def check_importable(db: SqlBackend) -> None:
                 f"{table} has no row with id {gap} although later ids exist (rows deleted, or ids a failed "
                 "MySQL insert used up): the log recreates ids only in sequence, so this database cannot be "
                 "imported with its ids")
+    for table in ("ArtifactProperty", "ExecutionProperty", "ContextProperty"):
+        if db.one(f"SELECT 1 FROM `{table}` WHERE `name` = ? LIMIT 1", (IMPORT_MARKER,)) is not None:
+            raise errors.FailedPreconditionError(
+                f"{table} already has a property named {IMPORT_MARKER}, the name an import uses to hold an "
+                "update time back: this database cannot be imported")
     simple = db.rows("SELECT `id`, `name`, `type_kind` FROM `Type` WHERE `id` <= ? ORDER BY `id`", (len(SIMPLE_TYPES),))
     expected = [(i, name, kind) for i, (name, kind) in enumerate(SIMPLE_TYPES, start=1)]
     if [tuple(r) for r in simple] != expected[:len(simple)] or len(simple) < len(expected):
