@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 import mlmd_log
 from mlmd_log import errors
 from mlmd_log.progress import Progress
-from mlmd_log.urls import parse_log_url, parse_projection_url
+from mlmd_log.urls import parse_log_url, parse_projection_url, without_password
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -28,6 +28,25 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         log.close()
     print(f"replayed {stats.records} records ({stats.rejected} rejected puts kept as outcomes) "
           f"into {args.into} in {stats.seconds:.2f}s; projection is at offset {stats.end_offset}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from mlmd_log.importer import import_into
+
+    if bool(args.data_dir) == bool(args.log) or (args.into and not args.log):
+        raise errors.InvalidArgumentError("name the target with --data-dir DIR, or --log LOG [--into PROJECTION_URL]")
+    if args.data_dir:
+        log_url, into = os.path.join(args.data_dir, "log"), "sqlite:///" + os.path.join(args.data_dir, "mlmd.sqlite")
+    else:
+        log_url, into = args.log, args.into
+    summary = import_into(args.source, log_url, into, quiet=args.quiet)
+    rows = ", ".join(f"{count} {name}" for name, count in summary.rows.items())
+    print(f"imported {rows} from {without_password(args.source)} as {summary.records} records"
+          + (f", applied to {without_password(into)}" if into else ""))
+    if summary.inexact_times:
+        print(f"{summary.inexact_times} times could not be reproduced (the log's time only moves forward and ids go "
+              f"in order): {'; '.join(summary.first_inexact)}", file=sys.stderr)
     return 0
 
 
@@ -448,6 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(2026-03-01T12:00Z): the projection as it was then")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("import", help="move a database ml-metadata wrote (schema v10) into a log, ids and times kept",
+                       description="Reads an ml-metadata 1.17 database (MLMD schema version 10, SQLite or MySQL) "
+                                   "and appends the put requests that rebuild it to an empty log, then applies "
+                                   "them: same ids, names, properties, events, links and times (a time the "
+                                   "log's forward-only clock cannot give is named on stderr). Refuses a non-empty "
+                                   "log, another schema version, and id gaps. Example: mlmd-log import --from "
+                                   "sqlite:///mlmd.db --data-dir ./mlmd-data")
+    p.add_argument("--from", dest="source", required=True,
+                   help="the ml-metadata database: sqlite:///PATH or mysql://user:pw@host:port/db (read only)")
+    p.add_argument("--data-dir", help="an embedded store's directory to create (log DIR/log, projection DIR/mlmd.sqlite)")
+    p.add_argument("--log", help="the empty target log: a FileLog directory, file:///DIR or kafka://HOST:PORT/TOPIC")
+    p.add_argument("--into", help="with --log: the projection to apply the log to (sqlite:///PATH or mysql://...)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none without a terminal either)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("history", help="every record that touched one node or type: who, when, what changed",
                        description="Lists, oldest first, each record that touched the entity: offset, time, "

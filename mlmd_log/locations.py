@@ -81,4 +81,5 @@ def _require_mlmd_schema(db: SqlBackend, url: str) -> None:
         raise errors.FailedPreconditionError(f"{url} holds no MLMD tables (MLMDEnv): {exc}") from exc
     if row is None or row[0] != 10:
         db.close()
-        raise errors.FailedPreconditionError(f"{url} is not an MLMD schema version 10 store (MLMDEnv: {row})")
+        found = "no schema version" if row is None else f"schema version {row[0]}"
+        raise errors.FailedPreconditionError(f"{url} is not an MLMD schema version 10 store (MLMDEnv holds {found})")

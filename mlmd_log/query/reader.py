@@ -684,6 +684,11 @@ class Reader:
     def get_events_by_artifact_ids(self, artifact_ids: Iterable[int]) -> list[pb.Event]:
         return self._events("events_by_artifact_ids", list(artifact_ids))
 
+    def get_events_by_ids(self, event_ids: Iterable[int]) -> list[pb.Event]:
+        """Events by their row ids, ascending (ids no read of MLMD's returns: the order an
+        import recreates them in)."""
+        return self._events("events_by_ids", list(event_ids))
+
     def _events(self, query: str, ids: list[int]) -> list[pb.Event]:
         if not ids:
             return []
@@ -710,6 +715,8 @@ class Reader:
     def _resort_events(query: str, rows: list) -> list:
         if query == "events_by_artifact_ids":
             return sorted(rows, key=lambda r: (r[1], r[2], r[3]))
+        if query == "events_by_ids":
+            return sorted(rows, key=lambda r: r[0])
         return sorted(rows, key=lambda r: (r[2], r[0]))
 
 

@@ -58,6 +58,8 @@ BASE_QUERIES: dict[str, str] = {
     "type_by_name_and_version": _TYPE_SELECT + "WHERE `name` = {p} AND `version` = {p} "
                                                "AND `type_kind` = {p} ORDER BY `id` LIMIT 1",
     "all_types": _TYPE_SELECT + "WHERE `type_kind` = {p} ORDER BY `id`",
+    "events_by_ids": "SELECT `id`, `artifact_id`, `execution_id`, `type`, `milliseconds_since_epoch` FROM `Event` "
+                     "WHERE `id` IN ({ids}) ORDER BY `id`",
     "types_by_external_ids": _TYPE_SELECT + "WHERE `external_id` IN ({ids}) AND `type_kind` = {p} "
                                             "ORDER BY `external_id`",
     "type_properties": "SELECT `type_id`, `name`, `data_type` FROM `TypeProperty` "
