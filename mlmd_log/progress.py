@@ -1,6 +1,7 @@
 """Progress of long work (replay, export, catch-up): a tqdm bar on a terminal, silence in scripts."""
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any, Optional
 
@@ -14,8 +15,11 @@ class Progress:
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=description, unit=unit, unit_scale=total is None or total >= 10_000, dynamic_ncols=True,
-                             file=sys.stderr, leave=True)
+            # (the size from shutil: 80x24 where a terminal reports 0x0, as some ptys do; tqdm
+            # would draw a bar of no width, or hide it as below the screen's 0 lines)
+            size = shutil.get_terminal_size()
+            self._bar = tqdm(total=total, desc=description, unit=unit, unit_scale=total is None or total >= 10_000,
+                             ncols=size.columns, nrows=size.lines, file=sys.stderr, leave=True)
         self._done = 0
 
     @property
