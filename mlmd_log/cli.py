@@ -149,9 +149,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     log_dir = os.path.join(args.data_dir, "log")
     db_path = os.path.join(args.data_dir, "mlmd.sqlite")
+    found: dict[str, Any] = {"log": log_dir}
     with FileLog(log_dir, readonly=True) as log:
-        end = log.end_offset()
-        print(f"log: {log_dir}, {end} records")
+        found["records"] = end = log.end_offset()
         if os.path.exists(db_path):
             db = SqliteBackend(db_path, readonly=True)
             try:
@@ -160,8 +160,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 counts = {t: db.one(f"SELECT COUNT(*) FROM `{t}`")[0] for t in ("Artifact", "Execution", "Context", "Event")}
             finally:
                 db.close()
-            print(f"projection: {db_path}, {applied_through(applied)}; "
-                  + ", ".join(f"{n} {t.lower()}s" for t, n in counts.items()))
+            found["projection"] = {"path": db_path, "applied_offset": applied,
+                                   **{f"{t.lower()}s": n for t, n in counts.items()}}
+    if args.json:
+        import json
+
+        print(json.dumps(found, sort_keys=True))
+        return 0
+    print(f"log: {log_dir}, {end} records")
+    if "projection" in found:
+        print(f"projection: {db_path}, {applied_through(applied)}; "
+              + ", ".join(f"{n} {t.lower()}s" for t, n in counts.items()))
     return 0
 
 
@@ -594,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show what a data directory holds",
                        description="Example: mlmd-log info --data-dir ./mlmd-data")
     p.add_argument("--data-dir", default="mlmd-data")
+    p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("verify", help="check every frame and segment link of a FileLog",
@@ -622,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "read-only query on it. Besides MLMD's tables: artifacts_<Type> (a table per type, a\n"
                                    "column per declared property; executions_, contexts_), artifact_properties_flat,\n"
                                    "lineage_edges, context_members.",
-                       epilog=analytics.__doc__.split("Examples:", 1)[1].split("In Python:", 1)[0].rstrip(),
+                       epilog="Examples:" + analytics.__doc__.split("Examples:", 1)[1].split("In Python:", 1)[0].rstrip(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("query", help="one SELECT (or WITH, SHOW, DESCRIBE, EXPLAIN) statement")
     where = p.add_mutually_exclusive_group()

@@ -158,3 +158,33 @@ def test_a_filter_past_mysql_limits_is_invalid_argument_naming_the_limit(mysql_u
     finally:
         store.close()
         drop(target)
+
+
+def test_every_command_has_help_with_an_example_and_usage_errors_exit_2():
+    import argparse
+
+    from mlmd_log.cli import build_parser, main
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(commands.choices) >= 14
+    for name, command in commands.choices.items():
+        shown = f"{command.description or ''}\n{command.epilog or ''}"
+        assert "mlmd-log " + name in shown and "xample" in shown, name
+        with pytest.raises(SystemExit) as usage:
+            main([name, "--no-such-option"])
+        assert usage.value.code == 2, name
+
+
+def test_info_prints_json(tmp_path, capsys):
+    import json
+
+    from mlmd_log.cli import main
+    from mlmd_log.store import MetadataStore
+    from mlmd_log.proto import metadata_store_pb2 as pb
+
+    with MetadataStore(str(tmp_path)) as store:
+        store.put_artifact_type(pb.ArtifactType(name="Data"))
+    assert main(["info", "--data-dir", str(tmp_path), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["records"] == 1 and found["projection"]["applied_offset"] == 1
