@@ -48,7 +48,7 @@ nav a { margin-right: 1em; }
 table { border-collapse: collapse; margin: .5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
-.error { background: #fdd; border: 1px solid #c66; padding: .6em; white-space: pre-wrap; }
+.error { margin: .8em 0; background: #fdd; border: 1px solid #c66; padding: .6em; white-space: pre-wrap; }
 .props { margin: 0; padding-left: 1em; }
 input[name=filter] { width: 40em; }
 pre { background: #f6f6f6; padding: .6em; overflow: auto; }
@@ -155,25 +155,30 @@ def _event_dict(event: pb.Event) -> dict:
             "path": [s.key if s.HasField("key") else s.index for s in event.path.steps]}
 
 
+def _by_id(nodes: Iterable[Any]) -> list:
+    return sorted(nodes, key=lambda n: n.id)
+
+
 def node_detail(store: Any, kind: str, node_id: int) -> dict:
-    """A node with its events and contexts (a context: its members, parents, children)."""
+    """A node with its events and contexts (a context: its members, parents, children),
+    each list by id (the store's own orders differ by call)."""
     node = node_dict(kind, _get_node(store, kind, node_id), _type_names(store, kind))
     context_names = _type_names(store, "context")
     if kind == "artifact":
         node["events"] = [_event_dict(e) for e in store.get_events_by_artifact_ids([node_id])]
-        node["contexts"] = [node_dict("context", c, context_names) for c in store.get_contexts_by_artifact(node_id)]
+        node["contexts"] = [node_dict("context", c, context_names) for c in _by_id(store.get_contexts_by_artifact(node_id))]
     elif kind == "execution":
         node["events"] = [_event_dict(e) for e in store.get_events_by_execution_ids([node_id])]
-        node["contexts"] = [node_dict("context", c, context_names) for c in store.get_contexts_by_execution(node_id)]
+        node["contexts"] = [node_dict("context", c, context_names) for c in _by_id(store.get_contexts_by_execution(node_id))]
     else:
         node["artifacts"] = [node_dict("artifact", a, _type_names(store, "artifact"))
-                             for a in store.get_artifacts_by_context(node_id)]
+                             for a in _by_id(store.get_artifacts_by_context(node_id))]
         node["executions"] = [node_dict("execution", e, _type_names(store, "execution"))
-                              for e in store.get_executions_by_context(node_id)]
+                              for e in _by_id(store.get_executions_by_context(node_id))]
         node["parent_contexts"] = [node_dict("context", c, context_names)
-                                   for c in store.get_parent_contexts_by_context(node_id)]
+                                   for c in _by_id(store.get_parent_contexts_by_context(node_id))]
         node["child_contexts"] = [node_dict("context", c, context_names)
-                                  for c in store.get_children_contexts_by_context(node_id)]
+                                  for c in _by_id(store.get_children_contexts_by_context(node_id))]
     return node
 
 
@@ -191,6 +196,16 @@ def svg_of(graph: Any) -> Optional[str]:
 
 
 # -- HTML -----------------------------------------------------------------------------
+def _when(ms: int) -> str:
+    """Milliseconds since the epoch, with the UTC time they name."""
+    import datetime
+
+    if not ms:
+        return ""
+    moment = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    return f"{ms} ({moment.isoformat(timespec='milliseconds').replace('+00:00', 'Z')})"
+
+
 def esc(value: Any) -> str:
     return html.escape(_text(value), quote=True)
 
@@ -269,16 +284,16 @@ def html_node(kind: str, node: dict) -> str:
         fields.append(("external_id", node["external_id"]))
     if kind != "context":
         fields.append(("state", node["state"]))
-    fields += [("create_time_since_epoch", node["create_time_since_epoch"]),
-               ("last_update_time_since_epoch", node["last_update_time_since_epoch"])]
+    fields += [("create_time_since_epoch", _when(node["create_time_since_epoch"])),
+               ("last_update_time_since_epoch", _when(node["last_update_time_since_epoch"]))]
     parts = [_table(["field", "value"], [[esc(k), esc(v)] for k, v in fields], "fields"),
              f'<p><a id="lineage-link" href="/lineage/{kind}/{node["id"]}">Lineage graph</a></p>',
              "<h2>Properties</h2>" + (_props_html(node["properties"]) or "<p>none</p>"),
              "<h2>Custom properties</h2>" + (_props_html(node["custom_properties"]) or "<p>none</p>")]
     if "events" in node:
         rows = [[_node_link("artifact", e["artifact_id"]), _node_link("execution", e["execution_id"]),
-                 esc(e["type"]), esc(e["path"]), esc(e["milliseconds_since_epoch"])] for e in node["events"]]
-        parts.append("<h2>Events</h2>" + _table(["artifact", "execution", "type", "path", "ms since epoch"],
+                 esc(e["type"]), esc(e["path"]), esc(_when(e["milliseconds_since_epoch"]))] for e in node["events"]]
+        parts.append("<h2>Events</h2>" + _table(["artifact", "execution", "type", "path", "time (ms since epoch)"],
                                                 rows, "events"))
         parts.append("<h2>Contexts</h2>" + _nodes_table("context", node["contexts"], "contexts"))
     else:
