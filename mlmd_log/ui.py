@@ -20,6 +20,7 @@ import html
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -349,6 +350,8 @@ class UIServer(ThreadingHTTPServer):
         self.store = store
         self.lock = threading.Lock()  # one store call at a time: requests come on threads
         super().__init__((host, port), _Handler)
+        bound = self.server_address[1]
+        self.allowed_hosts = {f"{host}:{bound}", f"localhost:{bound}"} | ({host, "localhost"} if bound == 80 else set())
 
     @property
     def url(self) -> str:
@@ -364,6 +367,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet: a page view is not news
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        host = self.headers.get("Host")
+        if host is not None and host.lower() not in self.server.allowed_hosts:
+            # another site's page whose name was pointed at 127.0.0.1 (DNS rebinding) reads nothing
+            self._send(HTTPStatus.FORBIDDEN, "text/plain", f"Host {host!r} is not this server's\n")
+            return
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         segments = [s for s in parts.path.split("/") if s]
@@ -443,13 +451,23 @@ def make_server(store: Any, port: int = DEFAULT_PORT, host: str = HOST) -> UISer
         raise
 
 
-def serve(store: Any, port: int = DEFAULT_PORT, announce: Callable[[str], None] = print) -> None:
-    """Serves until interrupted (Ctrl-C), then closes the socket; the store is the caller's."""
+def serve(store: Any, port: int = DEFAULT_PORT, announce: Callable[[str], None] = print,
+          stop: Optional[threading.Event] = None) -> None:
+    """Serves until ``stop`` is set; from the main thread SIGTERM and SIGINT (Ctrl-C) set it.
+    Then stops taking requests and closes the socket; the store is the caller's to close."""
+    from mlmd_log.process import stop_on_signals
+
     server = make_server(store, port)
-    announce(f"mlmd-log ui: serving {server.url} (read-only; Ctrl-C stops)")
+    stop = stop or threading.Event()
+    previous = stop_on_signals(stop) if threading.current_thread() is threading.main_thread() else {}
+    worker = threading.Thread(target=server.serve_forever, name="mlmd-log-ui", daemon=True)
+    worker.start()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        announce(f"mlmd-log ui: serving {server.url} (read-only; Ctrl-C stops)")
+        while not stop.wait(1.0):
+            pass
     finally:
+        server.shutdown()
         server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -216,6 +216,60 @@ def test_a_projection_url_and_a_grpc_server_serve_the_same_pages(data_dir, ui):
             stop(process)
 
 
+def test_a_request_for_another_host_name_is_refused(ui):
+    port = urllib.parse.urlsplit(ui).port
+    assert get(page(ui, "/").replace("127.0.0.1", "localhost"))[0] == 200
+    request = urllib.request.Request(page(ui, "/api/artifacts"), headers={"Host": f"evil.example:{port}"})
+    try:
+        urllib.request.urlopen(request, timeout=60)
+        raise AssertionError("served a rebound host name")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403 and b"model" not in exc.read()
+
+
+def test_names_with_markup_are_escaped_in_the_lineage_svg_too(tmp_path):
+    """In process (ui.serve on a thread), on a store whose node and context names are markup."""
+    import threading
+
+    from mlmd_log import ui as web
+
+    store = mlmd_log.MetadataStore(StoreConfig.from_directory(str(tmp_path / "data")))
+    try:
+        kind = store.put_artifact_type(pb.ArtifactType(name="T<i>"))
+        step = store.put_execution_type(pb.ExecutionType(name="Step"))
+        group = store.put_context_type(pb.ContextType(name="G"))
+        store.put_execution(pb.Execution(type_id=step, name=SCRIPT),
+                            [(pb.Artifact(type_id=kind, name=SCRIPT, uri="/x?a=<b>&c"),
+                              pb.Event(type=pb.Event.OUTPUT))], [pb.Context(type_id=group, name=SCRIPT)])
+        urls, stop = [], threading.Event()
+        worker = threading.Thread(target=web.serve, args=(store, 0, urls.append, stop))
+        worker.start()
+        try:
+            while not urls and worker.is_alive():
+                worker.join(0.05)
+            url = re.search(r"http://\S+/", urls[0]).group(0)
+            for path in ("/", "/artifacts", "/executions", "/contexts", "/node/artifact/1", "/node/execution/1",
+                         "/node/context/1", "/lineage/artifact/1", "/lineage/context/1"):
+                status, _, body = get(page(url, path))
+                assert status == 200 and "<script" not in body and "<i>" not in body and "<b>" not in body, path
+            if HAS_DOT:
+                assert "&lt;script&gt;" in get(page(url, "/lineage/execution/1"))[2]
+        finally:
+            stop.set()
+            worker.join(30)
+        assert not worker.is_alive()
+    finally:
+        store.close()
+
+
+def test_sigterm_stops_it_cleanly(data_dir):
+    process, url = start_ui("--data-dir", str(data_dir), cwd=data_dir.parent)
+    assert get(url)[0] == 200
+    process.terminate()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and err == "", err
+
+
 def test_a_port_in_use_is_one_line_and_exit_1(data_dir):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
