@@ -40,6 +40,7 @@ from mlmd_log.store import ListOptions, OrderByField
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 LIST_LIMIT = 500  # nodes a list page shows (the first, by id)
+COUNT_LIMIT = 1000  # nodes of a type the index counts, at most
 KINDS = ("artifact", "execution", "context")
 PLURAL = {"artifacts": "artifact", "executions": "execution", "contexts": "context"}
 
@@ -131,15 +132,19 @@ def list_nodes(store: Any, kind: str, type_name: str = "", filter_query: str = "
 
 
 def type_counts(store: Any) -> dict:
-    """Each kind's types with how many nodes each has."""
+    """Each kind's types with how many nodes each has: counted up to COUNT_LIMIT (MLMD has
+    no count call, and the index should not read a big store whole), then ``count_capped``."""
     out = {}
     for kind in KINDS:
-        counts: dict = {}
-        for node in getattr(store, f"get_{kind}s")():
-            counts[node.type_id] = counts.get(node.type_id, 0) + 1
-        out[kind] = [{"id": t.id, "name": t.name, "version": t.version, "count": counts.get(t.id, 0),
-                      "properties": {p: pb.PropertyType.Name(v) for p, v in sorted(t.properties.items())}}
-                     for t in getattr(store, f"get_{kind}_types")()]
+        rows = []
+        for t in getattr(store, f"get_{kind}_types")():
+            options = ListOptions(limit=COUNT_LIMIT + 1, order_by=OrderByField.ID,
+                                  filter_query=f"type_id = {int(t.id)}")
+            count = len(getattr(store, f"get_{kind}s")(list_options=options))
+            rows.append({"id": t.id, "name": t.name, "version": t.version, "count": min(count, COUNT_LIMIT),
+                         "count_capped": count > COUNT_LIMIT,
+                         "properties": {p: pb.PropertyType.Name(v) for p, v in sorted(t.properties.items())}})
+        out[kind] = rows
     return out
 
 
@@ -255,7 +260,7 @@ def html_index(counts: dict) -> str:
     parts = []
     for kind in KINDS:
         rows = [[f'<a href="/{kind}s?{urlencode({"type": t["name"]})}">{esc(t["name"])}</a>',
-                 esc(t["version"]), esc(t["count"]),
+                 esc(t["version"]), esc(f'{t["count"]}+' if t["count_capped"] else t["count"]),
                  esc(", ".join(f"{p}: {v}" for p, v in t["properties"].items()))] for t in counts[kind]]
         parts.append(f'<h2><a href="/{kind}s">{kind.capitalize()} types</a></h2>' +
                      _table(["type", "version", "count", "properties"], rows, f"{kind}-types"))

@@ -74,10 +74,10 @@ def data_dir(tmp_path_factory):
     return path
 
 
-def start_ui(*argv: str, cwd) -> tuple:
+def start_ui(*argv: str, cwd, env=None) -> tuple:
     """`mlmd-log ui ARGV --port 0` as a process, and the URL its first line prints."""
     process = subprocess.Popen([sys.executable, "-m", "mlmd_log", "ui", "--port", "0", *argv], cwd=str(cwd),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()
     found = re.search(r"http://127\.0\.0\.1:\d+/", line)
     if not found:
@@ -197,6 +197,32 @@ def test_the_lineage_page_draws_the_graph(ui):
         assert 'id="mermaid"' in body
     status, _, body = get(page(ui, "/lineage/context/1"))
     assert status == 200 and "exp-1" in body
+
+
+def test_without_dot_the_lineage_page_shows_the_mermaid_text(data_dir, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    process, url = start_ui("--data-dir", str(data_dir), cwd=data_dir.parent, env={**os.environ, "PATH": str(empty)})
+    try:
+        status, _, body = get(page(url, "/lineage/artifact/4"))
+    finally:
+        stop(process)
+    assert status == 200 and "<svg" not in body and '<pre id="mermaid">flowchart' in body
+    assert "a1 --&gt;|INPUT| e1" in body  # the Mermaid text, escaped
+
+
+def test_counts_stop_at_the_cap(data_dir, monkeypatch):
+    from mlmd_log import ui as web
+
+    monkeypatch.setattr(web, "COUNT_LIMIT", 2)
+    store = mlmd_log.MetadataStore(f"sqlite:///{data_dir / 'mlmd.sqlite'}")
+    try:
+        counts = web.type_counts(store)
+    finally:
+        store.close()
+    assert [(t["name"], t["count"], t["count_capped"]) for t in counts["artifact"]] == [("DataSet", 2, True),
+                                                                                       ("Model", 1, False)]
+    assert ">2+</td>" in web.html_index(counts)
 
 
 def test_a_projection_url_and_a_grpc_server_serve_the_same_pages(data_dir, ui):
