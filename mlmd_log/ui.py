@@ -172,10 +172,12 @@ def node_detail(store: Any, kind: str, node_id: int) -> dict:
     context_names = _type_names(store, "context")
     if kind == "artifact":
         node["events"] = [_event_dict(e) for e in store.get_events_by_artifact_ids([node_id])]
-        node["contexts"] = [node_dict("context", c, context_names) for c in _by_id(store.get_contexts_by_artifact(node_id))]
+        node["contexts"] = [node_dict("context", c, context_names)
+                            for c in _by_id(store.get_contexts_by_artifact(node_id))]
     elif kind == "execution":
         node["events"] = [_event_dict(e) for e in store.get_events_by_execution_ids([node_id])]
-        node["contexts"] = [node_dict("context", c, context_names) for c in _by_id(store.get_contexts_by_execution(node_id))]
+        node["contexts"] = [node_dict("context", c, context_names)
+                            for c in _by_id(store.get_contexts_by_execution(node_id))]
     else:
         node["artifacts"] = [node_dict("artifact", a, _type_names(store, "artifact"))
                              for a in _by_id(store.get_artifacts_by_context(node_id))]
@@ -356,7 +358,9 @@ class UIServer(ThreadingHTTPServer):
         self.lock = threading.Lock()  # one store call at a time: requests come on threads
         super().__init__((host, port), _Handler)
         bound = self.server_address[1]
-        self.allowed_hosts = {f"{host}:{bound}", f"localhost:{bound}"} | ({host, "localhost"} if bound == 80 else set())
+        self.allowed_hosts = {f"{host}:{bound}", f"localhost:{bound}"}
+        if bound == 80:
+            self.allowed_hosts |= {host, "localhost"}
 
     @property
     def url(self) -> str:
@@ -405,10 +409,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, content_type: str, text: str) -> None:
         body = text.encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", content_type if "charset" in content_type else content_type + "; charset=utf-8")
+        charset = "" if "charset" in content_type else "; charset=utf-8"
+        self.send_header("Content-Type", content_type + charset)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        # no script runs on these pages, whatever a value holds: escaping's second line
+        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; "
+                                                    "form-action 'self'; frame-ancestors 'none'")
         self.end_headers()
         self.wfile.write(body)
 

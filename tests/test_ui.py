@@ -164,6 +164,8 @@ def test_every_value_is_escaped(ui):
     assert "<b>oops</b>" not in body and "&lt;b&gt;oops&lt;/b&gt;" in body
     status, _, body = get(page(ui, "/no/<i>such</i>"))
     assert status == 404 and "<i>" not in body
+    with urllib.request.urlopen(page(ui, "/artifacts"), timeout=60) as response:
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
 def test_a_node_page_has_fields_events_contexts_and_a_lineage_link(ui):
