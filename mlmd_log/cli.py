@@ -448,6 +448,17 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from mlmd_log.ui import serve
+
+    store = _reading_store(args)
+    try:
+        serve(store, args.port, announce=lambda line: print(line, flush=True))
+    finally:
+        store.close()
+    return 0
+
+
 class _ShowVersion(argparse.Action):
     """--version, reading the package's metadata only when asked (see mlmd_log.__getattr__)."""
 
@@ -457,6 +468,14 @@ class _ShowVersion(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
         print(f"{parser.prog} {mlmd_log.__version__}")
         parser.exit()
+
+
+def _add_reading_source(p: argparse.ArgumentParser) -> None:
+    """--data-dir, --projection or --grpc: what _reading_store opens."""
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="an embedded store's directory (its projection, read-only)")
+    where.add_argument("--projection", help="a projection: sqlite:///PATH or mysql://user:pw@host:port/db")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="an mlmd-log or ml-metadata gRPC server")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -530,11 +549,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="dot", help="what to print (default: dot)")
     p.add_argument("--output", metavar="FILE.svg|FILE.png",
                    help="draw the graph into this file with Graphviz's dot instead of printing it")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data-dir", help="an embedded store's directory (its projection, read-only)")
-    where.add_argument("--projection", help="a projection: sqlite:///PATH or mysql://user:pw@host:port/db")
-    where.add_argument("--grpc", metavar="HOST:PORT", help="an mlmd-log or ml-metadata gRPC server")
+    _add_reading_source(p)
     p.set_defaults(func=_cmd_lineage)
+
+    p = sub.add_parser("ui", help="a read-only web page on 127.0.0.1: nodes by type, filters, lineage graphs",
+                       description="Serves pages listing artifacts, executions and contexts by type with their "
+                                   "properties, filtered with MLMD's filter language, each node's events and "
+                                   "contexts, and its lineage graph (SVG with Graphviz's dot); /api/... gives "
+                                   "the same as JSON. Example: mlmd-log ui --data-dir ./mlmd-data --port 8765, "
+                                   "then open http://127.0.0.1:8765/ (port 0 picks a free port and prints the URL)")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0 picks a free one, "
+                                                          "the URL is printed)")
+    _add_reading_source(p)
+    p.set_defaults(func=_cmd_ui)
 
     p = sub.add_parser("archive", help="copy a log's records to a FileLog archive (same offsets); --trim then "
                                        "drops them from the Kafka topic",
