@@ -16,6 +16,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from mlmd_log.consumer.replay import replay
     from mlmd_log.locations import open_log, open_projection
 
+    if parse_projection_url(args.into).kind == "duckdb":
+        return _replay_into_duckdb(args)
     log = open_log(args.log, readonly=True)
     db = open_projection(args.into)
     try:
@@ -47,6 +49,20 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if summary.inexact_times:
         print(f"{summary.inexact_times} times could not be reproduced (the log's time only moves forward and ids go "
               f"in order): {'; '.join(summary.first_inexact)}", file=sys.stderr)
+    return 0
+
+
+def _replay_into_duckdb(args: argparse.Namespace) -> int:
+    """The analytics projection, built (or caught up) in DuckDB's bulk path, as `sql` does."""
+    from mlmd_log import analytics
+    from mlmd_log.projections.duckdb import duckdb_path
+
+    if args.until is not None:
+        raise errors.InvalidArgumentError("--until cuts SQLite and MySQL replays; a DuckDB projection follows the "
+                                          "whole log (replay --until into SQLite, then query that)")
+    stats = analytics.catch_up(analytics.AnalyticsLocation(args.log, duckdb_path(args.into)), quiet=args.quiet)
+    print(f"replayed {stats.records} records ({stats.rejected} rejected puts kept as outcomes) into {args.into} "
+          f"in {stats.seconds:.2f}s; projection is at offset {stats.applied_offset}")
     return 0
 
 
@@ -489,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", required=True, help="log: a FileLog directory, file:///DIR, kafka://HOST:PORT/TOPIC "
                                                 "(?archive=DIR for a topic whose old records were archived) or "
                                                 "avro:///DIR (an archive mlmd-log export wrote)")
-    p.add_argument("--into", required=True, help="target projection: sqlite:///new.db or mysql://user:pw@host:port/db")
+    p.add_argument("--into", required=True, help="target projection: sqlite:///new.db, mysql://user:pw@host:port/db "
+                                                 "or duckdb:///analytics.duckdb (in DuckDB's bulk path, with views)")
     p.add_argument("--batch-size", type=int, default=2000, help="records per projection transaction")
     p.add_argument("--until", help="stop before this offset, or after the records of this ISO time "
                                    "(2026-03-01T12:00Z): the projection as it was then")

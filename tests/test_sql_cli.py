@@ -251,3 +251,24 @@ def test_a_file_another_version_wrote_gets_this_versions_views_though_caught_up(
     con.execute("CREATE OR REPLACE VIEW history AS SELECT 'artifact' AS kind WHERE false")
     con.close()
     assert _sql(capsys, data_dir, count, "--format", "csv") == "n\n2\n"
+
+
+def test_replay_into_duckdb_builds_the_analytics_projection(tmp_path):
+    import duckdb
+
+    from mlmd_log.cli import main
+    from mlmd_log.proto import metadata_store_pb2 as pb
+    from mlmd_log.store import MetadataStore
+
+    with MetadataStore(str(tmp_path / "store")) as store:
+        type_id = store.put_artifact_type(pb.ArtifactType(name="Data"))
+        store.put_artifacts([pb.Artifact(type_id=type_id, uri=f"u{i}") for i in range(5)])
+    target = tmp_path / "analytics.duckdb"
+    assert main(["replay", "--log", str(tmp_path / "store" / "log"), "--into", f"duckdb:///{target}", "--quiet"]) == 0
+    con = duckdb.connect(str(target), read_only=True)
+    try:
+        assert con.execute('SELECT count(*) FROM "Artifact"').fetchone()[0] == 5
+    finally:
+        con.close()
+    assert main(["replay", "--log", str(tmp_path / "store" / "log"), "--into", f"duckdb:///{target}",
+                 "--until", "1", "--quiet"]) == 1
