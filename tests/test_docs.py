@@ -13,6 +13,8 @@ from doc_blocks import run_python, shell_commands
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
+# Pages about the code, not its use: what they show is not meant to be run.
+WITHOUT_EXAMPLES = {"architecture.md"}
 
 
 def _steps(text: str) -> list[tuple[str, str]]:
@@ -43,6 +45,9 @@ def test_page_examples_run(page, tmp_path):
     """One interpreter per page runs its python blocks and, between them in page order, its
     commands (each as ``python -m mlmd_log``), so later blocks see what earlier ones made."""
     steps = _steps((DOCS / page).read_text())
+    if page in WITHOUT_EXAMPLES:
+        assert not steps, f"{page} now has runnable examples: take it off WITHOUT_EXAMPLES"
+        return
     assert steps, f"{page} has no runnable example"
     script = [_PRELUDE] + [body if language == "python" else f"_mlmd_log({body!r})\n" for language, body in steps]
     done = run_python(script, tmp_path, timeout=300)
