@@ -513,11 +513,17 @@ class MetadataStore:
     def as_of(self, offset: Optional[int] = None, time: Optional[Any] = None) -> "MetadataStore":
         """A read-only store answering every read as a projection of records ``[0, offset)``
         would, or of the records applied by ``time`` (a datetime; naive means UTC)."""
+        import datetime
+
         from mlmd_log.client.as_of import AsOfTransport
-        from mlmd_log.query.history import add_as_of_views, check_as_of, offset_at_time
+        from mlmd_log.query.history import add_as_of_views, check_as_of, offset_at_time, whole_number
 
         if (offset is None) == (time is None):
             raise errors.InvalidArgumentError("as_of takes exactly one of offset= and time=")
+        if time is not None and not isinstance(time, datetime.datetime):
+            raise errors.InvalidArgumentError(f"as_of(time=) takes a datetime, not {time!r}")
+        if offset is not None:
+            offset = whole_number(offset, "An offset")
         conn = self._history_connection()
         try:
             if time is not None:
@@ -540,7 +546,7 @@ class MetadataStore:
 
         conn = self._history_connection()
         try:
-            return changes_between(conn, int(start), int(end))
+            return changes_between(conn, start, end)
         finally:
             conn.close()
 

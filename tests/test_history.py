@@ -358,3 +358,19 @@ def test_as_of_a_projection_replayed_from_an_avro_archive(model_story, tmp_path)
         assert view.get_artifacts_by_id([model_id]) == before
         assert before[0].properties["accuracy"].double_value == 0.5
         view.close()
+
+
+def test_malformed_history_questions_are_invalid_argument(model_story):
+    store, model_id, _ = model_story
+    for bad in ("3", float("nan"), 2.5, True, 2 ** 70):
+        with pytest.raises(errors.InvalidArgumentError):
+            store.as_of(offset=bad)
+        with pytest.raises(errors.InvalidArgumentError):
+            store.history("artifact", bad)
+        with pytest.raises(errors.InvalidArgumentError):
+            store.diff(0, bad)
+    with pytest.raises(errors.InvalidArgumentError):
+        store.as_of(time="yesterday")
+    with pytest.raises(errors.InvalidArgumentError):
+        store.history("artifact", model_id, limit="all")
+    assert store.as_of(offset=2.0).get_artifacts()  # (a whole float is an offset)

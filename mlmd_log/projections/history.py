@@ -137,6 +137,7 @@ class Versions:
         self.db = db
         self.offset = -1
         self._insert_sql: dict[str, str] = {}
+        self._columns: dict[str, list[str]] = {}  # (MLMD's tables: their columns never change)
 
     def at(self, offset: int) -> None:
         """The record at ``offset`` is being applied: its writes are stamped with it."""
@@ -163,7 +164,9 @@ class Versions:
         if not updates:
             return
         v = BY_TABLE[table]
-        names = table_columns(self.db, table)
+        names = self._columns.get(table)
+        if names is None:  # (read once: the step writer calls this at every flush)
+            names = self._columns[table] = table_columns(self.db, table)
         cols = ", ".join(f"`{c}`" for c in names)
         picked = ", ".join("?" if c == column else f"`{c}`" for c in names)
         first: dict[int, int] = {}

@@ -38,6 +38,19 @@ def _check_kind(kind: str) -> None:
         raise errors.InvalidArgumentError(f"Unknown kind {kind!r}: one of {', '.join(ENTITY_KINDS)}")
 
 
+def whole_number(value: Any, what: str) -> int:
+    """``value`` as an int (an offset, an id, a limit); InvalidArgumentError for anything
+    else: a string, NaN, a float with a fraction, a bool, a number past SQLite's 64 bits."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise errors.InvalidArgumentError(f"{what} must be a whole number, not {value!r}")
+    if not -2 ** 63 <= value < 2 ** 63:
+        raise errors.InvalidArgumentError(f"{what} {value} is out of range")
+    return value
+
+
 def history_from(conn: Any) -> int:
     """The first offset this projection's history knows (0 unless it was added to an older one)."""
     row = conn.execute("SELECT `value` FROM `mlmdlog_meta` WHERE `name` = ?", (HISTORY_FROM,)).fetchone()
@@ -69,6 +82,7 @@ def offset_at_time(conn: Any, when: datetime.datetime) -> int:
 
 # -- as of --------------------------------------------------------------------------
 def check_as_of(conn: Any, offset: int) -> None:
+    offset = whole_number(offset, "An offset")
     start, end = history_from(conn), applied_offset(conn)
     if offset < 0 or offset > end:
         raise errors.OutOfRangeError(f"Offset {offset} is outside the applied log [0, {end}]")
@@ -255,6 +269,8 @@ def _record_entry(row: dict) -> dict:
 def entity_history(conn: Any, kind: str, entity_id: int, limit: Optional[int] = None) -> list[dict]:
     """Every record that touched ``kind`` ``entity_id``, oldest first (see the module doc)."""
     _check_kind(kind)
+    entity_id = whole_number(entity_id, "An entity id")
+    limit = None if limit is None else whole_number(limit, "A limit")
     history_from(conn)
     sql = (f'SELECT r.* FROM "{TOUCH_TABLE}" AS t JOIN "{RECORD_TABLE}" AS r ON r."log_offset" = t."log_offset" '
            'WHERE t."kind" = ? AND t."entity_id" = ? ORDER BY t."log_offset"')
@@ -301,6 +317,7 @@ def _state(conn: Any, kind: str, entity_id: int, offset: int) -> Optional[dict]:
 def changes_between(conn: Any, start: int, end: int) -> dict:
     """Nodes and types created and changed (with field diffs), links added and rejected
     attempts in records ``[start, end)``: the difference of the as-of views at both ends."""
+    start, end = whole_number(start, "A start offset"), whole_number(end, "An end offset")
     if start > end:
         raise errors.InvalidArgumentError(f"--from {start} is after --to {end}")
     check_as_of(conn, start)
