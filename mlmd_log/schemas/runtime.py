@@ -18,7 +18,7 @@ import importlib
 from typing import Any, Dict, MutableMapping
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.internal import builder
+from google.protobuf.internal import builder, enum_type_wrapper
 
 from mlmd_log.schemas._descriptors import FILES
 
@@ -53,12 +53,37 @@ def _private_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
+def _holds_other_contents(pool: descriptor_pool.DescriptorPool) -> bool:
+    """Whether the pool has a file of one of our names with other contents, or one of our symbols in
+    another file. The C++ runtime refuses to add ours then; the pure-Python one adds it and fails later."""
+    for name, serialized in FILES.items():
+        ours = descriptor_pb2.FileDescriptorProto.FromString(serialized)
+        try:
+            existing = pool.FindFileByName(name)
+        except KeyError:
+            existing = None
+        if existing is not None:
+            if descriptor_pb2.FileDescriptorProto.FromString(existing.serialized_pb) != ours:
+                return True
+            continue
+        top_level = [*ours.message_type, *ours.enum_type, *ours.extension, *ours.service]
+        for symbol in (f"{ours.package}.{d.name}" for d in top_level):
+            try:
+                pool.FindFileContainingSymbol(symbol)
+            except KeyError:
+                continue
+            return True
+    return False
+
+
 def _choose_pool() -> descriptor_pool.DescriptorPool:
     _import_well_known_types()
     default = descriptor_pool.Default()
+    if _holds_other_contents(default):
+        return _private_pool()
     try:
         _add_all(default)
-    except TypeError:  # a file or symbol of that name with other contents is already there
+    except (TypeError, KeyError):  # a symbol of ours is already there, in a file of another name
         return _private_pool()
     return default
 
@@ -72,9 +97,37 @@ def build(file_name: str, module_name: str, namespace: MutableMapping[str, Any])
     file = POOL.FindFileByName(file_name)
     names: Dict[str, Any] = {}
     builder.BuildMessageAndEnumDescriptors(file, names)
-    builder.BuildTopDescriptorsAndMessages(file, module_name, names)
+    if POOL is descriptor_pool.Default():
+        builder.BuildTopDescriptorsAndMessages(file, module_name, names)
+    else:
+        _build_private_top_level(file, names)
     namespace.update(names)
     return file
+
+
+def _build_private_top_level(file: Any, names: Dict[str, Any]) -> None:
+    """What protoc's builder does, minus registering the classes in the default symbol database: the
+    pure-Python runtime checks that against the default pool, where our symbols name other files."""
+    for name, enum in file.enum_types_by_name.items():
+        names["_" + name.upper()] = enum
+        names[name] = enum_type_wrapper.EnumTypeWrapper(enum)
+        names.update((value.name, value.number) for value in enum.values)
+    for name, extension in file.extensions_by_name.items():
+        names[name.upper() + "_FIELD_NUMBER"] = extension.number
+        names[name] = extension
+    names.update(("_" + name.upper(), service) for name, service in file.services_by_name.items())
+    for name, message in file.message_types_by_name.items():
+        names[name] = _class_with_nested_classes(message)
+
+
+def _class_with_nested_classes(message_descriptor: Any) -> Any:
+    """The message class, with its nested message classes as attributes (the pure-Python runtime's
+    message factory does not set them)."""
+    cls = message_class(message_descriptor)
+    for nested in message_descriptor.nested_types:
+        if not hasattr(cls, nested.name):
+            setattr(cls, nested.name, _class_with_nested_classes(nested))
+    return cls
 
 
 def is_repeated(field: Any) -> bool:
@@ -85,14 +138,17 @@ def is_repeated(field: Any) -> bool:
 
 def option_extension(options: Any, extension: Any) -> Any:
     """``options.Extensions[extension]``, also with our files in the private pool, where a descriptor's
-    options are default-pool messages but our extension extends the private pool's options message."""
-    if options.DESCRIPTOR is not extension.containing_type:
-        options = _message_class(extension.containing_type).FromString(options.SerializeToString())
+    options are default-pool messages but our extension extends the private pool's options message; and
+    with the pure-Python runtime, which parsed the options before the extension existed (it sits in the
+    unknown fields until the bytes are parsed again)."""
+    if options.DESCRIPTOR is not extension.containing_type or not options.HasExtension(extension):
+        options = message_class(extension.containing_type).FromString(options.SerializeToString())
     return options.Extensions[extension]
 
 
 @functools.lru_cache(maxsize=None)
-def _message_class(message_descriptor: Any) -> Any:
+def message_class(message_descriptor: Any) -> Any:
+    """The class of a message descriptor of any pool, one per descriptor."""
     get_class = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.22
     if get_class is not None:
         return get_class(message_descriptor)
