@@ -433,6 +433,29 @@ def test_health_service_reports_serving():
             for service in ("", "ml_metadata.MetadataStoreService"):
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as unknown:
+                stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+            assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_watch_streams_serving_then_not_serving_at_shutdown():
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server = in_memory_server().start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            unknown = stub.Watch(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+            assert next(unknown).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            unknown.cancel()
+            stream = stub.Watch(health_pb2.HealthCheckRequest(service="ml_metadata.MetadataStoreService"),
+                                timeout=10)
+            assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+            server.health.enter_graceful_shutdown()
+            assert next(stream).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            stream.cancel()
+    finally:
+        server.stop(grace=1)
 
 
 def test_server_config_file_is_the_official_text_format(tmp_path):

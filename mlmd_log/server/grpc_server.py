@@ -35,6 +35,7 @@ from mlmd_log.process import stop_on_signals
 from mlmd_log.producer.records import PUT_RPCS, RecordFactory
 from mlmd_log.proto import metadata_store_service_pb2 as svc
 from mlmd_log.server.access import AccessPolicy
+from mlmd_log.server import health
 from mlmd_log.server.admission import MIB, Admission, RequestBudget, WireRequest
 from mlmd_log.server.config import DEFAULT_WORKERS, HEALTH_SERVICE_NAME, RequestLimits, ServeConfig
 from mlmd_log.client import UsualWait, check_own_outcome
@@ -287,8 +288,6 @@ class MetadataStoreServer:
     """One gRPC server in this process in front of one store (its transport)."""
 
     def __init__(self, config: ServeConfig, transport: Any = None):
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
         self.config = config
         self.warnings = config.access.check_transport(
             client_verify=config.ssl is not None and config.ssl.client_verify, tls=config.ssl is not None)
@@ -305,8 +304,7 @@ class MetadataStoreServer:
                                    maximum_concurrent_rpcs=config.max_concurrent_rpcs)
         self._server.add_generic_rpc_handlers((self.servicer.handlers(),))
         self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        self._serving = health_pb2.HealthCheckResponse.SERVING
+        self._server.add_generic_rpc_handlers((self.health.handler(),))
         if config.ssl is not None:
             self.port = self._server.add_secure_port(config.address, server_credentials(config.ssl))
         else:
@@ -324,7 +322,7 @@ class MetadataStoreServer:
         self._started = True
         self._server.start()
         for name in ("", HEALTH_SERVICE_NAME):
-            self.health.set(name, self._serving)
+            self.health.set(name, health.SERVING)
         return self
 
     def stop(self, grace: Optional[float] = None) -> None:
